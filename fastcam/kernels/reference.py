@@ -1,0 +1,51 @@
+"""Eager-PyTorch definitions of fastcam's ops: the oracle every backend is tested
+against. Written for clarity, not speed; differentiable by autograd."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def cam_combine(A: Tensor, w: Tensor, size: tuple[int, int], relu: bool = True,
+                normalize: bool = True, align_corners: bool = False) -> Tensor:
+    """``minmax(up(ReLU(Σ_k w_k A_k)))`` per map.
+
+    A: (B,K,h,w). w: (B,K) -> output (B,H,W), or (B,G,K) -> (B,G,H,W).
+    ``up`` is bilinear interpolation to ``size`` (align_corners=False: half-pixel
+    centres). ``minmax`` maps each map to [0, 1]; a constant map becomes all zeros
+    (finite, never NaN), and its gradient is zero. The gradients of min and max
+    are spread evenly over tied elements (torch.amin/amax's convention).
+    """
+    out, _, _ = cam_combine_with_stats(A, w if w.dim() == 3 else w[:, None], size,
+                                       relu, normalize, align_corners)
+    return out[:, 0] if w.dim() == 2 else out
+
+
+def cam_combine_with_stats(A: Tensor, w: Tensor, size: tuple[int, int], relu: bool,
+                           normalize: bool, align_corners: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """cam_combine for w (B,G,K), also returning what the compiled kernels save for
+    the backward pass: the pre-ReLU low-resolution sum s (B,G,h,w) and per-map
+    stats (B,G,2) = (min, max − min) of the upsampled map before scaling."""
+    s = torch.einsum("bgk,bkhw->bghw", w, A)
+    r = torch.relu(s) if relu else s
+    u = F.interpolate(r, size=tuple(size), mode="bilinear", align_corners=align_corners)
+    lo = u.amin(dim=(-2, -1), keepdim=True)
+    rng = u.amax(dim=(-2, -1), keepdim=True) - lo
+    if normalize:
+        pos = rng > 0
+        u = torch.where(pos, (u - lo) / torch.where(pos, rng, torch.ones_like(rng)),
+                        torch.zeros_like(u))
+    stats = torch.cat([lo, rng], dim=-1).flatten(-2)
+    return u, s, stats.detach()
+
+
+def cam_combine_backward(grad_out: Tensor, A: Tensor, w: Tensor, size: tuple[int, int],
+                         relu: bool, normalize: bool, align_corners: bool) -> tuple[Tensor, Tensor]:
+    """Gradients (dA, dw) of cam_combine_with_stats' first output, by autograd."""
+    with torch.enable_grad():
+        A_ = A.detach().requires_grad_(True)
+        w_ = w.detach().requires_grad_(True)
+        out, _, _ = cam_combine_with_stats(A_, w_, size, relu, normalize, align_corners)
+        gA, gw = torch.autograd.grad(out, (A_, w_), grad_out)
+    return gA, gw
