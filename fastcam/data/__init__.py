@@ -1,0 +1,15 @@
+"""Offline data helpers: bundled real photos and ImageNet metadata."""
+
+from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from .photos import PHOTO_NAMES, load_image, load_photos, preprocess, to_rgb_float
+
+__all__ = [
+    "IMAGENET_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PHOTO_NAMES",
+    "load_image",
+    "load_photos",
+    "preprocess",
+    "to_rgb_float",
+]

