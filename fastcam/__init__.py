@@ -3,7 +3,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import ops
+from . import models, ops
+from .api import explain
 from .backend import get_backend, set_backend, use_backend
+from .methods import CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus
 
-__all__ = ["ops", "set_backend", "get_backend", "use_backend", "__version__"]
+__all__ = [
+    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "BaseCAM", "CAMRecord", "METHODS",
+    "models", "ops", "set_backend", "get_backend", "use_backend", "__version__",
+]

@@ -1,0 +1,40 @@
+"""Input checks and the one convention for inputs (``normalize``)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+Normalize = Optional[Tuple[Sequence[float], Sequence[float]]]
+
+
+def check_images(x: Tensor) -> None:
+    """A batch of images: a 4-D floating tensor (B,C,H,W) of finite values."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"input must be a 4-D batch (B,C,H,W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"input must be floating point, got {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError("input batch is empty")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("input contains NaN or infinite values")
+
+
+def normalizer(normalize: Normalize, x: Tensor):
+    """The function the model input goes through: identity when ``normalize`` is
+    None; else ``(x − mean)/std`` per channel, x being pixel-space in [0, 1]
+    (masks then multiply the pixel-space image: masked pixels are black)."""
+    if normalize is None:
+        return lambda t: t
+    mean, std = normalize
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+    if mean.shape[1] not in (1, x.shape[1]) or std.shape[1] not in (1, x.shape[1]):
+        raise ValueError(f"normalize has {mean.shape[1]} means / {std.shape[1]} stds for "
+                         f"{x.shape[1]} channels")
+    if bool((std <= 0).any()):
+        raise ValueError("normalize: every std must be positive")
+    return lambda t: (t - mean) / std
