@@ -12,33 +12,21 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-from .. import backend as _backend
 from ..kernels import reference as _reference
+from ._dispatch import kernel_for
 
 Size = Union[int, Sequence[int]]
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
-def _kernels(name: str):
-    if name == "cpp":
-        from ..kernels import cpu as mod
-    elif name == "cuda":
-        from ..kernels import cuda as mod
-    elif name == "triton":
-        from ..kernels.triton import cam_combine as mod
-    else:
-        return None
-    return mod
-
-
 @torch.library.custom_op("fastcam::cam_combine_fwd", mutates_args=())
 def _cam_combine_fwd(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normalize: bool,
                      align_corners: bool) -> tuple[Tensor, Tensor, Tensor]:
-    mod = _kernels(_backend.resolve(A.device))
-    if mod is None:
+    fn = kernel_for("cam_combine_forward", A.device)
+    if fn is None:
         out, s, stats = _reference.cam_combine_with_stats(A, w, (H, W), relu, normalize, align_corners)
         return out.detach().clone(), s.detach().clone(), stats.clone()
-    return mod.cam_combine_forward(A, w, H, W, relu, normalize, align_corners)
+    return fn(A, w, H, W, relu, normalize, align_corners)
 
 
 @_cam_combine_fwd.register_fake
@@ -52,12 +40,11 @@ def _(A, w, H, W, relu, normalize, align_corners):
 def _cam_combine_bwd(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_low: Tensor,
                      stats: Tensor, relu: bool, normalize: bool,
                      align_corners: bool) -> tuple[Tensor, Tensor]:
-    mod = _kernels(_backend.resolve(A.device))
-    if mod is None:
+    fn = kernel_for("cam_combine_backward", A.device)
+    if fn is None:
         return _reference.cam_combine_backward(grad_out, A, w, tuple(out.shape[-2:]), relu,
                                                normalize, align_corners)
-    return mod.cam_combine_backward(grad_out.contiguous(), out, A, w, s_low, stats, relu,
-                                    normalize, align_corners)
+    return fn(grad_out.contiguous(), out, A, w, s_low, stats, relu, normalize, align_corners)
 
 
 @_cam_combine_bwd.register_fake

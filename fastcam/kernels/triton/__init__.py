@@ -1,0 +1,4 @@
+"""Triton kernels of fastcam's ops (CUDA tensors; CPU tensors under TRITON_INTERPRET=1)."""
+from .cam_combine import cam_combine_backward, cam_combine_forward
+
+__all__ = ["cam_combine_forward", "cam_combine_backward"]
