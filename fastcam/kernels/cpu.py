@@ -45,3 +45,35 @@ def cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_
                                 grad_w.data_ptr(), B, G, K, h, wd, H, W, relu, normalize,
                                 align_corners, torch.get_num_threads(), _dtype_name(A))
     return grad_A, grad_w
+
+
+def _ptr(t: Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None,
+               mean: Tensor | None, inv_std: Tensor | None, eps: float,
+               align_corners: bool) -> Tensor:
+    """See reference.mask_blend (here with 1/std). All contiguous, index int64."""
+    _C = load_extension()
+    B, C, H, W = x.shape
+    n, h, w = maps.shape
+    out = x.new_empty(n, C, H, W)
+    _C.mask_blend_cpu(x.data_ptr(), _ptr(baseline), maps.data_ptr(), index.data_ptr(),
+                      _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C, H, W, h, w, float(eps),
+                      align_corners, torch.get_num_threads(), _dtype_name(x))
+    return out
+
+
+def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
+                dst: Tensor | None, mean: Tensor | None, inv_std: Tensor | None) -> Tensor:
+    """See reference.rank_reveal (here with 1/std). All contiguous, rank/counts/index int64."""
+    _C = load_extension()
+    ref = src if src is not None else dst
+    B, C, H, W = ref.shape
+    n = index.numel()
+    out = ref.new_empty(n, C, H, W)
+    _C.rank_reveal_cpu(_ptr(src), _ptr(dst), rank.data_ptr(), counts.data_ptr(),
+                       index.data_ptr(), _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C, H * W,
+                       torch.get_num_threads(), _dtype_name(ref))
+    return out

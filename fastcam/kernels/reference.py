@@ -49,3 +49,45 @@ def cam_combine_backward(grad_out: Tensor, A: Tensor, w: Tensor, size: tuple[int
         out, _, _ = cam_combine_with_stats(A_, w_, size, relu, normalize, align_corners)
         gA, gw = torch.autograd.grad(out, (A_, w_), grad_out)
     return gA, gw
+
+
+def _norm(v: Tensor, mean: Tensor | None, std: Tensor | None) -> Tensor:
+    if mean is None:
+        return v
+    return (v - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None = None,
+               mean: Tensor | None = None, std: Tensor | None = None, eps: float = 0.0,
+               align_corners: bool = False) -> Tensor:
+    """Perturbed copies from low-resolution maps (Score-CAM's ``X ∘ H_k``):
+
+    ``out[j] = norm(x[i] ⊙ m_j + baseline[i] ⊙ (1 − m_j))``, i = index[j],
+    ``m_j = (u − min u)/(max u − min u + eps)`` with ``u = up(maps[j])`` bilinear to
+    x's size (0 where the denominator is 0), ``norm(v) = (v − mean)/std`` per
+    channel when mean/std are given. x, baseline (B,C,H,W); maps (n,h,w)."""
+    H, W = x.shape[-2:]
+    u = F.interpolate(maps[:, None], size=(H, W), mode="bilinear", align_corners=align_corners)
+    lo = u.amin(dim=(-2, -1), keepdim=True)
+    den = u.amax(dim=(-2, -1), keepdim=True) - lo + eps
+    m = torch.where(den > 0, (u - lo) / torch.where(den > 0, den, torch.ones_like(den)),
+                    torch.zeros_like(u))
+    xi = x[index]
+    v = xi * m if baseline is None else xi * m + baseline[index] * (1 - m)
+    return _norm(v, mean, std)
+
+
+def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
+                dst: Tensor | None, mean: Tensor | None = None,
+                std: Tensor | None = None) -> Tensor:
+    """Perturbed copies revealing pixels in order (RISE insertion/deletion):
+
+    ``out[j] = norm(where(rank[i] < counts[j], src[i], dst[i]))``, i = index[j];
+    rank (B, H·W) is each pixel's position in the order (0 = first); src/dst
+    (B,C,H,W), None meaning zeros."""
+    ref = src if src is not None else dst
+    B, C, H, W = ref.shape
+    keep = (rank[index] < counts[:, None]).view(-1, 1, H, W)
+    s = src[index] if src is not None else torch.zeros((), dtype=ref.dtype, device=ref.device)
+    d = dst[index] if dst is not None else torch.zeros((), dtype=ref.dtype, device=ref.device)
+    return _norm(torch.where(keep, s, d).expand(len(index), C, H, W), mean, std)

@@ -3,6 +3,7 @@ from .base import BaseCAM, CAMRecord
 from .cam import CAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
+from .scorecam import ScoreCAM
 
 #: names accepted by fastcam.explain(method=...)
 METHODS = {
@@ -10,6 +11,7 @@ METHODS = {
     "gradcam": GradCAM,
     "gradcam++": GradCAMPlusPlus,
     "gradcampp": GradCAMPlusPlus,
+    "scorecam": ScoreCAM,
 }
 
-__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "METHODS"]
+__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "METHODS"]

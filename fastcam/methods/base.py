@@ -70,6 +70,8 @@ class BaseCAM:
         self.normalize = normalize
         self.target_layers = resolve_layers(model, target_layers)
         self.last: Optional[CAMRecord] = None
+        self.last_extra: dict = {}   # a method's own values for the next CAMRecord
+        self._input: Optional[Tensor] = None
 
     def __enter__(self) -> "BaseCAM":
         return self
@@ -111,14 +113,20 @@ class BaseCAM:
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
         """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
         activations, logits, resolved, scores = self.forward_capture(x, targets)
-        weights = self.channel_weights(activations, logits, scores, resolved)
+        self._input = x  # perturbation methods (Score-CAM) rerun the model on x
+        try:
+            weights = self.channel_weights(activations, logits, scores, resolved)
+        finally:
+            self._input = None
         size = tuple(x.shape[-2:])
         with torch.no_grad():
             maps = [cam_combine(A.detach(), w.detach().to(A.dtype), size)
                     for A, w in zip(activations, weights, strict=True)]
             out = maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
+            extra = self.last_extra
+            self.last_extra = {}
             self.last = CAMRecord(
-                logits=logits.detach(), targets=resolved.indices, scores=scores.detach(),
+                logits=logits.detach(), targets=resolved.indices, scores=scores.detach(), extra=extra,
                 activations=[A.detach() for A in activations],
                 weights=[w.detach() for w in weights],
                 low_res=[torch.relu(torch.einsum("bk,bkhw->bhw", w.detach().to(A.dtype), A.detach()))

@@ -1,0 +1,92 @@
+"""Score-CAM on CPU, batch 1, torchvision ResNet-18 (random init), all in the
+pytorch-grad-cam numerics mode: fastcam vs pytorch-grad-cam vs TorchCAM, and the
+floor no exact implementation can beat — the model's K masked forwards at the
+same chunk size (here on copies prepared in advance, so building them is free)."""
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import fastcam
+
+from conftest import SMOKE
+
+SIZE = 64 if SMOKE else 224
+CHUNK = 32
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        target = int(model(x).argmax(1))
+        captured = {}
+        h = model.layer4.register_forward_hook(lambda m, i, o: captured.__setitem__("A", o))
+        model(x)
+        h.remove()
+    return model, x, target, captured["A"]
+
+
+def _group():
+    return f"scorecam resnet18 B1 {SIZE}px chunk {CHUNK}"
+
+
+def test_floor_k_masked_forwards(benchmark, setup):
+    model, x, target, A = setup
+    up = F.interpolate(A, size=(SIZE, SIZE), mode="bilinear", align_corners=True)[0]
+    lo = up.flatten(1).min(1).values[:, None, None]
+    hi = up.flatten(1).max(1).values[:, None, None]
+    copies = x * ((up - lo) / (hi - lo + 1e-8))[:, None]        # (K, 3, H, W), prepared once
+
+    def floor():
+        with torch.inference_mode():
+            return torch.cat([model(copies[i:i + CHUNK])[:, target] for i in range(0, len(copies), CHUNK)])
+
+    benchmark.group = _group()
+    benchmark.extra_info["baseline"] = True
+    benchmark.pedantic(floor, rounds=3, iterations=1, warmup_rounds=1)
+
+
+def test_fastcam(benchmark, setup):
+    model, x, target, _ = setup
+    cam = fastcam.ScoreCAM(model, "layer4", mode="pytorch-grad-cam", batch_size=CHUNK)
+    benchmark.group = _group()
+    benchmark.pedantic(cam, args=(x, [target]), rounds=3, iterations=1, warmup_rounds=1)
+
+
+def test_pytorch_grad_cam(benchmark, setup):
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, x, target, _ = setup
+    cam = pgc.ScoreCAM(model, [model.layer4])
+    cam.batch_size = CHUNK
+    benchmark.group = _group()
+    try:
+        benchmark.pedantic(cam, args=(x, [ClassifierOutputTarget(target)]), rounds=3,
+                           iterations=1, warmup_rounds=1)
+    finally:
+        cam.activations_and_grads.release()
+
+
+def test_torchcam(benchmark, setup):
+    pytest.importorskip("torchcam")
+    from torchcam.methods import ScoreCAM
+
+    model, x, target, _ = setup
+    extractor = ScoreCAM(model, target_layer="layer4", batch_size=CHUNK)
+
+    def run():
+        with torch.inference_mode():
+            scores = model(x)
+            low = extractor(target, scores)[0]
+        return F.interpolate(low[:, None], size=(SIZE, SIZE), mode="bilinear")[:, 0]
+
+    benchmark.group = _group()
+    benchmark.extra_info["note"] = "TorchCAM's own numerics (softmax probs, bilinear)"
+    try:
+        benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    finally:
+        extractor.remove_hooks()

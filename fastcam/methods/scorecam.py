@@ -1,0 +1,102 @@
+"""Score-CAM (Wang et al., CVPR-W 2020)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..inputs import Normalize
+from ..network.layers import LayerSpec
+from ..ops import cam_combine
+from ..ops.masked_scores import callable_score, class_score, masked_scores
+from .base import BaseCAM
+
+Mode = Literal["default", "official", "pytorch-grad-cam"]
+
+_MODES = {
+    # score of each masked copy, softmax over channels, bilinear convention, eps
+    # in the mask's min-max denominator, skip constant maps
+    "default": ("logit", True, False, 0.0, False),
+    "pytorch-grad-cam": ("logit", True, True, 1e-8, False),
+    "official": ("probability", False, False, 0.0, True),
+}
+
+
+class ScoreCAM(BaseCAM):
+    """Score-CAM: channel k is scored by the model on the input masked by its
+    own upsampled, min-max scaled activation, ``s_k = f_c(X ∘ minmax(up(A_k)))``
+    (paper eq. 3–5); the map is ``minmax(up(ReLU(Σ_k α_k A_k)))``.
+
+    The K masked copies of each image are built chunk by chunk by a fused kernel
+    and streamed through the model (memory: ``batch_size`` copies), scores kept
+    on the device.
+
+    Modes:
+      - ``"default"``: s_k = target logit, α = softmax_k(s) (softmax over channels).
+      - ``"pytorch-grad-cam"``: as pytorch-grad-cam's ScoreCAM — raw target score,
+        softmax over channels, align_corners=True upsampling, +1e-8 in the min-max.
+      - ``"official"``: as the authors' code — s_k = softmax probability of the
+        target class, α = s (no channel softmax), constant maps skipped (α = 0),
+        and the map is ``minmax(ReLU(Σ_k α_k up(A_k)))`` (ReLU after upsampling).
+
+    Args:
+        batch_size: masked copies per forward (the chunk size; pytorch-grad-cam's
+            ``batch_size`` attribute).
+    """
+
+    needs_grad = False
+
+    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
+                 normalize: Normalize = None, batch_size: int = 32, mode: Mode = "default"):
+        super().__init__(model, target_layers, normalize=normalize)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
+        self.mode = mode
+        self.batch_size = batch_size
+
+    def channel_weights(self, activations, logits, scores, targets) -> list[Tensor]:
+        score, channel_softmax, align_corners, eps, skip_constant = _MODES[self.mode]
+        x = self._input
+        if targets.indices is not None:
+            score_fn = class_score(targets.indices, score)
+        elif score == "logit":
+            score_fn = callable_score(targets.callables)
+        else:
+            raise ValueError("the 'official' mode scores class probabilities; it needs "
+                             "class-index targets, not callables")
+        weights = []
+        for A in activations:
+            A = A.detach()
+            B, K, h, w = A.shape
+            index = torch.arange(B, device=A.device).repeat_interleave(K)
+            s = masked_scores(self.model, x, A.reshape(B * K, h, w).to(x.dtype), index, score_fn,
+                              chunk_size=self.batch_size, normalize=self.normalize, eps=eps,
+                              align_corners=align_corners).view(B, K)
+            if skip_constant:
+                flat = A.flatten(2)
+                s = torch.where(flat.amax(-1) > flat.amin(-1), s, torch.zeros_like(s))
+            weights.append(s.softmax(dim=1) if channel_softmax else s)
+        self.last_extra = {"channel_scores": [w.detach() for w in weights]}
+        return weights
+
+    def __call__(self, x: Tensor, targets=None) -> Tensor:
+        if self.mode != "official":
+            return super().__call__(x, targets)
+        maps = super().__call__(x, targets)
+        # The official code applies the ReLU after upsampling: recompute from the
+        # record with ReLU and scaling moved after the (linear) upsampling.
+        size = tuple(x.shape[-2:])
+        per_layer = []
+        with torch.no_grad():
+            for A, w in zip(self.last.activations, self.last.weights):
+                u = cam_combine(A, w.to(A.dtype), size, relu=False, normalize=False)
+                per_layer.append(_minmax(torch.relu(u)))
+        out = per_layer[0] if len(per_layer) == 1 else _minmax(torch.stack(per_layer).mean(0))
+        del maps
+        return out.float()
+
+
+def _minmax(m: Tensor) -> Tensor:
+    from .base import minmax
+    return minmax(m)

@@ -1,0 +1,9 @@
+"""Evaluation metrics of the saliency papers. Each takes
+``(model, x, maps, targets, *, normalize=None, batch_size=...)`` and returns a
+(B,) tensor of per-image values; the papers' figures are the means (×100 for
+percentages)."""
+from .confidence import average_drop, average_drop_in_deletion, average_gain, average_increase
+from .insertion_deletion import auc, deletion_auc, insertion_auc, rise_blur, saliency_rank
+
+__all__ = ["average_drop", "average_increase", "average_gain", "average_drop_in_deletion",
+           "insertion_auc", "deletion_auc", "auc", "rise_blur", "saliency_rank"]

@@ -1,0 +1,107 @@
+"""The masked-batch engine: stream chunks of perturbed inputs through a model
+and keep one score per copy, on the device.
+
+Score-CAM, every faithfulness metric and insertion/deletion run the model on
+many perturbed copies of an input. The copies are built chunk by chunk by a
+fused kernel (:mod:`fastcam.ops.mask_blend`, :mod:`fastcam.ops.rank_reveal`),
+so memory is bounded by ``chunk_size`` copies, never by their total number,
+and no score leaves the device until the caller asks.
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..inputs import Normalize
+from .mask_blend import mask_blend
+from .rank_reveal import rank_reveal
+
+Score = Literal["logit", "probability"]
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def class_score(targets: Tensor, score: Score = "logit") -> ScoreFn:
+    """score_fn for class indices per image: ``score_fn(logits, image_index)``
+    returns each copy's target logit or softmax probability."""
+    if score not in ("logit", "probability"):
+        raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
+
+    def fn(logits: Tensor, image: Tensor) -> Tensor:
+        values = logits.softmax(dim=1) if score == "probability" else logits
+        return values.gather(1, targets[image][:, None])[:, 0]
+    return fn
+
+
+def callable_score(callables: Sequence[Callable[[Tensor], Tensor]]) -> ScoreFn:
+    """score_fn applying image i's callable to the logits row of each of its copies."""
+    def fn(logits: Tensor, image: Tensor) -> Tensor:
+        return torch.stack([torch.as_tensor(callables[int(i)](row)).reshape(())
+                            for row, i in zip(logits, image.tolist())]).to(logits.dtype)
+    return fn
+
+
+def _norm_tensors(normalize: Normalize, like: Tensor):
+    if normalize is None:
+        return None, None
+    mean, std = (torch.as_tensor(v, dtype=like.dtype, device=like.device).reshape(-1)
+                 for v in normalize)
+    C = like.shape[1]
+    mean, std = mean.expand(C).contiguous(), std.expand(C).contiguous()
+    if bool((std <= 0).any()):
+        raise ValueError("normalize: every std must be positive")
+    return mean, std
+
+
+def stream_scores(model: nn.Module, n: int, build: Callable[[int, int], Tensor], image: Tensor,
+                  score_fn: ScoreFn, chunk_size: int) -> Tensor:
+    """Scores (n,) of ``model`` on copies ``build(start, stop)`` (a chunk of inputs),
+    evaluated ``chunk_size`` copies at a time under inference mode."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    out: Optional[Tensor] = None
+    with torch.inference_mode():
+        for start in range(0, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            logits = model(build(start, stop))
+            s = score_fn(logits, image[start:stop])
+            if out is None:
+                out = torch.empty(n, dtype=s.dtype, device=s.device)
+            out[start:stop] = s
+    return out if out is not None else torch.empty(0, device=image.device)
+
+
+def masked_scores(model: nn.Module, x: Tensor, maps: Tensor, index: Tensor, score_fn: ScoreFn, *,
+                  chunk_size: int = 64, normalize: Normalize = None,
+                  baseline: Tensor | None = None, eps: float = 0.0,
+                  align_corners: bool = False) -> Tensor:
+    """Scores (n,) of the model on ``x[index[j]] ⊙ minmax(up(maps[j]))`` (blended
+    with ``baseline`` when given), for every map j, ``chunk_size`` at a time.
+
+    ``normalize=(mean, std)``: x is pixel-space in [0, 1], the mask multiplies it
+    and the model sees the normalised copy (masking before normalisation); None:
+    the mask multiplies the tensor given. ``score_fn(logits, image_index)`` gives
+    each copy's score (see :func:`class_score`)."""
+    mean, std = _norm_tensors(normalize, x)
+    index = index.to(x.device, torch.long)
+
+    def build(a: int, b: int) -> Tensor:
+        return mask_blend(x, maps[a:b], index[a:b], baseline=baseline, mean=mean, std=std,
+                          eps=eps, align_corners=align_corners)
+    return stream_scores(model, maps.shape[0], build, index, score_fn, chunk_size)
+
+
+def reveal_scores(model: nn.Module, rank: Tensor, counts: Tensor, index: Tensor,
+                  src: Tensor | None, dst: Tensor | None, score_fn: ScoreFn, *,
+                  chunk_size: int = 64, normalize: Normalize = None) -> Tensor:
+    """Scores (n,) of the model on ``where(rank[i] < counts[j], src[i], dst[i])``
+    (i = index[j]) — insertion/deletion copies — ``chunk_size`` at a time."""
+    ref = src if src is not None else dst
+    mean, std = _norm_tensors(normalize, ref)
+    index = index.to(ref.device, torch.long)
+    counts = counts.to(ref.device, torch.long)
+
+    def build(a: int, b: int) -> Tensor:
+        return rank_reveal(rank, counts[a:b], index[a:b], src, dst, mean=mean, std=std)
+    return stream_scores(model, index.shape[0], build, index, score_fn, chunk_size)

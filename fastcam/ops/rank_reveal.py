@@ -1,0 +1,54 @@
+"""Perturbed copies revealing pixels in saliency order (RISE insertion and
+deletion), built in one fused pass and normalised for the model. Inference only."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..kernels import reference as _reference
+from ._dispatch import kernel_for
+
+
+@torch.library.custom_op("fastcam::rank_reveal", mutates_args=())
+def _rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Optional[Tensor],
+                 dst: Optional[Tensor], mean: Optional[Tensor], std: Optional[Tensor]) -> Tensor:
+    ref = src if src is not None else dst
+    fn = kernel_for("rank_reveal", ref.device)
+    if fn is None:
+        return _reference.rank_reveal(rank, counts, index, src, dst, mean, std).contiguous()
+    inv_std = None if std is None else (1.0 / std).contiguous()
+    return fn(rank, counts, index, src, dst, mean, inv_std)
+
+
+@_rank_reveal.register_fake
+def _(rank, counts, index, src, dst, mean, std):
+    ref = src if src is not None else dst
+    return ref.new_empty(index.shape[0], *ref.shape[1:])
+
+
+def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
+                dst: Tensor | None, *, mean: Tensor | None = None,
+                std: Tensor | None = None) -> Tensor:
+    """``out[j] = norm(where(rank[i] < counts[j], src[i], dst[i]))``, i = index[j].
+
+    rank: (B, H·W) position of each pixel in the reveal order (0 first);
+    counts, index: (n,); src/dst: (B,C,H,W) or None for zeros (deletion reveals
+    zeros into x: src=None, dst=x; insertion reveals x into a blurred copy:
+    src=x, dst=blurred). Returns (n,C,H,W)."""
+    ref = src if src is not None else dst
+    if ref is None:
+        raise ValueError("src and dst cannot both be None")
+    if src is not None and dst is not None and src.shape != dst.shape:
+        raise ValueError(f"src {tuple(src.shape)} and dst {tuple(dst.shape)} differ")
+    B, C, H, W = ref.shape
+    if rank.shape != (B, H * W):
+        raise ValueError(f"rank must be (B, H*W) = {(B, H * W)}, got {tuple(rank.shape)}")
+    if counts.shape != index.shape or index.dim() != 1:
+        raise ValueError("counts and index must be 1-D of the same length")
+    dt = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
+    cast = (lambda t: None if t is None else t.to(device=ref.device, dtype=dt).contiguous())
+    long = (lambda t: t.to(device=ref.device, dtype=torch.long).contiguous())
+    return _rank_reveal(long(rank), long(counts), long(index), cast(src), cast(dst),
+                        cast(mean), cast(std))
