@@ -143,3 +143,17 @@ def test_torch_compile_of_a_function_calling_the_op():
     gA, = torch.autograd.grad(y.sum(), A)
     rA, = torch.autograd.grad(f(A, w).sum(), A)
     torch.testing.assert_close(gA, rA)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (37, 53), (5, 3)])
+def test_cpu_output_spans_exactly_zero_to_one(size):
+    # the C++ forward finds min/max from each source cell's end pixels only:
+    # the extremes it reports must be those of the whole upsampled map
+    A = torch.randn(4, 6, 7, 9)
+    w = torch.randn(4, 1, 6)
+    for ac in (False, True):
+        out, _, stats = cpu.cam_combine_forward(A, w, *size, False, True, ac)
+        _, _, r_stats = reference.cam_combine_with_stats(A, w, size, False, True, ac)
+        torch.testing.assert_close(stats, r_stats, atol=1e-6, rtol=1e-6)
+        assert (out.amin(dim=(2, 3)) == 0).all() and (out.amax(dim=(2, 3)) == 1).all()
+        assert ((out >= 0) & (out <= 1)).all()

@@ -10,6 +10,15 @@
 
 #include "../common/cam_math.h"
 
+// Hot loops are compiled for AVX-512 and AVX2 as well as baseline x86-64, and
+// the best one the CPU supports is picked at load time (GCC function clones).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FASTCAM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FASTCAM_CLONES
+#endif
+#define FASTCAM_INLINE inline __attribute__((always_inline))
+
 namespace fastcam::cpu {
 namespace {
 
@@ -20,17 +29,141 @@ std::vector<LerpTap<T>> taps(int64_t in, int64_t out, bool align_corners) {
   return t;
 }
 
-// s[p] = sum_k wt[k] * A[k, p]; accumulated in k order, vectorised over p.
+// Output indices that are the first or last of a run sharing the same source
+// cell (i0, i1): the only candidates for a map's minimum and maximum.
 template <typename T>
-void weighted_sum(const T* A, const T* wt, T* s, int64_t K, int64_t hw) {
-  std::fill(s, s + hw, T(0));
-  for (int64_t k = 0; k < K; ++k) {
-    const T wk = wt[k];
-    if (wk == T(0)) continue;
-    const T* a = A + k * hw;
-#pragma omp simd
-    for (int64_t p = 0; p < hw; ++p) s[p] += wk * a[p];
+std::vector<int64_t> cell_ends(const std::vector<LerpTap<T>>& t) {
+  std::vector<int64_t> ends;
+  const int64_t n = int64_t(t.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const bool first = i == 0 || t[i].i0 != t[i - 1].i0 || t[i].i1 != t[i - 1].i1;
+    const bool last = i == n - 1 || t[i].i0 != t[i + 1].i0 || t[i].i1 != t[i + 1].i1;
+    if (first || last) ends.push_back(i);
   }
+  return ends;
+}
+
+// s[p] = sum_k wt[k] * A[k, p]. Blocks of P positions stay in registers while
+// the K rows stream past, so each element of A is read once from memory.
+template <typename T>
+FASTCAM_INLINE void weighted_sum(const T* A, const T* wt, T* s, int64_t K, int64_t hw) {
+  constexpr int64_t P = 64;
+  for (int64_t p0 = 0; p0 < hw; p0 += P) {
+    T acc[P] = {};
+    if (hw - p0 >= P) {
+      for (int64_t k = 0; k < K; ++k) {
+        const T wk = wt[k];
+        const T* a = A + k * hw + p0;
+#pragma omp simd
+        for (int64_t q = 0; q < P; ++q) acc[q] += wk * a[q];
+      }
+      for (int64_t q = 0; q < P; ++q) s[p0 + q] = acc[q];
+    } else {
+      const int64_t np = hw - p0;
+      for (int64_t k = 0; k < K; ++k) {
+        const T wk = wt[k];
+        const T* a = A + k * hw + p0;
+#pragma omp simd
+        for (int64_t q = 0; q < np; ++q) acc[q] += wk * a[q];
+      }
+      for (int64_t q = 0; q < np; ++q) s[p0 + q] = acc[q];
+    }
+  }
+}
+
+// One map of the forward pass: weighted sum, ReLU, separable bilinear
+// upsampling with min/max, then scaling while the map is still in cache.
+template <typename T>
+FASTCAM_INLINE void forward_map(const T* A, const T* wt, T* o, T* s, T* stats, int64_t K,
+                                int64_t h, int64_t w, int64_t H, int64_t W, bool relu,
+                                bool normalize, const LerpTap<T>* ty, const LerpTap<T>* tx,
+                                const int64_t* cy, int64_t ncy, const int64_t* cx, int64_t ncx,
+                                T* r, T* rows) {
+  const int64_t hw = h * w;
+  weighted_sum(A, wt, s, K, hw);
+  for (int64_t p = 0; p < hw; ++p) r[p] = relu ? std::max(s[p], T(0)) : s[p];
+  // Horizontal pass once per low-res row; each output row then mixes two of
+  // them, in the same order ATen evaluates the bilinear formula.
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t j = 0; j < W; ++j)
+      rows[y * W + j] = tx[j].l0 * r[y * w + tx[j].i0] + tx[j].l1 * r[y * w + tx[j].i1];
+  // Min and max first, from a few output pixels only: along each axis the
+  // bilinear weights are linear inside a source cell, so over the outputs that
+  // fall in one cell the extremes sit at the first and last of them (cy, cx).
+  // The map is then computed, scaled and written in a single pass.
+  T lo = std::numeric_limits<T>::infinity(), hi = -lo;
+  for (int64_t a = 0; a < ncy; ++a) {
+    const LerpTap<T>& t = ty[cy[a]];
+    const T* r0 = rows + t.i0 * W;
+    const T* r1 = rows + t.i1 * W;
+    for (int64_t b = 0; b < ncx; ++b) {
+      const T v = t.l0 * r0[cx[b]] + t.l1 * r1[cx[b]];
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+  }
+  const T range = hi - lo;
+  stats[0] = lo;
+  stats[1] = range;
+  const bool scale = normalize && range > T(0);
+  const T inv = scale ? T(1) / range : T(0);  // 1/range: division is several times slower
+  for (int64_t i = 0; i < H; ++i) {
+    const T* r0 = rows + ty[i].i0 * W;
+    const T* r1 = rows + ty[i].i1 * W;
+    const T l0 = ty[i].l0, l1 = ty[i].l1;
+    T* oi = o + i * W;
+    if (scale) {
+      // The extremes map to exactly 0 and 1 (the backward pass finds ties by them)
+      // and rounding never leaves [0, 1].
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) {
+        const T v = l0 * r0[j] + l1 * r1[j];
+        oi[j] = v >= hi ? T(1) : (v <= lo ? T(0) : std::min((v - lo) * inv, T(1)));
+      }
+    } else if (normalize) {
+      std::fill(oi, oi + W, T(0));  // constant map
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) oi[j] = l0 * r0[j] + l1 * r1[j];
+    }
+  }
+}
+
+FASTCAM_CLONES void forward_map_f32(const float* A, const float* wt, float* o, float* s,
+                                    float* stats, int64_t K, int64_t h, int64_t w, int64_t H,
+                                    int64_t W, bool relu, bool normalize,
+                                    const LerpTap<float>* ty, const LerpTap<float>* tx,
+                                    const int64_t* cy, int64_t ncy, const int64_t* cx,
+                                    int64_t ncx, float* r, float* rows) {
+  forward_map(A, wt, o, s, stats, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
+              rows);
+}
+
+FASTCAM_CLONES void forward_map_f64(const double* A, const double* wt, double* o, double* s,
+                                    double* stats, int64_t K, int64_t h, int64_t w, int64_t H,
+                                    int64_t W, bool relu, bool normalize,
+                                    const LerpTap<double>* ty, const LerpTap<double>* tx,
+                                    const int64_t* cy, int64_t ncy, const int64_t* cx,
+                                    int64_t ncx, double* r, double* rows) {
+  forward_map(A, wt, o, s, stats, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
+              rows);
+}
+
+inline void forward_map_any(const float* A, const float* wt, float* o, float* s, float* st,
+                            int64_t K, int64_t h, int64_t w, int64_t H, int64_t W, bool relu,
+                            bool normalize, const LerpTap<float>* ty, const LerpTap<float>* tx,
+                            const int64_t* cy, int64_t ncy, const int64_t* cx, int64_t ncx,
+                            float* r, float* rows) {
+  forward_map_f32(A, wt, o, s, st, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
+                  rows);
+}
+inline void forward_map_any(const double* A, const double* wt, double* o, double* s, double* st,
+                            int64_t K, int64_t h, int64_t w, int64_t H, int64_t W, bool relu,
+                            bool normalize, const LerpTap<double>* ty, const LerpTap<double>* tx,
+                            const int64_t* cy, int64_t ncy, const int64_t* cx, int64_t ncx,
+                            double* r, double* rows) {
+  forward_map_f64(A, wt, o, s, st, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
+                  rows);
 }
 
 }  // namespace
@@ -43,43 +176,16 @@ void cam_combine_forward(const T* A, const T* wt, T* out, T* s_low, T* stats,
   const int64_t hw = h * w, HW = H * W, maps = B * G;
   const auto ty = taps<T>(h, H, align_corners);
   const auto tx = taps<T>(w, W, align_corners);
+  const auto cy = cell_ends(ty), cx = cell_ends(tx);
 #pragma omp parallel num_threads(num_threads)
   {
     std::vector<T> r(hw), rows(h * W);  // ReLU'd low-res map; rows upsampled along x
 #pragma omp for schedule(static)
-    for (int64_t m = 0; m < maps; ++m) {
-      const int64_t b = m / G;
-      T* s = s_low + m * hw;
-      weighted_sum(A + b * K * hw, wt + m * K, s, K, hw);
-      for (int64_t p = 0; p < hw; ++p) r[p] = relu ? std::max(s[p], T(0)) : s[p];
-      // Horizontal pass once per low-res row; each output row then mixes two of
-      // them, in the same order ATen evaluates the bilinear formula.
-      for (int64_t y = 0; y < h; ++y)
-        for (int64_t j = 0; j < W; ++j)
-          rows[y * W + j] = tx[j].l0 * r[y * w + tx[j].i0] + tx[j].l1 * r[y * w + tx[j].i1];
-      T* o = out + m * HW;
-      T lo = std::numeric_limits<T>::infinity(), hi = -lo;
-      for (int64_t i = 0; i < H; ++i) {
-        const T* r0 = rows.data() + ty[i].i0 * W;
-        const T* r1 = rows.data() + ty[i].i1 * W;
-        const T l0 = ty[i].l0, l1 = ty[i].l1;
-        T* oi = o + i * W;
-#pragma omp simd reduction(min : lo) reduction(max : hi)
-        for (int64_t j = 0; j < W; ++j) {
-          const T v = l0 * r0[j] + l1 * r1[j];
-          oi[j] = v;
-          lo = std::min(lo, v);
-          hi = std::max(hi, v);
-        }
-      }
-      const T range = hi - lo;
-      stats[2 * m] = lo;
-      stats[2 * m + 1] = range;
-      if (normalize) {
-#pragma omp simd
-        for (int64_t q = 0; q < HW; ++q) o[q] = minmax_scale(o[q], lo, range);
-      }
-    }
+    for (int64_t m = 0; m < maps; ++m)
+      forward_map_any(A + (m / G) * K * hw, wt + m * K, out + m * HW, s_low + m * hw,
+                      stats + 2 * m, K, h, w, H, W, relu, normalize, ty.data(), tx.data(),
+                      cy.data(), int64_t(cy.size()), cx.data(), int64_t(cx.size()), r.data(),
+                      rows.data());
   }
 }
 
