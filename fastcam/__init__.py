@@ -6,9 +6,9 @@ __version__ = "0.1.0"
 from . import models, ops
 from .api import explain
 from .backend import get_backend, set_backend, use_backend
-from .methods import CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, ScoreCAM
+from .methods import CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, OptiCAM, ScoreCAM
 
 __all__ = [
-    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "BaseCAM", "CAMRecord", "METHODS",
+    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "BaseCAM", "CAMRecord", "METHODS",
     "models", "ops", "set_backend", "get_backend", "use_backend", "__version__",
 ]

@@ -3,6 +3,7 @@ from .base import BaseCAM, CAMRecord
 from .cam import CAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
+from .opticam import OptiCAM
 from .scorecam import ScoreCAM
 
 #: names accepted by fastcam.explain(method=...)
@@ -12,6 +13,7 @@ METHODS = {
     "gradcam++": GradCAMPlusPlus,
     "gradcampp": GradCAMPlusPlus,
     "scorecam": ScoreCAM,
+    "opticam": OptiCAM,
 }
 
-__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "METHODS"]
+__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "METHODS"]

@@ -108,7 +108,15 @@ class BaseCAM:
                                  "a tensor of logits (B, C)")
             resolved = resolve_targets(targets, logits)
             scores = resolved.scores(logits)
-        return capture.collected(), logits, resolved, scores
+        activations = capture.collected()
+        if not self.needs_grad:
+            # tensors made under inference mode cannot enter autograd later
+            # (Opti-CAM optimises through the activations); normal copies can.
+            activations = [a.clone() for a in activations]
+            logits, scores = logits.clone(), scores.clone()
+            if resolved.indices is not None:
+                resolved = Targets(resolved.indices.clone(), None)
+        return activations, logits, resolved, scores
 
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
         """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
