@@ -64,6 +64,13 @@ def test_cuda_architectures_attribute():
 
 
 @needs_cuda_build
+def test_cuda_entry_points_exist():
+    for name in ("cam_combine_forward_cuda", "cam_combine_backward_cuda", "mask_blend_cuda",
+                 "rank_reveal_cuda", "cuda_device_count"):
+        assert callable(getattr(_C(), name, None)), name
+
+
+@needs_cuda_build
 def test_device_code_for_sm80_and_sm90():
     tool = _find_cuobjdump()
     if tool is None:
@@ -75,6 +82,20 @@ def test_device_code_for_sm80_and_sm90():
     # PTX too, so GPUs newer than sm_90 can JIT-compile the kernels.
     ptx = subprocess.run([tool, "--list-ptx", so], capture_output=True, text=True, check=True)
     assert "sm_90" in set(re.findall(r"\.(sm_\d+)\.ptx", ptx.stdout)), ptx.stdout
+
+
+@needs_cuda_build
+def test_masked_inputs_kernels_in_both_cubins():
+    tool = _find_cuobjdump()
+    if tool is None:
+        pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
+    text = subprocess.run([tool, "--list-text", _C().__file__], capture_output=True, text=True,
+                          check=True).stdout
+    for kernel in ("map_minmax_kernel", "mask_blend_kernel", "rank_reveal_kernel"):
+        for t in "fd":  # float, double
+            for arch in ("sm_80", "sm_90"):
+                assert re.search(rf"masked_inputs_cu\w*{kernel}I{t}E\w*\.{arch}\.elf", text), \
+                    (kernel, t, arch)
 
 
 # --- (b) no GPU: clean errors, never a crash ------------------------------------
@@ -93,6 +114,9 @@ _CALL_WITHOUT_GPU = textwrap.dedent("""
          (0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, True, True, False, 0, "float32")),
         ("cam_combine_backward_cuda",
          (0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, True, True, False, 0, "float64")),
+        ("mask_blend_cuda",
+         (0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 8, 8, 2, 2, 0.0, False, 0, "float32")),
+        ("rank_reveal_cuda", (0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 64, 0, "float64")),
     ]:
         try:
             getattr(C, name)(*args)
@@ -114,8 +138,9 @@ def test_cuda_call_without_gpu_raises_runtime_error():
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
     lines = p.stdout.splitlines()
     assert lines[-1] == "still alive", p.stdout
-    for name in ("cam_combine_forward_cuda", "cam_combine_backward_cuda"):
-        line = next(x for x in lines if x.startswith(name))
+    for name in ("cam_combine_forward_cuda", "cam_combine_backward_cuda", "mask_blend_cuda",
+                 "rank_reveal_cuda"):
+        line = next(x for x in lines if x.startswith(name + " "))
         assert "RuntimeError: fastcam CUDA kernels: no usable CUDA device" in line, line
 
 
@@ -229,3 +254,160 @@ def test_cuda_backend_through_op_on_side_stream():
     torch.testing.assert_close(out.double(), r, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(A.grad.double(), A_.grad, rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(wt.grad.double(), w_.grad, rtol=2e-3, atol=2e-3)
+
+
+# --- (d) on a GPU: mask_blend / rank_reveal against the reference --------------
+
+# (B, C, H, W, h, w, n): odd sizes, a single channel, no interpolation, a 1-high
+# map, downsampling, a map too big for shared memory (float64), a single output
+# pixel, and ResNet-like 7x7 -> 224 with many maps. No 1x1 maps: their
+# upsampling is constant only up to rounding, and (u - min)/(max - min) of that
+# rounding noise differs between implementations (the reference's included).
+MB_CASES = [
+    (1, 3, 17, 13, 3, 4, 5),
+    (2, 1, 8, 8, 2, 2, 7),
+    (1, 3, 5, 5, 5, 5, 1),
+    (3, 2, 9, 40, 1, 2, 4),
+    (1, 2, 6, 3, 9, 11, 2),
+    (2, 3, 23, 31, 100, 90, 2),
+    (1, 3, 1, 1, 3, 3, 2),
+    (2, 3, 224, 224, 7, 7, 40),
+]
+
+
+def _mask_blend_inputs(case, dtype, with_baseline, with_norm):
+    B, C, H, W, h, w, n = case
+    x = torch.rand(B, C, H, W, dtype=dtype, device="cuda")
+    base = torch.rand(B, C, H, W, dtype=dtype, device="cuda") if with_baseline else None
+    maps = torch.randn(n, h, w, dtype=dtype, device="cuda")
+    maps[0] = 0.0                     # a dead channel: a constant map masks everything
+    index = torch.randint(0, B, (n,), device="cuda")
+    if with_norm:
+        mean = torch.rand(C, dtype=dtype, device="cuda")
+        std = torch.rand(C, dtype=dtype, device="cuda") + 0.2
+    else:
+        mean = std = None
+    return x, base, maps, index, mean, std
+
+
+@needs_gpu
+@pytest.mark.parametrize("case", MB_CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("with_baseline,with_norm", [(False, False), (True, True),
+                                                     (True, False), (False, True)])
+def test_mask_blend_cuda_matches_reference(case, dtype, align_corners, with_baseline, with_norm):
+    from fastcam.kernels import cuda as kcuda
+
+    x, base, maps, index, mean, std = _mask_blend_inputs(case, dtype, with_baseline, with_norm)
+    inv_std = None if std is None else 1 / std
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for eps in (0.0, 1e-8):
+        got = kcuda.mask_blend(x, maps, index, base, mean, inv_std, eps, align_corners)
+        torch.cuda.synchronize()
+        d = lambda t: None if t is None else t.double()  # noqa: E731
+        want = ref.mask_blend(x.double(), maps.double(), index, d(base), d(mean), d(std), eps,
+                              align_corners)
+        assert got.shape == want.shape and got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, **tol)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("src_dst", ["x,None", "None,x", "x,base", "None,None"])
+@pytest.mark.parametrize("with_norm", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3, 9, 7), (1, 1, 1, 1), (3, 3, 224, 224)])
+def test_rank_reveal_cuda_matches_reference(dtype, src_dst, with_norm, shape):
+    from fastcam.kernels import cuda as kcuda
+
+    B, C, H, W = shape
+    HW = H * W
+    x = torch.rand(B, C, H, W, dtype=dtype, device="cuda")
+    base = torch.rand(B, C, H, W, dtype=dtype, device="cuda")
+    src, dst = {"x,None": (x, None), "None,x": (None, x), "x,base": (x, base),
+                "None,None": (None, None)}[src_dst]
+    rank = torch.stack([torch.randperm(HW, device="cuda") for _ in range(B)])
+    counts = torch.tensor([0, 1, HW // 2, HW, HW + 5, -1, HW // 3], device="cuda")
+    index = torch.randint(0, B, (len(counts),), device="cuda")
+    if with_norm:
+        mean = torch.rand(C, dtype=dtype, device="cuda")
+        std = torch.rand(C, dtype=dtype, device="cuda") + 0.2
+    else:
+        mean = std = None
+    if src is None and dst is None:  # the kernel allows it (zeros); the wrapper does not
+        with pytest.raises(ValueError):
+            kcuda.rank_reveal(rank, counts, index, src, dst, mean,
+                              None if std is None else 1 / std)
+        return
+    got = kcuda.rank_reveal(rank, counts, index, src, dst, mean, None if std is None else 1 / std)
+    torch.cuda.synchronize()
+    want = ref.rank_reveal(rank, counts, index, src, dst, mean, std)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got, want, **tol)
+
+
+@needs_gpu
+def test_masked_inputs_cuda_match_cpu_kernels():
+    from fastcam.kernels import cpu as kcpu
+    from fastcam.kernels import cuda as kcuda
+
+    x, base, maps, index, mean, std = _mask_blend_inputs((3, 3, 40, 36, 7, 6, 9),
+                                                         torch.float64, True, True)
+    g = kcuda.mask_blend(x, maps, index, base, mean, 1 / std, 1e-8, False)
+    c = kcpu.mask_blend(x.cpu(), maps.cpu(), index.cpu(), base.cpu(), mean.cpu(),
+                        (1 / std).cpu(), 1e-8, False)
+    torch.testing.assert_close(g.cpu(), c, rtol=1e-12, atol=1e-12)
+    rank = torch.stack([torch.randperm(40 * 36, device="cuda") for _ in range(3)])
+    counts = torch.randint(0, 40 * 36 + 1, (9,), device="cuda")
+    g = kcuda.rank_reveal(rank, counts, index, x, base, mean, 1 / std)
+    c = kcpu.rank_reveal(rank.cpu(), counts.cpu(), index.cpu(), x.cpu(), base.cpu(), mean.cpu(),
+                         (1 / std).cpu())
+    torch.testing.assert_close(g.cpu(), c, rtol=0, atol=0)
+
+
+@needs_gpu
+def test_masked_inputs_cuda_empty_and_bad_arguments():
+    from fastcam.kernels import cuda as kcuda
+
+    x = torch.rand(2, 3, 8, 8, device="cuda")
+    out = kcuda.mask_blend(x, x.new_empty(0, 2, 2), torch.zeros(0, dtype=torch.long,
+                                                                 device="cuda"),
+                           None, None, None, 0.0, False)
+    assert out.shape == (0, 3, 8, 8)
+    with pytest.raises(ValueError):  # maps of size 0 cannot be upsampled
+        kcuda.mask_blend(x, x.new_empty(1, 0, 2), torch.zeros(1, dtype=torch.long,
+                                                              device="cuda"),
+                         None, None, None, 0.0, False)
+    with pytest.raises(ValueError):  # one mean per channel
+        kcuda.mask_blend(x, x.new_ones(1, 2, 2), torch.zeros(1, dtype=torch.long, device="cuda"),
+                         None, x.new_zeros(2), x.new_ones(2), 0.0, False)
+    with pytest.raises(ValueError):  # CPU tensors
+        kcuda.mask_blend(x.cpu(), x.new_ones(1, 2, 2).cpu(), torch.zeros(1, dtype=torch.long),
+                         None, None, None, 0.0, False)
+    with pytest.raises(TypeError):  # mixed dtypes
+        kcuda.rank_reveal(torch.zeros(2, 64, dtype=torch.long, device="cuda"),
+                          torch.zeros(1, dtype=torch.long, device="cuda"),
+                          torch.zeros(1, dtype=torch.long, device="cuda"), x, x.double(), None,
+                          None)
+    torch.cuda.synchronize()  # no asynchronous error was left behind
+
+
+@needs_gpu
+def test_masked_inputs_cuda_backend_through_ops_on_side_stream():
+    import fastcam
+    from fastcam.ops import mask_blend, rank_reveal
+
+    x, base, maps, index, mean, std = _mask_blend_inputs((2, 3, 33, 29, 7, 7, 6),
+                                                         torch.float32, True, True)
+    rank = torch.stack([torch.randperm(33 * 29, device="cuda") for _ in range(2)])
+    counts = torch.randint(0, 33 * 29 + 1, (6,), device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with fastcam.use_backend("cuda"), torch.cuda.stream(side):
+        mb = mask_blend(x, maps, index, baseline=base, mean=mean, std=std, eps=1e-8)
+        rr = rank_reveal(rank, counts, index, x, base, mean=mean, std=std)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(mb, ref.mask_blend(x, maps, index, base, mean, std, 1e-8),
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(rr, ref.rank_reveal(rank, counts, index, x, base, mean, std),
+                               rtol=1e-6, atol=1e-6)

@@ -130,3 +130,11 @@ def test_engine_streams_chunks_and_matches_eager():
     with torch.no_grad():
         expected = net(reference.rank_reveal(rank, counts, idx, x, None))[torch.arange(4), targets[idx]]
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_index_out_of_range():
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="index must lie"):
+        mask_blend(x, torch.rand(1, 2, 2), torch.tensor([2]))
+    with pytest.raises(ValueError, match="index must lie"):
+        rank_reveal(torch.zeros(2, 64, dtype=torch.long), torch.tensor([1]), torch.tensor([-1]), x, None)

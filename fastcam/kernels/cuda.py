@@ -72,3 +72,85 @@ def cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_
                                      B, G, K, h, wd, H, W, relu, normalize, align_corners,
                                      stream, _dtype_name(A))
     return grad_A, grad_w
+
+
+def _ptr(t: Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _check_floats(ref: Tensor, *tensors: Tensor | None) -> None:
+    for t in tensors:
+        if t is not None and t.dtype != ref.dtype:
+            raise TypeError(f"fastcam CUDA kernels: dtypes differ ({ref.dtype} and {t.dtype})")
+
+
+def _contig(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _check_channels(C: int, mean: Tensor | None, inv_std: Tensor | None) -> None:
+    # The kernels read mean[c], inv_std[c] for c < C: a short tensor would be
+    # read out of bounds (a sticky CUDA error), so it is rejected here.
+    for name, t in (("mean", mean), ("inv_std", inv_std)):
+        if t is not None and t.numel() != C:
+            raise ValueError(f"{name} must have one value per channel ({C}), got {t.numel()}")
+
+
+def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None,
+               mean: Tensor | None, inv_std: Tensor | None, eps: float,
+               align_corners: bool) -> Tensor:
+    """See reference.mask_blend (here with 1/std). x, baseline (B,C,H,W); maps
+    (n,h,w); index (n,) integer; mean, inv_std (C,) or None -> (n,C,H,W)."""
+    _C = _extension()
+    optional = [t for t in (baseline, mean, inv_std) if t is not None]
+    _check_cuda(x, maps, index, *optional)
+    _check_floats(x, maps, *optional)
+    x, maps, baseline = x.contiguous(), maps.contiguous(), _contig(baseline)
+    mean, inv_std = _contig(mean), _contig(inv_std)
+    index = index.to(torch.long).contiguous()
+    B, C, H, W = x.shape
+    n, h, w = maps.shape
+    if index.shape != (n,):
+        raise ValueError(f"index must be ({n},), one entry per map; got {tuple(index.shape)}")
+    if baseline is not None and baseline.shape != x.shape:
+        raise ValueError(f"baseline {tuple(baseline.shape)} must match x {tuple(x.shape)}")
+    _check_channels(C, mean, inv_std)
+    with torch.cuda.device(x.device):
+        out = x.new_empty(n, C, H, W)
+        stats = x.new_empty(n, 2)  # scratch: (min, max - min) of each upsampled map
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        _C.mask_blend_cuda(x.data_ptr(), _ptr(baseline), maps.data_ptr(), index.data_ptr(),
+                           _ptr(mean), _ptr(inv_std), out.data_ptr(), stats.data_ptr(), n, C, H,
+                           W, h, w, float(eps), bool(align_corners), stream, _dtype_name(x))
+    return out
+
+
+def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
+                dst: Tensor | None, mean: Tensor | None, inv_std: Tensor | None) -> Tensor:
+    """See reference.rank_reveal (here with 1/std). rank (B, H*W), counts and
+    index (n,) integer; src/dst (B,C,H,W) or None (zeros, not both); mean,
+    inv_std (C,) or None -> (n,C,H,W)."""
+    _C = _extension()
+    ref = src if src is not None else dst
+    if ref is None:
+        raise ValueError("src and dst cannot both be None")
+    optional = [t for t in (src, dst, mean, inv_std) if t is not None]
+    _check_cuda(ref, rank, counts, index, *optional)
+    _check_floats(ref, *optional)
+    src, dst, mean, inv_std = _contig(src), _contig(dst), _contig(mean), _contig(inv_std)
+    rank, counts, index = (t.to(torch.long).contiguous() for t in (rank, counts, index))
+    B, C, H, W = ref.shape
+    n = index.numel()
+    if src is not None and dst is not None and src.shape != dst.shape:
+        raise ValueError(f"src {tuple(src.shape)} and dst {tuple(dst.shape)} differ")
+    if rank.shape != (B, H * W) or index.shape != (n,) or counts.shape != (n,):
+        raise ValueError(f"rank must be (B, H*W) = {(B, H * W)} and counts, index ({n},); got "
+                         f"{tuple(rank.shape)}, {tuple(counts.shape)}, {tuple(index.shape)}")
+    _check_channels(C, mean, inv_std)
+    with torch.cuda.device(ref.device):
+        out = ref.new_empty(n, C, H, W)
+        stream = torch.cuda.current_stream(ref.device).cuda_stream
+        _C.rank_reveal_cuda(_ptr(src), _ptr(dst), rank.data_ptr(), counts.data_ptr(),
+                            index.data_ptr(), _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C,
+                            H * W, stream, _dtype_name(ref))
+    return out

@@ -65,7 +65,11 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None =
     ``out[j] = norm(x[i] ⊙ m_j + baseline[i] ⊙ (1 − m_j))``, i = index[j],
     ``m_j = (u − min u)/(max u − min u + eps)`` with ``u = up(maps[j])`` bilinear to
     x's size (0 where the denominator is 0), ``norm(v) = (v − mean)/std`` per
-    channel when mean/std are given. x, baseline (B,C,H,W); maps (n,h,w)."""
+    channel when mean/std are given. x, baseline (B,C,H,W); maps (n,h,w).
+
+    Note: bilinear interpolation of a constant non-zero map is constant only up
+    to rounding, and min-max scaling magnifies that noise; backends agree
+    exactly on all-zero (dead) channels, which is the case that occurs."""
     H, W = x.shape[-2:]
     u = F.interpolate(maps[:, None], size=(H, W), mode="bilinear", align_corners=align_corners)
     lo = u.amin(dim=(-2, -1), keepdim=True)

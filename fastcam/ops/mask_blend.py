@@ -52,6 +52,8 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor | None = None, *,
         index = torch.zeros(maps.shape[0], dtype=torch.long, device=x.device)
     if index.shape != (maps.shape[0],):
         raise ValueError(f"index must have one entry per map ({maps.shape[0]}), got {tuple(index.shape)}")
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= x.shape[0]):
+        raise ValueError(f"index must lie in [0, {x.shape[0]})")
     if baseline is not None and baseline.shape != x.shape:
         raise ValueError(f"baseline {tuple(baseline.shape)} must match x {tuple(x.shape)}")
     dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32

@@ -47,6 +47,8 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
         raise ValueError(f"rank must be (B, H*W) = {(B, H * W)}, got {tuple(rank.shape)}")
     if counts.shape != index.shape or index.dim() != 1:
         raise ValueError("counts and index must be 1-D of the same length")
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= B):
+        raise ValueError(f"index must lie in [0, {B})")
     dt = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
     cast = (lambda t: None if t is None else t.to(device=ref.device, dtype=dt).contiguous())
     long = (lambda t: t.to(device=ref.device, dtype=torch.long).contiguous())

@@ -1,0 +1,280 @@
+// CUDA kernels that build chunks of perturbed model inputs (mask_blend,
+// rank_reveal), already normalised for the model. The definitions are
+// fastcam/kernels/reference.py; this mirrors csrc/cpu/masked_inputs.cpp and uses
+// the same per-element math (csrc/common/cam_math.h: bilinear_tap,
+// bilinear_mix, mask_scale, blend_pixel).
+//
+// mask_blend, two launches:
+//   1. map_minmax_kernel: one block per map j (a grid-stride loop over maps when
+//      n exceeds the grid cap). The low-res map is staged in shared memory when
+//      it fits; threads stride over the H*W output pixels evaluating the
+//      bilinear upsampling u (nothing of size H*W is stored) and keep a running
+//      min/max; a block reduction (warp shuffles + shared memory) gives
+//      stats[j] = (min u, max u - min u).
+//   2. mask_blend_kernel: a 1-D grid over (map, pixel tile) (tiles of
+//      kFlatThreads consecutive pixels of one H*W plane; grid-stride past the
+//      grid cap, so neither n nor H*W meets CUDA's 65535 limit on grid.y). Each
+//      thread recomputes u for its pixel with the same device function as
+//      kernel 1 (four gathers from the small, cache-resident map: cheaper than
+//      writing and re-reading an (n, H*W) mask), scales it once,
+//      m = mask_scale(u, lo, range, eps), and writes all C channels
+//      blend_pixel(x, b, m, mean[c], inv_std[c]) of image index[j]. A warp's
+//      loads and stores are 32 consecutive elements of one channel (coalesced).
+// rank_reveal, one launch:
+//   rank_reveal_kernel: the same 1-D grid over (copy, pixel tile); each thread
+//   reads rank[index[j], p] once, keep = rank < counts[j], then for every
+//   channel loads only the selected source (src where kept, else dst; a null
+//   one is 0) and writes (v - mean[c]) * inv_std[c], as the OpenMP kernel.
+// Element offsets are int64 (n*C*H*W may exceed 2^31).
+#include "masked_inputs.cuh"
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+#include "../common/cam_math.h"
+
+namespace fastcam::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kMapThreads = 512;          // most threads of the one-block-per-map kernel
+constexpr int kFlatThreads = 256;         // threads (= pixels) of a pixel-tile block
+constexpr int64_t kMaxGrid = 1 << 20;     // blocks of a grid-stride launch, at most
+constexpr size_t kSmemBytes = 48 * 1024;  // dynamic shared memory without opt-in
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("fastcam CUDA ") + what + " failed: " +
+                             cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+}
+
+// After a kernel launch: a launch error (bad configuration, no kernel image for
+// this GPU, ...) or an earlier asynchronous error of this runtime.
+void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+int round_up_warp(int64_t n) { return int((n + kWarp - 1) / kWarp * kWarp); }
+
+// Threads of a one-block-per-map launch: enough for `work` parallel items, a
+// multiple of the warp size, at most kMapThreads.
+int map_threads(int64_t work) {
+  if (work >= kMapThreads) return kMapThreads;
+  return work < kWarp ? kWarp : round_up_warp(work);
+}
+
+unsigned capped_grid(int64_t blocks) {
+  if (blocks > kMaxGrid) blocks = kMaxGrid;
+  return unsigned(blocks < 1 ? 1 : blocks);
+}
+
+template <typename T>
+__device__ __forceinline__ T pos_inf();
+template <>
+__device__ __forceinline__ float pos_inf<float>() { return __int_as_float(0x7f800000); }
+template <>
+__device__ __forceinline__ double pos_inf<double>() {
+  return __longlong_as_double(0x7ff0000000000000LL);
+}
+
+// std::min / std::max semantics, as in the OpenMP kernel.
+struct MinOp {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const { return b < a ? b : a; }
+};
+struct MaxOp {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const { return a < b ? b : a; }
+};
+
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_reduce(T v, Op op) {
+#pragma unroll
+  for (int off = kWarp / 2; off > 0; off >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
+  return v;  // complete in lane 0
+}
+
+// Block-wide reduction, the result returned to every thread. blockDim.x must be
+// a multiple of 32; every thread of the block must call it (it synchronises).
+// `scratch` holds at least 32 values.
+template <typename T, typename Op>
+__device__ T block_reduce(T v, Op op, T identity, T* scratch) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const int nwarps = blockDim.x / kWarp;
+  v = warp_reduce(v, op);
+  __syncthreads();  // an earlier call may still be reading scratch
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    T x = lane < nwarps ? scratch[lane] : identity;
+    x = warp_reduce(x, op);
+    if (lane == 0) scratch[0] = x;
+  }
+  __syncthreads();
+  return scratch[0];
+}
+
+// Output pixel q = i * W + j of the bilinear upsampling (H,W) <- (h,w) of the
+// low-res map `map` (row-major h x w), with ATen's taps and evaluation order.
+// Both mask_blend kernels evaluate u through this function, so the u scaled by
+// kernel 2 is the u whose min/max kernel 1 took.
+template <typename T>
+__device__ __forceinline__ T upsampled(const T* __restrict__ map, int q, int h, int w, int H,
+                                       int W, bool align_corners) {
+  const int i = q / W, j = q - i * W;
+  const LerpTap<T> ty = bilinear_tap<T>(i, h, H, align_corners);
+  const LerpTap<T> tx = bilinear_tap<T>(j, w, W, align_corners);
+  const T* r0 = map + ty.i0 * w;
+  const T* r1 = map + ty.i1 * w;
+  return bilinear_mix(r0[tx.i0], r0[tx.i1], r1[tx.i0], r1[tx.i1], ty, tx);
+}
+
+// ---------------------------------------------------------------------------
+// mask_blend
+
+template <typename T>
+__global__ void __launch_bounds__(kMapThreads)
+    map_minmax_kernel(const T* __restrict__ maps, T* __restrict__ stats, int64_t n, int h, int w,
+                      int H, int W, bool align_corners, bool map_in_smem) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ T red[kWarp];
+  const int hw = h * w, HW = H * W;
+  for (int64_t j = blockIdx.x; j < n; j += gridDim.x) {  // block-uniform loop
+    const T* src = maps + j * hw;
+    if (map_in_smem) {
+      T* r = reinterpret_cast<T*>(smem_raw);
+      // The previous map's readers have all passed block_reduce's barriers.
+      for (int p = threadIdx.x; p < hw; p += blockDim.x) r[p] = src[p];
+      __syncthreads();
+      src = r;
+    }
+    T lo = pos_inf<T>(), hi = -pos_inf<T>();
+    for (int q = threadIdx.x; q < HW; q += blockDim.x) {
+      const T v = upsampled(src, q, h, w, H, W, align_corners);
+      lo = MinOp()(lo, v);
+      hi = MaxOp()(hi, v);
+    }
+    lo = block_reduce(lo, MinOp(), pos_inf<T>(), red);
+    hi = block_reduce(hi, MaxOp(), -pos_inf<T>(), red);
+    if (threadIdx.x == 0) {
+      stats[2 * j] = lo;
+      stats[2 * j + 1] = hi - lo;
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kFlatThreads)
+    mask_blend_kernel(const T* __restrict__ x, const T* __restrict__ baseline,
+                      const T* __restrict__ maps, const int64_t* __restrict__ index,
+                      const T* __restrict__ mean, const T* __restrict__ inv_std,
+                      const T* __restrict__ stats, T* __restrict__ out, int64_t C, int h, int w,
+                      int H, int W, int64_t tiles, int64_t n_blocks, T eps,
+                      bool align_corners) {
+  const int64_t HW = int64_t(H) * W;
+  for (int64_t blk = blockIdx.x; blk < n_blocks; blk += gridDim.x) {
+    const int64_t j = blk / tiles;
+    const int64_t p = (blk - j * tiles) * kFlatThreads + threadIdx.x;
+    if (p >= HW) continue;  // no barrier in this kernel
+    const T u = upsampled(maps + j * int64_t(h) * w, int(p), h, w, H, W, align_corners);
+    const T m = mask_scale(u, stats[2 * j], stats[2 * j + 1], eps);
+    const int64_t b = index[j];
+    const T* xp = x + b * C * HW + p;
+    const T* bp = baseline ? baseline + b * C * HW + p : nullptr;
+    T* op = out + j * C * HW + p;
+#pragma unroll 4
+    for (int64_t c = 0; c < C; ++c) {
+      const T mu = mean ? mean[c] : T(0), is = inv_std ? inv_std[c] : T(1);
+      const T bv = bp ? bp[c * HW] : T(0);
+      op[c * HW] = blend_pixel(xp[c * HW], bv, m, mu, is);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// rank_reveal
+
+template <typename T>
+__global__ void __launch_bounds__(kFlatThreads)
+    rank_reveal_kernel(const T* __restrict__ src, const T* __restrict__ dst,
+                       const int64_t* __restrict__ rank, const int64_t* __restrict__ counts,
+                       const int64_t* __restrict__ index, const T* __restrict__ mean,
+                       const T* __restrict__ inv_std, T* __restrict__ out, int64_t C, int64_t HW,
+                       int64_t tiles, int64_t n_blocks) {
+  for (int64_t blk = blockIdx.x; blk < n_blocks; blk += gridDim.x) {
+    const int64_t j = blk / tiles;
+    const int64_t p = (blk - j * tiles) * kFlatThreads + threadIdx.x;
+    if (p >= HW) continue;
+    const int64_t b = index[j];
+    const bool keep = rank[b * HW + p] < counts[j];
+    const T* sel = keep ? src : dst;  // null: zeros
+    const T* sp = sel ? sel + b * C * HW + p : nullptr;
+    T* op = out + j * C * HW + p;
+#pragma unroll 4
+    for (int64_t c = 0; c < C; ++c) {
+      const T mu = mean ? mean[c] : T(0), is = inv_std ? inv_std[c] : T(1);
+      const T v = sp ? sp[c * HW] : T(0);
+      op[c * HW] = (v - mu) * is;
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void mask_blend(const T* x, const T* baseline, const T* maps, const int64_t* index,
+                const T* mean, const T* inv_std, T* out, T* stats, int64_t n, int64_t C,
+                int64_t H, int64_t W, int64_t h, int64_t w, T eps, bool align_corners,
+                std::uintptr_t stream) {
+  if (n < 0 || C < 0 || H < 0 || W < 0 || h < 0 || w < 0)
+    throw std::invalid_argument("fastcam CUDA mask_blend: negative size");
+  const int64_t HW = H * W, hw = h * w;
+  if (n == 0 || C == 0 || HW == 0) return;
+  if (hw == 0)
+    throw std::invalid_argument("fastcam CUDA mask_blend: maps of size 0 cannot be upsampled");
+  if (HW > INT_MAX || hw > INT_MAX)
+    throw std::invalid_argument("fastcam CUDA mask_blend: an image or map has more than "
+                                "2^31 - 1 pixels");
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+
+  const size_t map_bytes = size_t(hw) * sizeof(T);
+  const bool map_in_smem = map_bytes <= kSmemBytes;
+  map_minmax_kernel<T><<<capped_grid(n), map_threads(HW), map_in_smem ? map_bytes : 0, st>>>(
+      maps, stats, n, int(h), int(w), int(H), int(W), align_corners, map_in_smem);
+  check_launch("mask_blend/map_minmax");
+
+  const int64_t tiles = (HW + kFlatThreads - 1) / kFlatThreads;
+  const int64_t n_blocks = n * tiles;
+  mask_blend_kernel<T><<<capped_grid(n_blocks), kFlatThreads, 0, st>>>(
+      x, baseline, maps, index, mean, inv_std, stats, out, C, int(h), int(w), int(H), int(W),
+      tiles, n_blocks, eps, align_corners);
+  check_launch("mask_blend/blend");
+}
+
+template <typename T>
+void rank_reveal(const T* src, const T* dst, const int64_t* rank, const int64_t* counts,
+                 const int64_t* index, const T* mean, const T* inv_std, T* out, int64_t n,
+                 int64_t C, int64_t HW, std::uintptr_t stream) {
+  if (n < 0 || C < 0 || HW < 0)
+    throw std::invalid_argument("fastcam CUDA rank_reveal: negative size");
+  if (n == 0 || C == 0 || HW == 0) return;
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  const int64_t tiles = (HW + kFlatThreads - 1) / kFlatThreads;
+  const int64_t n_blocks = n * tiles;
+  rank_reveal_kernel<T><<<capped_grid(n_blocks), kFlatThreads, 0, st>>>(
+      src, dst, rank, counts, index, mean, inv_std, out, C, HW, tiles, n_blocks);
+  check_launch("rank_reveal");
+}
+
+#define FASTCAM_CUDA_INSTANTIATE(T)                                                            \
+  template void mask_blend<T>(const T*, const T*, const T*, const int64_t*, const T*,         \
+                              const T*, T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t,   \
+                              int64_t, T, bool, std::uintptr_t);                               \
+  template void rank_reveal<T>(const T*, const T*, const int64_t*, const int64_t*,            \
+                               const int64_t*, const T*, const T*, T*, int64_t, int64_t,      \
+                               int64_t, std::uintptr_t);
+FASTCAM_CUDA_INSTANTIATE(float)
+FASTCAM_CUDA_INSTANTIATE(double)
+
+}  // namespace fastcam::cuda

@@ -1,0 +1,35 @@
+// CUDA kernels of the perturbation ops mask_blend and rank_reveal (definitions:
+// fastcam/kernels/reference.py; the OpenMP versions: csrc/cpu/masked_inputs.h,
+// whose argument conventions these follow). Plain C++ declarations, so the
+// host-compiled bindings can include this file; the stream is a cudaStream_t
+// passed as an integer (torch.cuda.current_stream().cuda_stream; 0 = the legacy
+// default stream). All pointers are device pointers to contiguous tensors on
+// the current device; an optional tensor is a null pointer. The launches are
+// asynchronous on `stream`; a launch error is thrown as std::runtime_error, a
+// bad size as std::invalid_argument.
+#pragma once
+#include <cstdint>
+
+namespace fastcam::cuda {
+
+// out[j] = norm(x[index[j]] * m_j + baseline[index[j]] * (1 - m_j)),
+// m_j = mask_scale(up(maps[j])), up = bilinear (H,W) <- (h,w).
+// x, baseline (B,C,H,W) (baseline may be null: zeros); maps (n,h,w); index (n,)
+// int64 in [0, B) (not checked); mean, inv_std (C) may be null (0 and 1);
+// out (n,C,H,W). stats is scratch of 2*n elements that the caller allocates
+// (it receives each upsampled map's (min, max - min)).
+template <typename T>
+void mask_blend(const T* x, const T* baseline, const T* maps, const int64_t* index,
+                const T* mean, const T* inv_std, T* out, T* stats, int64_t n, int64_t C,
+                int64_t H, int64_t W, int64_t h, int64_t w, T eps, bool align_corners,
+                std::uintptr_t stream);
+
+// out[j] = norm(rank[index[j]] < counts[j] ? src[index[j]] : dst[index[j]]).
+// src, dst (B,C,H,W), either may be null (zeros); rank (B,H*W) int64; counts,
+// index (n,) int64; mean, inv_std (C) may be null; out (n,C,H,W).
+template <typename T>
+void rank_reveal(const T* src, const T* dst, const int64_t* rank, const int64_t* counts,
+                 const int64_t* index, const T* mean, const T* inv_std, T* out, int64_t n,
+                 int64_t C, int64_t HW, std::uintptr_t stream);
+
+}  // namespace fastcam::cuda
