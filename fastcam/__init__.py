@@ -6,9 +6,11 @@ __version__ = "0.1.0"
 from . import models, ops
 from .api import explain
 from .backend import get_backend, set_backend, use_backend
-from .methods import CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, OptiCAM, ScoreCAM
+from .methods import (CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, LiftCAM, OptiCAM,
+                      ScoreCAM, ShapCAM)
 
 __all__ = [
-    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "BaseCAM", "CAMRecord", "METHODS",
+    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "LiftCAM", "ShapCAM",
+    "BaseCAM", "CAMRecord", "METHODS",
     "models", "ops", "set_backend", "get_backend", "use_backend", "__version__",
 ]

@@ -3,8 +3,10 @@ from .base import BaseCAM, CAMRecord
 from .cam import CAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
+from .liftcam import LiftCAM
 from .opticam import OptiCAM
 from .scorecam import ScoreCAM
+from .shapcam import ShapCAM
 
 #: names accepted by fastcam.explain(method=...)
 METHODS = {
@@ -13,7 +15,9 @@ METHODS = {
     "gradcam++": GradCAMPlusPlus,
     "gradcampp": GradCAMPlusPlus,
     "scorecam": ScoreCAM,
+    "liftcam": LiftCAM,
     "opticam": OptiCAM,
+    "shapcam": ShapCAM,
 }
 
-__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "METHODS"]
+__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "METHODS"]
