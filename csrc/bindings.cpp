@@ -17,6 +17,7 @@
 namespace py = pybind11;
 
 void bind_masked_inputs(py::module_& m);  // bind_masked_inputs.cpp
+void bind_adaptive_kde(py::module_& m);   // bind_adaptive_kde.cpp
 
 namespace {
 
@@ -96,6 +97,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cam_combine_forward_cpu", &cpu_forward);
   m.def("cam_combine_backward_cpu", &cpu_backward);
   bind_masked_inputs(m);
+  bind_adaptive_kde(m);
 #ifdef FASTCAM_WITH_CUDA
   m.attr("cuda_compiled") = true;
   m.attr("cuda_architectures") = FASTCAM_CUDA_ARCHS;

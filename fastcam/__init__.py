@@ -6,11 +6,11 @@ __version__ = "0.1.0"
 from . import models, ops
 from .api import explain
 from .backend import get_backend, set_backend, use_backend
-from .methods import (CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, LiftCAM, OptiCAM,
+from .methods import (ADVISE, CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, LiftCAM, OptiCAM,
                       ScoreCAM, ShapCAM)
 
 __all__ = [
-    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "LiftCAM", "ShapCAM",
+    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "LiftCAM", "ShapCAM", "ADVISE",
     "BaseCAM", "CAMRecord", "METHODS",
     "models", "ops", "set_backend", "get_backend", "use_backend", "__version__",
 ]

@@ -77,3 +77,24 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
                        index.data_ptr(), _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C, H * W,
                        torch.get_num_threads(), _dtype_name(ref))
     return out
+
+
+def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor, Tensor]:
+    """See reference_kde.adaptive_kde: samples (N, S) -> density (N, Z) float64 on
+    linspace(0, 1, Z) (Z = grid_size, default S) and peaks (N,) int64. Computed in
+    float64 whatever the input dtype."""
+    from . import reference_kde as _kde
+
+    _C = load_extension()
+    x = samples.to(torch.float64).contiguous()
+    N, S = x.shape
+    Z = S if grid_size is None else int(grid_size)
+    if Z < 2:
+        raise ValueError(f"the evaluation grid needs at least 2 points, got {Z}")
+    density = x.new_empty(N, Z)
+    peaks = torch.empty(N, dtype=torch.long)
+    if N == 0:
+        return density, peaks
+    _C.adaptive_kde_cpu(x.data_ptr(), density.data_ptr(), peaks.data_ptr(), N, S, Z,
+                        _kde.M_BANDWIDTHS, _kde.MAX_ITER, _kde.TOL, torch.get_num_threads())
+    return density, peaks

@@ -1,4 +1,5 @@
 """One module per method; :class:`BaseCAM` owns hooks, targets and batching."""
+from .advise import ADVISE
 from .base import BaseCAM, CAMRecord
 from .cam import CAM
 from .gradcam import GradCAM
@@ -18,6 +19,7 @@ METHODS = {
     "liftcam": LiftCAM,
     "opticam": OptiCAM,
     "shapcam": ShapCAM,
+    "advise": ADVISE,
 }
 
-__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "METHODS"]
+__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "ADVISE", "METHODS"]

@@ -2,8 +2,10 @@
 ``(model, x, maps, targets, *, normalize=None, batch_size=...)`` and returns a
 (B,) tensor of per-image values; the papers' figures are the means (×100 for
 percentages)."""
+from .avx import avx, avx_components
 from .confidence import average_drop, average_drop_in_deletion, average_gain, average_increase
 from .insertion_deletion import auc, deletion_auc, insertion_auc, rise_blur, saliency_rank
 
 __all__ = ["average_drop", "average_increase", "average_gain", "average_drop_in_deletion",
-           "insertion_auc", "deletion_auc", "auc", "rise_blur", "saliency_rank"]
+           "insertion_auc", "deletion_auc", "auc", "rise_blur", "saliency_rank", "avx",
+           "avx_components"]

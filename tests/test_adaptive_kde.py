@@ -1,0 +1,391 @@
+"""adaptive_kde: batched locally adaptive KDE (Shimazaki & Shinomoto's ssvkernel)
+and peak counts.
+
+(a) The eager reference (fastcam/kernels/reference_kde.py) and the C++ kernel
+    against the oracle, the PyPI package adaptivekde (a Python port of
+    ssvkernel), on samples in [0, 1] that include 0 and 1 (where the port's span
+    and smallest gap, taken over all samples, equal ours), Z in {49, 100, 169,
+    196}, with ties and repeated values: densities within 1e-6 relative, peak
+    counts equal to the local maxima of the oracle's density counted here.
+(b) What the oracle does not define the same way, against hand-checked
+    expectations: out-of-range values dropped, channels without an estimate
+    (empty, single value, all equal, only {0, 1}), sparse channels on a coarse
+    grid; batch = per channel; the op (shapes, minmax, backends, fake tensors).
+(c) The Triton kernel under TRITON_INTERPRET=1 (a few small channels) against the
+    reference, and compiled ahead of time for sm_80 and sm_90 (subprocess).
+"""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import fastcam
+from fastcam.kernels import reference_kde as ref
+from fastcam.ops.adaptive_kde import adaptive_kde as kde_op
+
+F64 = torch.float64
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def cpp_kde(x, Z=None):
+    from fastcam.kernels import cpu
+
+    return cpu.adaptive_kde(x, Z)
+
+
+BACKENDS = {"reference": ref.adaptive_kde, "cpp": cpp_kde}
+
+
+def count_peaks_np(y):
+    """Interior local maxima, a flat top counted once (as MATLAB's findpeaks):
+    a run y[i..j] of equal values with y[i-1] < y[i] and y[j] > y[j+1]."""
+    y = list(map(float, y))
+    peaks, i = 0, 1
+    while i < len(y) - 1:
+        if y[i] > y[i - 1]:
+            j = i
+            while j + 1 < len(y) and y[j + 1] == y[i]:
+                j += 1
+            if j + 1 < len(y) and y[j + 1] < y[i]:
+                peaks += 1
+            i = j + 1
+        else:
+            i += 1
+    return peaks
+
+
+def _oracle(x, Z):
+    akde = pytest.importorskip("adaptivekde.ssvkernel")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the port's bootstrap divides by zero at times
+        # nbs (bootstrap samples for confidence bands) does not affect the density
+        y = akde.ssvkernel(np.asarray(x, float), tin=np.linspace(0, 1, Z), M=10,
+                           WinFunc="Gauss", nbs=1)[0]
+    return torch.from_numpy(np.asarray(y, float))
+
+
+def _kinds(rng, S):
+    """Channels of S values in [0, 1] that include 0 and 1."""
+    out = {
+        "beta": rng.beta(2, 5, S),
+        "bimodal": np.clip(np.concatenate([rng.normal(0.2, 0.05, S // 2),
+                                           rng.normal(0.7, 0.1, S - S // 2)]), 0, 1),
+        "relu": np.maximum(rng.normal(-0.3, 1, S), 0),          # many exact zeros
+        "ties": np.round(rng.random(S) * 7) / 7,                # 8 distinct values
+        "repeats": np.repeat(rng.beta(2, 3, (S + 3) // 4), 4)[:S],
+    }
+    for v in out.values():
+        v /= v.max()
+        v[0], v[-1] = 0.0, 1.0
+    return out
+
+
+ZS = [49, 100, 169, 196]
+
+
+@pytest.fixture(scope="module")
+def oracle_cases():
+    """{Z: (samples (n, S), oracle densities (n, Z))}; one channel at Z = 49 has
+    S = 30 < Z samples (the grid size is an argument)."""
+    rng = np.random.default_rng(7)
+    cases = {}
+    for Z in ZS:
+        chans = list(_kinds(rng, Z).values())
+        cases[Z] = (torch.tensor(np.stack(chans)),
+                    torch.stack([_oracle(c, Z) for c in chans]))
+    x30 = _kinds(rng, 30)["beta"]
+    cases["S30-Z49"] = (torch.tensor(x30)[None], _oracle(x30, 49)[None])
+    return cases
+
+
+def _assert_rel(d, y, rtol=1e-6):
+    """|d − y| <= rtol·|y| pointwise (+ 1e-12 of the channel's maximum, for values
+    that underflow)."""
+    assert d.shape == y.shape and d.dtype == F64
+    tol = rtol * y.abs() + 1e-12 * y.abs().amax(-1, keepdim=True)
+    bad = (d - y).abs() > tol
+    assert not bad.any(), f"max rel err {((d - y).abs() / y.abs()).max():.3e}"
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("Z", ZS + ["S30-Z49"])
+def test_matches_oracle(oracle_cases, backend, Z):
+    x, y = oracle_cases[Z]
+    grid = 49 if Z == "S30-Z49" else Z
+    d, p = BACKENDS[backend](x, grid)
+    _assert_rel(d, y)
+    assert p.dtype == torch.long
+    assert p.tolist() == [count_peaks_np(r) for r in y]
+
+
+def test_peak_counting_rule():
+    y = torch.tensor([[0, 1, 0, 2, 2, 1, 3, 3, 3, 4, 0],      # 1, the plateau 2 2, 4
+                      [5, 4, 4, 3, 2, 2, 1, 1, 0, 0, 0],      # monotone: none
+                      [1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 2],      # flat top, then edge plateau
+                      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=F64)
+    assert ref.count_peaks(y).tolist() == [3, 0, 1, 0]
+    assert [count_peaks_np(r) for r in y] == [3, 0, 1, 0]
+    signal = pytest.importorskip("scipy.signal")
+    assert [len(signal.find_peaks(r.numpy())[0]) for r in y] == [3, 0, 1, 0]
+
+
+# ----------------------------------------------------------------------------
+# (b) Hand-checked expectations
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_out_of_range_values_are_dropped(backend):
+    # A channel = in-range samples (with 0 and 1) + values outside [0, 1]: the
+    # estimate is the oracle's on the in-range samples alone.
+    rng = np.random.default_rng(3)
+    Z = 49
+    inr = _kinds(rng, 40)["bimodal"]
+    junk = np.array([-0.5, 1.5, -1e-9, 1 + 1e-9, 3.0, -2.0, np.nan, 7.0, -0.1])
+    x = torch.tensor(np.concatenate([inr[:20], junk, inr[20:]]))[None]
+    d, p = BACKENDS[backend](x, Z)
+    y = _oracle(inr, Z)[None]
+    _assert_rel(d, y)
+    assert p.tolist() == [count_peaks_np(y[0])]
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_channels_without_estimate(backend):
+    S = 25
+    rows = {
+        "empty": torch.full((S,), -1.0),                              # nothing in [0, 1]
+        "outside": torch.linspace(1.01, 3.0, S),
+        "single": torch.tensor([0.3] + [2.0] * (S - 1)),               # one in-range value
+        "equal": torch.tensor([0.42] * 10 + [-3.0] * (S - 10)),        # all in-range equal
+        "constant": torch.full((S,), 0.7),
+        "zero_one": torch.tensor([0.0, 1.0] * 5 + [5.0] * (S - 10)),   # one-point coarse grid
+    }
+    x = torch.stack(list(rows.values())).to(F64)
+    d, p = BACKENDS[backend](x, 36)
+    assert d.shape == (len(rows), 36)
+    assert torch.equal(d, torch.zeros_like(d)) and p.tolist() == [0] * len(rows)
+    assert ref.grid_sizes(x, 36).tolist() == [0] * len(rows)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_sparse_channel_on_coarse_grid(backend):
+    # In-range samples {0, 0.5, 1}: smallest gap 0.5 > 1/(Z−1), so the estimate is
+    # made on linspace(0, 1, ceil(1/0.5)) = {0, 1} and interpolated linearly: the
+    # density is affine, its two end values sum to 1 (Riemann mass on a grid of
+    # step 1), histogram y = (1, 2) makes it increasing, and it has no peak.
+    Z = 49
+    x = torch.tensor([[0.0, 0.5, 1.0, -4.0, 9.0]], dtype=F64)
+    assert ref.grid_sizes(x, Z).tolist() == [2]
+    d, p = BACKENDS[backend](x, Z)
+    d = d[0]
+    assert torch.allclose(d[:-2] - 2 * d[1:-1] + d[2:], torch.zeros(Z - 2, dtype=F64), atol=1e-15)
+    assert abs(float(d[0] + d[-1]) - 1.0) < 1e-14 and float(d[-1]) > float(d[0]) > 0
+    assert p.tolist() == [0]
+    _assert_rel(d[None], _oracle([0.0, 0.5, 1.0], Z)[None])
+    # a 4-point coarse grid (gap 0.3 -> ceil(1/0.3) = 4) also agrees with the oracle
+    xs = [0.0, 0.3, 0.3, 0.6, 1.0, 1.0]
+    d, p = BACKENDS[backend](torch.tensor([xs], dtype=F64), Z)
+    assert ref.grid_sizes(torch.tensor([xs], dtype=F64), Z).tolist() == [4]
+    y = _oracle(xs, Z)[None]
+    _assert_rel(d, y)
+    assert p.tolist() == [count_peaks_np(y[0])]
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_batch_equals_per_channel(backend):
+    rng = np.random.default_rng(11)
+    Z = 36
+    chans = list(_kinds(rng, Z).values())
+    chans += [np.full(Z, -1.0), np.r_[[0.0, 0.5, 1.0], np.full(Z - 3, 2.0)],
+              rng.normal(0.5, 0.4, Z)]
+    x = torch.tensor(np.stack(chans))
+    d, p = BACKENDS[backend](x, Z)
+    for i in range(len(chans)):
+        di, pi = BACKENDS[backend](x[i:i + 1], Z)
+        if backend == "cpp":
+            assert torch.equal(di[0], d[i]) and pi.item() == p[i].item()
+        else:
+            torch.testing.assert_close(di[0], d[i], rtol=1e-12, atol=1e-15)
+            assert pi.item() == p[i].item()
+
+
+def test_cpp_matches_reference_and_threads():
+    torch.manual_seed(0)
+    x = torch.rand(64, 49, dtype=F64) ** 3
+    x[:, 0], x[:, 1] = 0.0, 1.0
+    x[::7, 5:] = 2.0                     # some sparse channels on coarse grids
+    x[3] = 0.25                          # no estimate
+    d, p = cpp_kde(x)
+    d0, p0 = ref.adaptive_kde(x)
+    torch.testing.assert_close(d, d0, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p, p0)
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        d1, p1 = cpp_kde(x)
+    finally:
+        torch.set_num_threads(prev)
+    assert torch.equal(d, d1) and torch.equal(p, p1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_op(backend):
+    fastcam.set_backend(backend)
+    rng = np.random.default_rng(5)
+    raw = torch.tensor(np.stack([np.stack(list(_kinds(rng, 49).values())[:3])] * 2)) * 6.0 - 1.0
+    d, p = kde_op(raw.to(torch.float32), minmax=True)       # (B=2, K=3, 49)
+    assert d.shape == (2, 3, 49) and d.dtype == F64 and p.shape == (2, 3) and p.dtype == torch.long
+    # min-max makes every channel span exactly [0, 1]: the oracle applies
+    xm = raw.to(torch.float32).to(F64)
+    lo, hi = xm.amin(-1, keepdim=True), xm.amax(-1, keepdim=True)
+    xm = (xm - lo) / (hi - lo)
+    y = torch.stack([_oracle(xm[0, k], 49) for k in range(3)])
+    _assert_rel(d[0], y)
+    _assert_rel(d[1], y)
+    assert p[0].tolist() == [count_peaks_np(r) for r in y]
+    # without minmax, values outside [0, 1] are dropped; grid_size sets Z
+    d2, p2 = kde_op(raw, grid_size=20)
+    d3, p3 = ref.adaptive_kde(raw.reshape(6, 49), 20)
+    torch.testing.assert_close(d2.reshape(6, 20), d3, rtol=1e-9, atol=1e-12)
+    assert p2.reshape(6).tolist() == p3.tolist()
+    # a constant channel has no estimate after min-max
+    d4, p4 = kde_op(torch.full((2, 10), 3.0), minmax=True)
+    assert torch.equal(d4, torch.zeros(2, 10, dtype=F64)) and p4.tolist() == [0, 0]
+    with pytest.raises(ValueError):
+        kde_op(torch.rand(3, 10), grid_size=1)
+
+
+def test_op_fake_tensor():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        d, p = kde_op(torch.empty(2, 4, 49), grid_size=30)
+        assert d.shape == (2, 4, 30) and d.dtype == F64
+        assert p.shape == (2, 4) and p.dtype == torch.long
+
+
+# ----------------------------------------------------------------------------
+# (c) Triton: under the interpreter, and compiled for sm_80 / sm_90
+# ----------------------------------------------------------------------------
+triton_interp = pytest.mark.skipif(
+    not INTERPRET, reason="needs TRITON_INTERPRET=1 before import (conftest.py)")
+
+
+def _triton():
+    pytest.importorskip("triton")
+    import importlib
+
+    # the module (the package attribute of that name is the kernel function)
+    return importlib.import_module("fastcam.kernels.triton.adaptive_kde")
+
+
+@triton_interp
+def test_triton_matches_reference():
+    tk = _triton()
+    rng = np.random.default_rng(2)
+    S, Z = 18, 20
+    k = _kinds(rng, S)
+    chans = [k["beta"], k["ties"],
+             np.r_[[0.0, 0.3, 0.7, 1.0], np.full(S - 4, -1.0)],     # coarse grid (L = 4)
+             np.full(S, 0.5),                                       # no estimate
+             rng.normal(0.5, 0.4, S)]                               # out-of-range values
+    x = torch.tensor(np.stack(chans))
+    d, p = tk.adaptive_kde(x, Z)
+    d0, p0 = ref.adaptive_kde(x, Z)
+    assert d.shape == (5, Z) and d.dtype == F64 and p.dtype == torch.long
+    torch.testing.assert_close(d, d0, rtol=1e-10, atol=1e-13)
+    assert p.tolist() == p0.tolist()
+
+
+@triton_interp
+def test_op_with_triton_backend(monkeypatch):
+    _triton()
+    import fastcam.kernels.triton as tpkg
+
+    calls = []
+    fn = tpkg.adaptive_kde
+    monkeypatch.setattr(tpkg, "adaptive_kde", lambda *a: calls.append(1) or fn(*a))
+    fastcam.set_backend("triton")
+    rng = np.random.default_rng(4)
+    x = torch.tensor(np.stack([_kinds(rng, 16)["bimodal"], _kinds(rng, 16)["relu"]]))
+    d, p = kde_op(x[None], grid_size=16)
+    assert calls, "the op did not reach the Triton kernel"
+    d0, p0 = ref.adaptive_kde(x, 16)
+    torch.testing.assert_close(d[0], d0, rtol=1e-10, atol=1e-13)
+    assert p[0].tolist() == p0.tolist()
+
+
+# Runs without TRITON_INTERPRET in a subprocess: once triton is imported under
+# the interpreter, triton.language's own @jit helpers are interpreted functions
+# and the code generator cannot compile anything.
+_AOT_SCRIPT = r"""
+import importlib, json, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+root, ccs = sys.argv[1], [int(c) for c in sys.argv[2].split(",")]
+try:
+    from triton.backends import backends
+    backends["nvidia"].compiler(GPUTarget("cuda", ccs[0], 32)).parse_options({})
+except Exception as e:
+    print("SKIP " + json.dumps(repr(e)))
+    sys.exit(0)
+
+sys.path.insert(0, root)
+mod = importlib.import_module("fastcam.kernels.triton.adaptive_kde")
+fn, tuner = mod._kde_kernel, mod._kde
+assert mod.KERNELS == (fn,)
+results = []
+for cc in ccs:
+    cfg = tuner.configs[-1]
+    interp = cc == 80          # both paths of the output stage, one per target
+    constexprs = dict(cfg.kwargs, INTERP=interp, BLOCK_L=64, BLOCK_Z=64, BLOCK_S=64, NSTEP=6)
+    sig = {}
+    for n in fn.arg_names:
+        if n in constexprs:
+            sig[n] = "constexpr"
+        elif n.endswith("_ptr") or n.endswith("_buf"):
+            sig[n] = "*i64" if n in ("idx_ptr", "peaks_ptr") else "*fp64"
+        else:
+            sig[n] = "i32"
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+             if n.endswith("_ptr") or n.endswith("_buf")}
+    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
+                       target=GPUTarget("cuda", cc, 32), options={"num_warps": cfg.num_warps})
+    ptx = k.asm["ptx"]
+    results.append(dict(cc=cc, n_configs=len(tuner.configs),
+                        entry=(".entry " + fn.__name__) in ptx,
+                        target=(".target sm_%d" % cc) in ptx, f64=".f64" in ptx,
+                        cubin=len(k.asm["cubin"]) if "cubin" in k.asm else None))
+print("RESULTS " + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def aot_results(tmp_path_factory):
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton_cache"))  # no cache hits
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastcam.__file__)))
+    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT, root, "80,90"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    if last.startswith("SKIP "):
+        pytest.skip(f"triton's CUDA backend cannot be loaded here: {json.loads(last[5:])}")
+    assert last.startswith("RESULTS "), proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(last[8:])
+
+
+@pytest.mark.parametrize("cc", [80, 90])
+def test_triton_kernel_compiles_for_gpu(cc, aot_results):
+    res = [r for r in aot_results if r["cc"] == cc]
+    assert len(res) == 1
+    r = res[0]
+    assert r["n_configs"] > 1                       # several autotuning configs on GPU
+    assert r["entry"] and r["target"] and r["f64"]
+    assert r["cubin"] is None or r["cubin"] > 0
