@@ -411,3 +411,130 @@ def test_masked_inputs_cuda_backend_through_ops_on_side_stream():
                                rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(rr, ref.rank_reveal(rank, counts, index, x, base, mean, std),
                                rtol=1e-6, atol=1e-6)
+
+
+# --- (e) adaptive_kde (one thread per channel, csrc/common/kde_math.h) ----------
+
+
+@needs_cuda_build
+def test_adaptive_kde_cuda_entry_points_and_scratch_size():
+    C = _C()
+    assert callable(getattr(C, "adaptive_kde_cuda", None))
+    # kde_scratch_size(L, M) = (3M + 12) L doubles per channel
+    assert C.adaptive_kde_scratch_size(49, 10) == 42 * 49
+    assert C.adaptive_kde_scratch_size(1000, 2) == 18 * 1000
+
+
+@needs_cuda_build
+def test_adaptive_kde_kernels_in_both_cubins():
+    tool = _find_cuobjdump()
+    if tool is None:
+        pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
+    text = subprocess.run([tool, "--list-text", _C().__file__], capture_output=True, text=True,
+                          check=True).stdout
+    for kernel in ("kde_grid_kernel", "kde_channel_kernel"):
+        for arch in ("sm_80", "sm_90"):
+            assert re.search(rf"adaptive_kde_cu\w*{kernel}\w*\.{arch}\.elf", text), (kernel, arch)
+
+
+_KDE_CALL_WITHOUT_GPU = textwrap.dedent("""
+    import fastcam._C as C
+    try:
+        C.adaptive_kde_cuda(0, 0, 0, 0, 0, 42 * 8, 1, 8, 8, 10, 30, 1e-5, 0)
+    except RuntimeError as e:
+        print("adaptive_kde_cuda RuntimeError:", e)
+    else:
+        print("adaptive_kde_cuda returned")
+    print("still alive")
+""")
+
+
+@needs_cuda_build
+@pytest.mark.skipif(not _no_gpu(), reason="a GPU is present")
+def test_adaptive_kde_cuda_without_gpu_raises_runtime_error():
+    p = subprocess.run([sys.executable, "-c", _KDE_CALL_WITHOUT_GPU], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    lines = p.stdout.splitlines()
+    assert lines[-1] == "still alive", p.stdout
+    assert "RuntimeError: fastcam CUDA kernels: no usable CUDA device" in lines[0], p.stdout
+
+
+def _kde_samples(n=96, S=49, seed=0):
+    """Channels of the kinds the CPU tests use, plus sparse channels (coarse
+    internal grids), channels without an estimate, ties and out-of-range values."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, S, generator=g, dtype=torch.float64) ** 3
+    x[:, 0], x[:, 1] = 0.0, 1.0
+    x[::7, 5:] = 2.0                                     # sparse: coarse grids
+    x[3] = 0.25                                          # all equal: no estimate
+    x[4] = -1.0                                          # nothing in range
+    x[5, 2:] = torch.round(x[5, 2:] * 7) / 7             # ties
+    x[6, 2:] = torch.randn(S - 2, generator=g, dtype=torch.float64) * 0.5 + 0.5  # some dropped
+    return x
+
+
+@needs_gpu
+@pytest.mark.parametrize("S,Z", [(49, None), (49, 20), (30, 49), (196, None), (100, 169)])
+def test_adaptive_kde_cuda_matches_reference(S, Z):
+    from fastcam.kernels import cuda as kcuda
+    from fastcam.kernels import reference_kde as rkde
+
+    x = _kde_samples(S=S)
+    d, p = kcuda.adaptive_kde(x.cuda(), Z)
+    torch.cuda.synchronize()
+    assert d.device.type == "cuda" and d.dtype == torch.float64 and p.dtype == torch.long
+    d0, p0 = rkde.adaptive_kde(x, Z)
+    torch.testing.assert_close(d.cpu(), d0, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu(), p0)
+
+
+@needs_gpu
+def test_adaptive_kde_cuda_matches_cpu_kernel_and_float32_input():
+    from fastcam.kernels import cpu as kcpu
+    from fastcam.kernels import cuda as kcuda
+
+    x = _kde_samples(n=300, S=64, seed=3)
+    d, p = kcuda.adaptive_kde(x.cuda())
+    dc, pc = kcpu.adaptive_kde(x)
+    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu(), pc)
+    x32 = x.float()
+    d, p = kcuda.adaptive_kde(x32.cuda(), 40)
+    dc, pc = kcpu.adaptive_kde(x32, 40)
+    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu(), pc)
+
+
+@needs_gpu
+def test_adaptive_kde_cuda_empty_and_bad_arguments():
+    from fastcam.kernels import cuda as kcuda
+
+    d, p = kcuda.adaptive_kde(torch.rand(0, 10, device="cuda"))
+    assert d.shape == (0, 10) and p.shape == (0,)
+    d, p = kcuda.adaptive_kde(torch.full((3, 10), 5.0, device="cuda"))  # no estimate
+    assert (d == 0).all() and (p == 0).all()
+    with pytest.raises(ValueError):
+        kcuda.adaptive_kde(torch.rand(3, 10, device="cuda"), 1)
+    with pytest.raises(ValueError):  # CPU tensor
+        kcuda.adaptive_kde(torch.rand(3, 10), 10)
+    torch.cuda.synchronize()  # no asynchronous error was left behind
+
+
+@needs_gpu
+def test_adaptive_kde_cuda_through_op_on_side_stream():
+    import fastcam
+    from fastcam.kernels import reference_kde as rkde
+    from fastcam.ops.adaptive_kde import adaptive_kde
+
+    x = _kde_samples(n=24, S=49, seed=5).reshape(2, 12, 49)
+    xg = x.cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with fastcam.use_backend("cuda"), torch.cuda.stream(side):
+        d, p = adaptive_kde(xg, grid_size=36)
+    torch.cuda.synchronize()
+    assert d.shape == (2, 12, 36) and p.shape == (2, 12) and d.is_cuda
+    d0, p0 = rkde.adaptive_kde(x.reshape(24, 49), 36)
+    torch.testing.assert_close(d.cpu().reshape(24, 36), d0, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu().reshape(24), p0)

@@ -154,3 +154,35 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
                             index.data_ptr(), _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C,
                             H * W, stream, _dtype_name(ref))
     return out
+
+
+def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor, Tensor]:
+    """See reference_kde.adaptive_kde: samples (N, S) on a CUDA device -> density
+    (N, Z) float64 on linspace(0, 1, Z) (Z = grid_size, default S) and peaks (N,)
+    int64, on the same device. Computed in float64 whatever the input dtype. One
+    thread per channel; waits once for the current stream (the channels' grid
+    sizes are read back to build their tables)."""
+    from . import reference_kde as _kde
+
+    _C = _extension()
+    _check_cuda(samples)
+    x = samples.to(torch.float64).contiguous()
+    N, S = x.shape
+    Z = S if grid_size is None else int(grid_size)
+    if Z < 2:
+        raise ValueError(f"the evaluation grid needs at least 2 points, got {Z}")
+    M = _kde.M_BANDWIDTHS
+    with torch.cuda.device(x.device):
+        density = x.new_empty(N, Z)
+        peaks = torch.empty(N, dtype=torch.long, device=x.device)
+        if N == 0:
+            return density, peaks
+        # A channel's internal grid has at most Z points: rows for Z are enough.
+        stride = _C.adaptive_kde_scratch_size(Z, M)
+        grid = torch.empty(N, dtype=torch.int32, device=x.device)
+        scratch = x.new_empty(N, stride)
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        _C.adaptive_kde_cuda(x.data_ptr(), density.data_ptr(), peaks.data_ptr(),
+                             grid.data_ptr(), scratch.data_ptr(), stride, N, S, Z, M,
+                             _kde.MAX_ITER, _kde.TOL, stream)
+    return density, peaks
