@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-DEFAULT_DEMO_METHODS = ("cam", "gradcam", "gradcam++")
+DEFAULT_DEMO_METHODS = ("cam", "gradcam", "gradcam++", "liftcam", "shapcam")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated methods, one column each (default: %(default)s)")
     demo.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     demo.set_defaults(func=_demo)
+    from .generate.run import add_arguments as _generate_arguments, run_cli as _generate_run
+    gen = sub.add_parser("generate", help="saliency maps for a whole image folder into a resumable "
+                         "Zarr store (one process or torchrun)",
+                         description="Saliency maps for every image of a folder or path list into one "
+                         "Zarr store; re-running resumes; under torchrun each rank takes a disjoint share.")
+    _generate_arguments(gen)
+    gen.set_defaults(func=_generate_run)
     return parser
 
 

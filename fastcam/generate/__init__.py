@@ -1,0 +1,22 @@
+"""Large-scale saliency generation: ``fastcam.generate(...)`` / ``fastcam generate``.
+
+Maps for a whole image collection go into one chunked, compressed Zarr store
+that a re-run resumes and any number of ``torchrun`` processes fill together::
+
+    fastcam generate --images DIR --method gradcam --out maps.zarr
+    torchrun --nproc_per_node=4 -m fastcam generate --images DIR --method gradcam --out maps.zarr
+    # several machines (the store and the images must be reachable from all of them):
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \
+        --rdzv-id=job1 -m fastcam generate --images /shared/DIR --out s3://bucket/maps.zarr ...
+
+Re-running the same command skips what is done, with any number of processes.
+See :func:`generate` for the arguments and :mod:`fastcam.generate.store` for
+the layout. (``fastcam.generate`` is the function; import the submodules with
+``from fastcam.generate import store``.)
+"""
+from .dataset import IMAGE_EXTENSIONS, GenerateError, list_images
+from .run import GenerateSummary, generate
+from .store import STATUS_DONE, STATUS_FAILED, STATUS_PENDING, SaliencyStore, read_store
+
+__all__ = ["generate", "GenerateSummary", "GenerateError", "SaliencyStore", "read_store", "list_images",
+           "IMAGE_EXTENSIONS", "STATUS_PENDING", "STATUS_DONE", "STATUS_FAILED"]

@@ -1,0 +1,241 @@
+"""`fastcam generate`: bad inputs recorded, one process vs two (torchrun) give the
+same store, kill -9 then resume gives the same store, a store made by other
+arguments refuses to resume. Tiny crops of the bundled real photos, size 64,
+Grad-CAM on the bundled EfficientNet-Lite0.
+
+Every run uses one intra-op thread (torchrun's default for several processes):
+CPU convolutions round differently with another thread count, so bitwise
+equality needs the same one."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fastcam
+from fastcam.cli import main
+from fastcam.data import load_photos
+from fastcam.generate import STATUS_DONE, STATUS_FAILED, GenerateError, read_store
+
+SIZE, BATCH = 64, 4
+ARGS = ["--size", str(SIZE), "--batch-size", str(BATCH), "--workers", "1", "--no-progress"]
+ARRAYS = ("maps", "path", "predicted", "probability", "target", "error", "status")
+
+
+def _make_images(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    x, _ = load_photos(size=160)
+    photos = (x.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    for i in range(20):
+        p = photos[i % len(photos)]
+        h, w = rng.integers(72, 160, size=2)
+        top, left = rng.integers(0, 160 - h + 1), rng.integers(0, 160 - w + 1)
+        crop = Image.fromarray(p[top:top + h, left:left + w])
+        sub = ("", "sub/", "sub/deeper/")[i % 3]
+        crop.save(folder / f"{sub}photo{i:02d}.{'jpg' if i % 2 else 'png'}")
+    p = photos[0][:100, :120]
+    Image.fromarray(p[..., 1]).save(folder / "gray.png")                         # L
+    Image.fromarray(np.dstack([p, np.full(p.shape[:2], 90, np.uint8)])).save(folder / "rgba.png")
+    Image.fromarray(p[..., 2].astype(np.uint16) * 257).save(folder / "sub/sixteen.png")  # I;16
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    data = (folder / "photo03.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "notes.txt").write_text("not an image, not listed")
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _torchrun(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "fastcam", "generate", *args]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _files(store: Path) -> dict:
+    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+def assert_same_store(a: Path, b: Path, ignore_attrs=()) -> None:
+    A, B = read_store(a), read_store(b)
+    for name in ARRAYS:
+        np.testing.assert_array_equal(A[name], B[name], err_msg=name)   # NaNs compare equal
+    meta_a = {k: v for k, v in A["attrs"]["fastcam"].items() if k not in ignore_attrs}
+    meta_b = {k: v for k, v in B["attrs"]["fastcam"].items() if k not in ignore_attrs}
+    assert meta_a == meta_b
+    # byte for byte: every chunk and array's metadata (the group's zarr.json holds the attrs)
+    fa, fb = _files(a), _files(b)
+    fa.pop("zarr.json"), fb.pop("zarr.json")
+    assert fa.keys() == fb.keys()
+    assert all(fa[k] == fb[k] for k in fa)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("generate") / "images"
+    _make_images(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(images, tmp_path_factory):
+    """The uninterrupted single-process store (in this process, one thread)."""
+    out = tmp_path_factory.mktemp("generate") / "reference.zarr"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = fastcam.generate(images, out, "gradcam", size=SIZE, batch_size=BATCH, workers=1,
+                                   progress=False, verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+    return out, summary
+
+
+def test_store_records_bad_and_converted_images(images, reference):
+    out, summary = reference
+    s = read_store(out)
+    paths = list(s["path"])
+    assert paths == sorted(paths) and len(paths) == 25 and "notes.txt" not in paths
+    assert "sub/deeper/photo02.png" in paths
+    status = dict(zip(paths, s["status"]))
+    errors = dict(zip(paths, s["error"]))
+    for bad in ("corrupt.jpg", "truncated.jpg"):
+        assert status[bad] == STATUS_FAILED and errors[bad]
+    assert "truncated" in errors["truncated.jpg"]
+    assert str(images) not in errors["corrupt.jpg"]       # paths as stored, not the folder's location
+    for converted in ("gray.png", "rgba.png", "sub/sixteen.png"):
+        assert status[converted] == STATUS_DONE and errors[converted] == ""
+    done = s["status"] == STATUS_DONE
+    assert done.sum() == 23
+    maps = s["maps"]
+    assert maps.dtype == np.float16 and maps.shape == (25, SIZE, SIZE)
+    assert np.isnan(maps[~done]).all() and not np.isnan(maps[done]).any()
+    assert maps[done].min() >= 0 and maps[done].max() <= 1
+    assert (s["predicted"][done] >= 0).all() and (s["predicted"][~done] == -1).all()
+    assert np.array_equal(s["target"][done], s["predicted"][done])
+    assert ((s["probability"][done] > 0) & (s["probability"][done] <= 1)).all()
+    meta = s["attrs"]["fastcam"]
+    assert meta["method"] == "gradcam" and meta["model"] == "efficientnet_lite0"
+    assert meta["layer"] == "_head_act" and meta["dtype"] == "float16" and meta["size"] == SIZE
+    assert meta["fastcam_version"] == fastcam.__version__ and meta["complete"] is True
+    assert (meta["n_done"], meta["n_failed"]) == (23, 2)
+    assert (summary.computed, summary.computed_failed, summary.failed, summary.pending) == (25, 2, 2, 0)
+    # the maps are the library's maps for the same preprocessing
+    model = fastcam.models.efficientnet_lite0(pretrained=True).eval()
+    x = fastcam.data.load_image(images / "rgba.png", SIZE)[None]
+    ref = fastcam.explain(model, x, "gradcam", "_head_act", normalize=model.normalization)
+    np.testing.assert_allclose(maps[paths.index("rgba.png")], ref[0].numpy(), atol=2e-3)
+
+
+def test_rerun_skips_everything(images, reference, capsys):
+    out, _ = reference
+    before = _files(out)
+    assert main(["generate", "--images", str(images), "--out", str(out), *ARGS]) == 0
+    printed = capsys.readouterr().out
+    assert "0 image(s)" in printed and "25 already in the store" in printed and "2 failed" in printed
+    assert _files(out) == before
+
+
+def test_two_processes_give_the_same_store(images, reference, tmp_path):
+    out = tmp_path / "two.zarr"
+    proc = _torchrun("--images", str(images), "--out", str(out), *ARGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("on 2 process(es)") == 1          # rank 0 prints the summary
+    assert_same_store(reference[0], out)
+
+
+def test_kill_9_then_resume_on_two_processes(images, reference, tmp_path):
+    # The copy lists its files in a text file; the 11th (sorted) path is a FIFO, so
+    # the run blocks in chunk 2 after writing chunks 0 and 1, and is killed there.
+    folder = tmp_path / "images"
+    shutil.copytree(images, folder)
+    paths = read_store(reference[0])["path"].tolist()
+    blocker = folder / paths[10]
+    blocker.unlink()
+    os.mkfifo(blocker)
+    listing = folder / "list.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    out = tmp_path / "killed.zarr"
+    cmd = [sys.executable, "-m", "fastcam", "generate", "--images", str(listing), "--out", str(out), *ARGS]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((out / "status" / "c" / str(c)).exists() for c in (0, 1)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach chunk 2"
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)          # the run and its loader worker
+        proc.wait()
+    partial = read_store(out)
+    assert (partial["status"][:8] != 0).all() and (partial["status"][8:] == 0).all()
+    blocker.unlink()
+    shutil.copy(images / paths[10], blocker)
+    result = _torchrun("--images", str(listing), "--out", str(out), *ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "8 already in the store" in result.stdout
+    assert_same_store(reference[0], out, ignore_attrs=("images",))
+
+
+def test_other_arguments_refuse_to_resume(images, reference, capsys):
+    out, _ = reference
+    before = _files(out)
+    with pytest.raises(GenerateError, match="method: store has \"gradcam\", this run \"gradcam\\+\\+\""):
+        fastcam.generate(images, out, "gradcam++", size=SIZE, batch_size=BATCH, progress=False)
+    with pytest.raises(GenerateError, match="has no option"):
+        fastcam.generate(images, out, "gradcam", options={"max_iter": 3}, size=SIZE, progress=False)
+    assert main(["generate", "--images", str(images), "--out", str(out), "--method", "opticam",
+                 "-o", "max_iter=5", *ARGS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different run" in err[0] and "opticam" in err[0]
+    assert main(["generate", "--images", str(images), "--out", str(out), "--dtype", "float32", *ARGS]) == 2
+    assert "dtype" in capsys.readouterr().err
+    assert _files(out) == before
+
+
+def test_clear_errors(images, tmp_path, capsys):
+    out = str(tmp_path / "x.zarr")
+    cases = [
+        (["--model", "torchvision:resnet18", "--weights", str(tmp_path / "missing.pt")], "no such file"),
+        (["--model", "nope"], "--model 'nope'"),
+        (["--layer", "_head_ac"], "did you mean"),
+        (["--method", "nope"], "unknown method"),
+    ]
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "small.pt")
+    cases.append((["--model", "torchvision:resnet18", "--weights", str(tmp_path / "small.pt")],
+                  "does not match the model"))
+    for extra, message in cases:
+        assert main(["generate", "--images", str(images), "--out", out, *ARGS, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not os.path.exists(out)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.bin").write_bytes(b"1")
+    assert main(["generate", "--images", str(images), "--out", str(tmp_path / "other"), *ARGS]) == 2
+    assert "not a fastcam store" in capsys.readouterr().err
+    assert (tmp_path / "other" / "data.bin").exists()
+
+
+def test_other_options_refuse_to_resume(images, tmp_path):
+    four = [str(p) for p in sorted(images.rglob("photo0[0-3].*"))]
+    out = tmp_path / "opti.zarr"
+    kw = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
+    summary = fastcam.generate(four, out, "opticam", options={"max_iter": 1}, **kw)
+    assert summary.done == 4
+    assert read_store(out)["attrs"]["fastcam"]["options"]["max_iter"] == 1
+    with pytest.raises(GenerateError, match="options: store has .*\"max_iter\": 1.*\"max_iter\": 2"):
+        fastcam.generate(four, out, "opticam", options={"max_iter": 2}, **kw)
+    with pytest.raises(GenerateError, match="image list differs"):
+        fastcam.generate(four[:3], out, "opticam", options={"max_iter": 1}, **kw)
+    # the default spelled out is the same run
+    assert fastcam.generate(four, out, "opticam", options={"max_iter": 1, "lr": 0.1}, **kw).skipped == 4
