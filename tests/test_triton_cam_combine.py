@@ -8,16 +8,14 @@
     triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)) must give PTX
     (and a cubin, through ptxas).
 """
-import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import fastcam
+from _triton_aot import run_aot_script
 from fastcam.kernels import reference
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
@@ -224,16 +222,7 @@ print("RESULTS " + json.dumps(results))
 
 @pytest.fixture(scope="module")
 def aot_results(tmp_path_factory):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton_cache"))  # no cache hits
-    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT, str(pathlib.Path(tk.__file__)), "80,90"],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    if last.startswith("SKIP "):
-        pytest.skip(f"triton's CUDA backend cannot be loaded here: {json.loads(last[5:])}")
-    assert last.startswith("RESULTS "), proc.stdout[-2000:] + proc.stderr[-2000:]
-    return json.loads(last[8:])
+    return run_aot_script(_AOT_SCRIPT, [str(pathlib.Path(tk.__file__)), "80,90"], tmp_path_factory)
 
 
 @pytest.mark.parametrize("cc", [80, 90])

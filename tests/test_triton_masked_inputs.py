@@ -6,15 +6,13 @@
     through fastcam.ops with backend "triton".
 (b) Every kernel is compiled ahead of time for sm_80 and sm_90 (no GPU needed).
 """
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import fastcam
+from _triton_aot import run_aot_script
 from fastcam.kernels import reference
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
@@ -314,17 +312,8 @@ print("RESULTS " + json.dumps(results))
 
 @pytest.fixture(scope="module")
 def aot_results(tmp_path_factory):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton_cache"))  # no cache hits
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastcam.__file__)))
-    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT, root, "80,90"],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    if last.startswith("SKIP "):
-        pytest.skip(f"triton's CUDA backend cannot be loaded here: {json.loads(last[5:])}")
-    assert last.startswith("RESULTS "), proc.stdout[-2000:] + proc.stderr[-2000:]
-    return json.loads(last[8:])
+    return run_aot_script(_AOT_SCRIPT, [root, "80,90"], tmp_path_factory)
 
 
 @pytest.mark.parametrize("cc", [80, 90])

@@ -4,11 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FC_HD __host__ __device__ __forceinline__
-#else
-#define FC_HD inline
-#endif
+#include "host_device.h"
 
 namespace fastcam {
 

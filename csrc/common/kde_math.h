@@ -17,11 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FC_HD __host__ __device__ __forceinline__
-#else
-#define FC_HD inline
-#endif
+#include "host_device.h"
 
 // Vectorisation hint for the host compiler (the OpenMP build); nothing on CUDA.
 #if defined(_OPENMP) && !defined(__CUDA_ARCH__)
