@@ -47,7 +47,9 @@ class ShapCAM(BaseCAM):
     (general path), or — when the tail starts with a linear map of the
     activation (GAP + fc, flatten + fc, 2×2 max-pool + flatten + fc) — the first
     layer's pre-activation is accumulated player by player and only the rest of
-    the tail runs (``fast_path="auto"``; "never" forces the general path).
+    the tail runs (``fast_path="auto"``; "never" forces the general path), in
+    chunks of as many pre-activation rows as fit in the memory of
+    ``chunk_size`` masked activations.
 
     The record's ``extra`` holds ``phi`` (B,h,w), ``std_error`` (B,),
     ``permutations`` (B,), ``path`` and ``macs_per_coalition``.
@@ -139,7 +141,10 @@ class ShapCAM(BaseCAM):
                 perms = self._permutations(size, n, gen, A.device)
                 with torch.inference_mode():
                     if tables is not None:
-                        v = head_worths(head, tables, perms, score_fn, self.chunk_size)
+                        # a pre-activation row is far smaller than a masked activation:
+                        # as many rows as fit in chunk_size activations' memory
+                        rows = max(self.chunk_size, self.chunk_size * K * h * w // head.linear.out_features)
+                        v = head_worths(head, tables, perms, score_fn, rows)
                     else:
                         v = general_worths(tail, Ab, base, perms, score_fn, self.chunk_size)
                 marg = torch.zeros(size, n, dtype=torch.float64, device=A.device)
