@@ -10,7 +10,7 @@ from ..inputs import Normalize, normalizer
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets
-from .base import BaseCAM, CAMRecord, minmax
+from .base import BaseCAM, CAMRecord
 
 Stop = Optional[Literal["paper", "official"]]
 MaskNorm = Literal["minmax", "max", "sigmoid"]

@@ -1,7 +1,7 @@
 """Score-CAM (Wang et al., CVPR-W 2020)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +10,7 @@ from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..ops.masked_scores import callable_score, class_score, masked_scores
-from .base import BaseCAM
+from .base import BaseCAM, minmax
 
 Mode = Literal["default", "official", "pytorch-grad-cam"]
 
@@ -83,7 +83,7 @@ class ScoreCAM(BaseCAM):
     def __call__(self, x: Tensor, targets=None) -> Tensor:
         if self.mode != "official":
             return super().__call__(x, targets)
-        maps = super().__call__(x, targets)
+        super().__call__(x, targets)
         # The official code applies the ReLU after upsampling: recompute from the
         # record with ReLU and scaling moved after the (linear) upsampling.
         size = tuple(x.shape[-2:])
@@ -91,12 +91,6 @@ class ScoreCAM(BaseCAM):
         with torch.no_grad():
             for A, w in zip(self.last.activations, self.last.weights):
                 u = cam_combine(A, w.to(A.dtype), size, relu=False, normalize=False)
-                per_layer.append(_minmax(torch.relu(u)))
-        out = per_layer[0] if len(per_layer) == 1 else _minmax(torch.stack(per_layer).mean(0))
-        del maps
+                per_layer.append(minmax(torch.relu(u)))
+        out = per_layer[0] if len(per_layer) == 1 else minmax(torch.stack(per_layer).mean(0))
         return out.float()
-
-
-def _minmax(m: Tensor) -> Tensor:
-    from .base import minmax
-    return minmax(m)

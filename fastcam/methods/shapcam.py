@@ -5,14 +5,13 @@ gradient/Hessian-based method.
 """
 from __future__ import annotations
 
-import math
 from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..inputs import Normalize, check_images, normalizer
-from ..network.layers import LayerSpec, find_spatial_layer, resolve_layers
+from ..network.layers import LayerSpec, find_spatial_layer
 from ..network.linear_head import find_linear_head
 from ..network.split import split
 from ..ops import cam_combine

@@ -342,7 +342,6 @@ class _FxPlan:
                                    for s in self.steps)
 
     def _classify(self, node: fx.Node, modules: dict, live: set) -> _Step:
-        live_args = [a for a in node.all_input_nodes if a in live]
         if node.op == "call_module":
             module = modules[node.target]
             where = f"module {node.target!r}"

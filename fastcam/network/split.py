@@ -236,7 +236,7 @@ def _hook_tail(state: _SplitState, A: Tensor, extra_hooks=()) -> Tensor:
     """The model on the last prefix input with the layer's output replaced by A."""
     model, layer = state.model, state.layer
     if state.x is None:
-        raise RuntimeError(f"this tail (hook mode) re-runs the model: call the prefix first")
+        raise RuntimeError("this tail (hook mode) re-runs the model: call the prefix first")
     x = _repeat_rows(state.x, A.shape[0], state.x.shape[0])
     calls = [0]
 
