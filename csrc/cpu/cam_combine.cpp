@@ -129,41 +129,24 @@ FASTCAM_INLINE void forward_map(const T* A, const T* wt, T* o, T* s, T* stats, i
   }
 }
 
-FASTCAM_CLONES void forward_map_f32(const float* A, const float* wt, float* o, float* s,
-                                    float* stats, int64_t K, int64_t h, int64_t w, int64_t H,
-                                    int64_t W, bool relu, bool normalize,
-                                    const LerpTap<float>* ty, const LerpTap<float>* tx,
-                                    const int64_t* cy, int64_t ncy, const int64_t* cx,
-                                    int64_t ncx, float* r, float* rows) {
-  forward_map(A, wt, o, s, stats, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
-              rows);
+// Non-template entry points, one per dtype, so GCC can clone each for the CPU's
+// instruction set (target_clones does not apply to templates).
+FASTCAM_CLONES void forward_map_cloned(const float* A, const float* wt, float* o, float* s,
+                                       float* st, int64_t K, int64_t h, int64_t w, int64_t H,
+                                       int64_t W, bool relu, bool normalize,
+                                       const LerpTap<float>* ty, const LerpTap<float>* tx,
+                                       const int64_t* cy, int64_t ncy, const int64_t* cx,
+                                       int64_t ncx, float* r, float* rows) {
+  forward_map(A, wt, o, s, st, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r, rows);
 }
 
-FASTCAM_CLONES void forward_map_f64(const double* A, const double* wt, double* o, double* s,
-                                    double* stats, int64_t K, int64_t h, int64_t w, int64_t H,
-                                    int64_t W, bool relu, bool normalize,
-                                    const LerpTap<double>* ty, const LerpTap<double>* tx,
-                                    const int64_t* cy, int64_t ncy, const int64_t* cx,
-                                    int64_t ncx, double* r, double* rows) {
-  forward_map(A, wt, o, s, stats, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
-              rows);
-}
-
-inline void forward_map_any(const float* A, const float* wt, float* o, float* s, float* st,
-                            int64_t K, int64_t h, int64_t w, int64_t H, int64_t W, bool relu,
-                            bool normalize, const LerpTap<float>* ty, const LerpTap<float>* tx,
-                            const int64_t* cy, int64_t ncy, const int64_t* cx, int64_t ncx,
-                            float* r, float* rows) {
-  forward_map_f32(A, wt, o, s, st, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
-                  rows);
-}
-inline void forward_map_any(const double* A, const double* wt, double* o, double* s, double* st,
-                            int64_t K, int64_t h, int64_t w, int64_t H, int64_t W, bool relu,
-                            bool normalize, const LerpTap<double>* ty, const LerpTap<double>* tx,
-                            const int64_t* cy, int64_t ncy, const int64_t* cx, int64_t ncx,
-                            double* r, double* rows) {
-  forward_map_f64(A, wt, o, s, st, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r,
-                  rows);
+FASTCAM_CLONES void forward_map_cloned(const double* A, const double* wt, double* o, double* s,
+                                       double* st, int64_t K, int64_t h, int64_t w, int64_t H,
+                                       int64_t W, bool relu, bool normalize,
+                                       const LerpTap<double>* ty, const LerpTap<double>* tx,
+                                       const int64_t* cy, int64_t ncy, const int64_t* cx,
+                                       int64_t ncx, double* r, double* rows) {
+  forward_map(A, wt, o, s, st, K, h, w, H, W, relu, normalize, ty, tx, cy, ncy, cx, ncx, r, rows);
 }
 
 }  // namespace
@@ -182,7 +165,7 @@ void cam_combine_forward(const T* A, const T* wt, T* out, T* s_low, T* stats,
     std::vector<T> r(hw), rows(h * W);  // ReLU'd low-res map; rows upsampled along x
 #pragma omp for schedule(static)
     for (int64_t m = 0; m < maps; ++m)
-      forward_map_any(A + (m / G) * K * hw, wt + m * K, out + m * HW, s_low + m * hw,
+      forward_map_cloned(A + (m / G) * K * hw, wt + m * K, out + m * HW, s_low + m * hw,
                       stats + 2 * m, K, h, w, H, W, relu, normalize, ty.data(), tx.data(),
                       cy.data(), int64_t(cy.size()), cx.data(), int64_t(cx.size()), r.data(),
                       rows.data());
