@@ -9,6 +9,7 @@ import torchvision
 
 import fastcam
 
+from _scorecam_floor import k_masked_forwards
 from conftest import SMOKE
 
 SIZE = 64 if SMOKE else 224
@@ -35,15 +36,7 @@ def _group():
 
 def test_floor_k_masked_forwards(benchmark, setup):
     model, x, target, A = setup
-    up = F.interpolate(A, size=(SIZE, SIZE), mode="bilinear", align_corners=True)[0]
-    lo = up.flatten(1).min(1).values[:, None, None]
-    hi = up.flatten(1).max(1).values[:, None, None]
-    copies = x * ((up - lo) / (hi - lo + 1e-8))[:, None]        # (K, 3, H, W), prepared once
-
-    def floor():
-        with torch.inference_mode():
-            return torch.cat([model(copies[i:i + CHUNK])[:, target] for i in range(0, len(copies), CHUNK)])
-
+    floor = k_masked_forwards(model, x, A, target, CHUNK)
     benchmark.group = _group()
     benchmark.extra_info["baseline"] = True
     benchmark.pedantic(floor, rounds=3, iterations=1, warmup_rounds=1)

@@ -1,5 +1,8 @@
 """The ``fastcam`` command line. ``fastcam demo`` explains real photos with the
-bundled pretrained EfficientNet-Lite0 and writes a PNG grid of overlays."""
+bundled pretrained EfficientNet-Lite0 and writes a PNG grid of overlays;
+``fastcam explain`` writes overlays and raw maps for image files; ``fastcam eval``
+compares methods on metrics over an image folder; ``fastcam photos`` writes the
+bundled real photos as image files; ``fastcam generate`` fills a Zarr store."""
 from __future__ import annotations
 
 import argparse
@@ -70,11 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
                          "Zarr store; re-running resumes; under torchrun each rank takes a disjoint share.")
     _generate_arguments(gen)
     gen.set_defaults(func=_generate_run)
+    from .evaluate import commands as ev
+
+    exp = sub.add_parser("explain", help="heat-map overlays (PNG) and raw maps (.npy) for image files",
+                         description="Explain image files with one method: writes NAME_METHOD.png "
+                         "(overlay) and NAME_METHOD.npy (the (H, W) map in [0, 1]) per image and "
+                         "prints the predicted classes.")
+    ev.add_explain_arguments(exp)
+    exp.set_defaults(func=ev.run_explain)
+    evp = sub.add_parser("eval", help="compare methods on metrics over an image folder",
+                         description="Run every method on every image (batched) and every metric on "
+                         "every map; write eval_table.md/.csv (mean and 95%% Student-t interval, "
+                         "seconds per image), eval_per_image.csv, eval_timings.json, eval_command.txt.")
+    ev.add_eval_arguments(evp)
+    evp.set_defaults(func=ev.run_eval)
+    pho = sub.add_parser("photos", help="write the bundled real photos as PNG files",
+                         description=ev.run_photos.__doc__)
+    ev.add_photos_arguments(pho)
+    pho.set_defaults(func=ev.run_photos)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 

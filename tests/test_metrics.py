@@ -48,6 +48,35 @@ def test_confidence_metrics_by_hand():
     assert metrics.average_increase(model, x, maps, 1).tolist() == [1.0, 1.0]
 
 
+class CountingForwards(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_confidence_changes_equal_the_single_metrics_in_fewer_passes():
+    model = CountingForwards(MeanLogit(3.0))
+    torch.manual_seed(0)
+    x, maps = torch.rand(5, 3, 6, 7), torch.rand(5, 6, 7)
+    targets = [0, 1, 0, 1, 1]
+    both = metrics.confidence_changes(model, x, maps, targets, batch_size=2, which=("ai", "ad"))
+    assert list(both) == ["ai", "ad"] and model.calls == 2 * 3      # clean + masked, 3 chunks each
+    single = {"ad": metrics.average_drop, "ai": metrics.average_increase,
+              "ag": metrics.average_gain, "add": metrics.average_drop_in_deletion}
+    every = metrics.confidence_changes(model, x, maps, targets)
+    for name, fn in single.items():
+        torch.testing.assert_close(every[name], fn(model, x, maps, targets), rtol=0, atol=0)
+    torch.testing.assert_close(both["ad"], every["ad"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="subset"):
+        metrics.confidence_changes(model, x, maps, targets, which=("ad", "auc"))
+    with pytest.raises(ValueError, match="subset"):
+        metrics.confidence_changes(model, x, maps, targets, which=())
+
+
 def test_normalize_masks_pixel_space():
     model = MeanLogit(1.0)
     x = torch.full((1, 3, 2, 2), 0.5)

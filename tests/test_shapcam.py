@@ -1,13 +1,11 @@
 """Shap-CAM: exact Shapley values by enumeration, the closed form on a linear
 tail, efficiency, the linear-head fast path against the general path."""
-import itertools
 import math
 
 import pytest
 import torch
 from torch import nn
 
-import fastcam
 from fastcam.methods.shapcam import ShapCAM
 
 

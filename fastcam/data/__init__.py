@@ -1,7 +1,7 @@
 """Offline data helpers: bundled real photos and ImageNet metadata."""
 
 from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD
-from .photos import PHOTO_NAMES, load_image, load_photos, preprocess, to_rgb_float
+from .photos import PHOTO_NAMES, load_image, load_photos, photo_array, preprocess, to_rgb_float
 
 __all__ = [
     "IMAGENET_CLASSES",
@@ -10,6 +10,7 @@ __all__ = [
     "PHOTO_NAMES",
     "load_image",
     "load_photos",
+    "photo_array",
     "preprocess",
     "to_rgb_float",
 ]

@@ -1,4 +1,5 @@
-"""Real photographs bundled offline with scikit-image and matplotlib.
+"""Real photographs bundled offline with scikit-image and matplotlib, and one
+colour photo shipped with fastcam (``summer_palace.jpg``, CC BY 2.0).
 
 Photos are returned as float32 RGB tensors in ``[0, 1]`` pixel space (not
 normalised), preprocessed the standard ImageNet-evaluation way: resize so the
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import functional as TF
 
-__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "preprocess", "to_rgb_float"]
+__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "photo_array", "preprocess", "to_rgb_float"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -43,6 +44,16 @@ def _grace_hopper() -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _summer_palace() -> np.ndarray:
+    from PIL import Image
+
+    # scikit-learn's sample "china.jpg" (Tower of Buddhist Incense, Summer Palace,
+    # Beijing), CC BY 2.0, danielbuechele on Flickr; shipped here (PHOTO_CREDITS.txt)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "summer_palace.jpg")
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 # All of these ship inside the installed packages (no network access needed).
 _LOADERS: Dict[str, Callable[[], np.ndarray]] = {
     "chelsea": _skimage("chelsea"),  # tabby cat
@@ -51,10 +62,20 @@ _LOADERS: Dict[str, Callable[[], np.ndarray]] = {
     "rocket": _skimage("rocket"),  # Falcon 9 on the launch pad
     "motorcycle": _motorcycle,  # Middlebury stereo "motorcycle" (left view)
     "grace_hopper": _grace_hopper,  # portrait in navy uniform (matplotlib)
+    "summer_palace": _summer_palace,  # palace tower (bundled, CC BY 2.0)
+    "cameraman": _skimage("camera"),  # man with camera on a tripod (grayscale photo)
 }
 
 #: Names accepted by :func:`load_photos`, in default order.
 PHOTO_NAMES: Tuple[str, ...] = tuple(_LOADERS)
+
+
+def photo_array(name: str) -> np.ndarray:
+    """One bundled photo at its original resolution, as its source array
+    (uint8 RGB, or 2-D grayscale for ``cameraman``)."""
+    if name not in _LOADERS:
+        raise KeyError(f"unknown photo name {name!r}; available: {list(PHOTO_NAMES)}")
+    return _LOADERS[name]()
 
 
 def to_rgb_float(arr: np.ndarray) -> np.ndarray:
@@ -135,7 +156,8 @@ def load_photos(
 
     Args:
         names: subset of :data:`PHOTO_NAMES` (default: all, in that order:
-            chelsea, coffee, astronaut, rocket, motorcycle, grace_hopper).
+            chelsea, coffee, astronaut, rocket, motorcycle, grace_hopper,
+            summer_palace, cameraman).
         size: output side length (shorter side resized to ``size*256/224``,
             then center crop).
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..inputs import Normalize, check_images, normalizer
-from ..network.hooks import ActivationCapture
+from ..network.hooks import ActivationCapture, Transform
 from ..network.layers import LayerSpec, find_spatial_layer, resolve_layers
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets, resolve_targets
@@ -32,6 +32,16 @@ class CAMRecord:
     weights: list[Tensor] = field(default_factory=list)       # per layer (B, K)
     low_res: list[Tensor] = field(default_factory=list)       # per layer (B, h, w) ReLU(Σ w A)
     extra: dict = field(default_factory=dict)                 # method-specific values
+
+
+class Weighted(NamedTuple):
+    """One batch's pass through a method, before the maps are made."""
+
+    activations: list[Tensor]   # per layer (B, K, h, w)
+    logits: Tensor              # the model output on the (normalised) input
+    targets: Targets
+    scores: Tensor              # (B,) the explained target scores
+    weights: list[Tensor]       # per layer (B, K)
 
 
 def minmax(maps: Tensor) -> Tensor:
@@ -57,6 +67,12 @@ class BaseCAM:
 
     Use as ``cam(x, targets)`` or in a ``with`` block; hooks live only during a
     call and are removed on return and on error; errors are never swallowed.
+
+    ``reshape_transform`` (attribute, default None): a function applied to each
+    target layer's raw output to give the (B,K,h,w) activation, e.g. a ViT's
+    tokens into a grid (pytorch-grad-cam's argument of that name; the gradient
+    is ``reshape_transform(∂s/∂output)``, as there). Methods that split the
+    model at the layer (LIFT-CAM, Shap-CAM) do not use it.
     """
 
     #: whether the method needs the gradient of the target score w.r.t. A
@@ -69,6 +85,7 @@ class BaseCAM:
         self.model = model
         self.normalize = normalize
         self.target_layers = resolve_layers(model, target_layers)
+        self.reshape_transform: Optional[Transform] = None
         self.last: Optional[CAMRecord] = None
         self.last_extra: dict = {}   # a method's own values for the next CAMRecord
         self._input: Optional[Tensor] = None
@@ -101,12 +118,13 @@ class BaseCAM:
         x_model = normalizer(self.normalize, x)(x)
         layers = self._layers_for(x_model)
         grad_mode = torch.enable_grad() if self.needs_grad else torch.inference_mode()
-        with grad_mode, ActivationCapture(layers, track_grad=self.needs_grad) as capture:
+        with grad_mode, ActivationCapture(layers, track_grad=self.needs_grad,
+                                          transform=self.reshape_transform) as capture:
             logits = self.model(x_model)
             if not isinstance(logits, Tensor):
                 raise ValueError(f"the model returned {type(logits).__name__}; fastcam needs "
                                  "a tensor of logits (B, C)")
-            resolved = resolve_targets(targets, logits)
+            resolved = _resolve(targets, logits)
             scores = resolved.scores(logits)
         activations = capture.collected()
         if not self.needs_grad:
@@ -118,14 +136,20 @@ class BaseCAM:
                 resolved = Targets(resolved.indices.clone(), None)
         return activations, logits, resolved, scores
 
-    def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
+    def compute_weights(self, x: Tensor, targets: TargetSpec = None) -> Weighted:
+        """The forward capture and the channel weights of every target layer:
+        what :meth:`__call__` turns into maps (front-ends combine them their way)."""
         activations, logits, resolved, scores = self.forward_capture(x, targets)
         self._input = x  # perturbation methods (Score-CAM) rerun the model on x
         try:
             weights = self.channel_weights(activations, logits, scores, resolved)
         finally:
             self._input = None
+        return Weighted(activations, logits, resolved, scores, weights)
+
+    def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
+        """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
+        activations, logits, resolved, scores, weights = self.compute_weights(x, targets)
         size = tuple(x.shape[-2:])
         with torch.no_grad():
             maps = [cam_combine(A.detach(), w.detach().to(A.dtype), size)
@@ -143,6 +167,18 @@ class BaseCAM:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(target_layers={self.target_layers}, normalize={self.normalize})"
+
+
+def _resolve(targets: TargetSpec, logits: Tensor) -> Targets:
+    """:func:`resolve_targets`, and B per-sample callables for a model whose
+    output is not (B, C) logits (a segmentation model's (B, C, H, W) scores:
+    pytorch-grad-cam's ``SemanticSegmentationTarget``)."""
+    if (logits.dim() != 2 and logits.dim() >= 1 and isinstance(targets, (list, tuple))
+            and targets and all(callable(t) for t in targets)):
+        if len(targets) != logits.shape[0]:
+            raise ValueError(f"got {len(targets)} targets for a batch of {logits.shape[0]} images")
+        return Targets(None, list(targets))
+    return resolve_targets(targets, logits)
 
 
 def gradients(scores: Tensor, activations: list[Tensor]) -> list[Tensor]:

@@ -1,11 +1,15 @@
 """Evaluation metrics of the saliency papers. Each takes
 ``(model, x, maps, targets, *, normalize=None, batch_size=...)`` and returns a
 (B,) tensor of per-image values; the papers' figures are the means (×100 for
-percentages)."""
+percentages). The localisation metrics (:func:`pointing_game`,
+:func:`energy_pointing_game`) take ``(maps, boxes)``: they need no model."""
 from .avx import avx, avx_components
-from .confidence import average_drop, average_drop_in_deletion, average_gain, average_increase
+from .confidence import (average_drop, average_drop_in_deletion, average_gain, average_increase,
+                         confidence_changes)
 from .insertion_deletion import auc, deletion_auc, insertion_auc, rise_blur, saliency_rank
+from .localisation import boxes_mask, energy_pointing_game, pointing_game
 
-__all__ = ["average_drop", "average_increase", "average_gain", "average_drop_in_deletion",
+__all__ = ["confidence_changes", "average_drop", "average_increase", "average_gain",
+           "average_drop_in_deletion",
            "insertion_auc", "deletion_auc", "auc", "rise_blur", "saliency_rank", "avx",
-           "avx_components"]
+           "avx_components", "pointing_game", "energy_pointing_game", "boxes_mask"]

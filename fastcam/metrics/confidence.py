@@ -11,6 +11,8 @@ black) before normalisation; with None, S multiplies the tensor given.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -19,35 +21,57 @@ from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities, masked_probabilities
 
 
-def _p_and_o(model, x, maps, targets, normalize, batch_size, invert=False):
+CONFIDENCE_METRICS = ("ad", "ai", "ag", "add")
+
+
+def confidence_changes(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
+                       normalize: Normalize = None, batch_size: int = 32,
+                       which: Sequence[str] = CONFIDENCE_METRICS) -> dict[str, Tensor]:
+    """Several of the per-image terms below at once (``which`` ⊆ {"ad", "ai", "ag",
+    "add"}): one clean pass for p, one pass on ``x ⊙ S`` for AD/AI/AG and one on
+    ``x ⊙ (1 − S)`` for ADD, where calling the functions one by one repeats the
+    clean pass for each. Returns ``{name: (B,) tensor}``, identical to the
+    single-metric functions."""
+    unknown = [w for w in which if w not in CONFIDENCE_METRICS]
+    if unknown or not which:
+        raise ValueError(f"which must be a non-empty subset of {CONFIDENCE_METRICS}, got {list(which)}")
     maps = check_maps(x, maps)
     p, classes = clean_probabilities(model, x, targets, normalize, batch_size)
-    o = masked_probabilities(model, x, 1 - maps if invert else maps, classes, normalize, batch_size)
-    return p, o
+    out: dict[str, Tensor] = {}
+    if {"ad", "ai", "ag"} & set(which):
+        o = masked_probabilities(model, x, maps, classes, normalize, batch_size)
+        terms = {"ad": lambda: torch.clamp(p - o, min=0) / p,
+                 "ai": lambda: (p < o).to(p.dtype),
+                 "ag": lambda: torch.clamp(o - p, min=0) / (1 - p)}
+        out.update({name: terms[name]() for name in which if name in terms})
+    if "add" in which:
+        d = masked_probabilities(model, x, 1 - maps, classes, normalize, batch_size)
+        out["add"] = (p - d) / p
+    return {name: out[name] for name in which}
 
 
 def average_drop(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32) -> Tensor:
     """Average Drop (Grad-CAM++ paper, eq. 21), per image: ``max(0, p − o) / p``.
     AD = 100 · mean (lower is better)."""
-    p, o = _p_and_o(model, x, maps, targets, normalize, batch_size)
-    return torch.clamp(p - o, min=0) / p
+    return confidence_changes(model, x, maps, targets, normalize=normalize,
+                              batch_size=batch_size, which=("ad",))["ad"]
 
 
 def average_increase(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                      normalize: Normalize = None, batch_size: int = 32) -> Tensor:
     """Average Increase / Increase in Confidence (Grad-CAM++ eq. 22), per image:
     ``1[p < o]``. AI = 100 · mean (higher is better)."""
-    p, o = _p_and_o(model, x, maps, targets, normalize, batch_size)
-    return (p < o).to(p.dtype)
+    return confidence_changes(model, x, maps, targets, normalize=normalize,
+                              batch_size=batch_size, which=("ai",))["ai"]
 
 
 def average_gain(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32) -> Tensor:
     """Average Gain (Opti-CAM paper, eq. 13), per image: ``max(0, o − p) / (1 − p)``.
     AG = 100 · mean (higher is better)."""
-    p, o = _p_and_o(model, x, maps, targets, normalize, batch_size)
-    return torch.clamp(o - p, min=0) / (1 - p)
+    return confidence_changes(model, x, maps, targets, normalize=normalize,
+                              batch_size=batch_size, which=("ag",))["ag"]
 
 
 def average_drop_in_deletion(model: nn.Module, x: Tensor, maps: Tensor,
@@ -56,5 +80,5 @@ def average_drop_in_deletion(model: nn.Module, x: Tensor, maps: Tensor,
     """Average Drop in Deletion (LIFT-CAM paper), per image: ``(p − d) / p`` with d
     the probability on the deleted image ``x ⊙ (1 − S)``. ADD = 100 · mean
     (higher is better: deleting the salient region should hurt)."""
-    p, d = _p_and_o(model, x, maps, targets, normalize, batch_size, invert=True)
-    return (p - d) / p
+    return confidence_changes(model, x, maps, targets, normalize=normalize,
+                              batch_size=batch_size, which=("add",))["add"]

@@ -1,0 +1,5 @@
+"""Front-ends that speak other CAM libraries' APIs on top of fastcam's engine.
+
+``fastcam.compat.pytorch_grad_cam`` mirrors the PyPI package ``grad-cam``
+(import name ``pytorch_grad_cam``): change the import line, keep the script.
+"""

@@ -1,0 +1,44 @@
+"""Score-CAM with pytorch-grad-cam's interface (``pytorch_grad_cam.ScoreCAM``)."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+from torch import nn
+
+from ...methods import ScoreCAM as _Engine
+from .base_cam import BaseCAM, ReshapeTransform
+
+
+class ScoreCAM(BaseCAM):
+    """Score-CAM (Wang et al. 2020) with pytorch-grad-cam's numerics: channel k's
+    mask is its activation upsampled bilinearly (align_corners=True) and min-max
+    scaled with +1e-8, it multiplies the input tensor as given, the target's
+    score on each masked copy is taken raw and ``w = softmax_k(scores)``.
+
+    ``batch_size`` (attribute, default 16 as in pytorch-grad-cam): masked copies
+    per forward. The copies are built chunk by chunk on the device by a fused
+    kernel (pytorch-grad-cam materialises all K copies of every image first) and
+    the scores stay on the device (theirs: one ``.item()`` per copy); no progress bar.
+    ``mode="default"`` or ``"official"`` (keyword) selects fastcam's other numerics.
+    """
+
+    engine_class = _Engine
+
+    def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
+                 reshape_transform: ReshapeTransform = None, use_cuda: Optional[bool] = None,
+                 **options: Any) -> None:
+        options.setdefault("mode", "pytorch-grad-cam")
+        options.setdefault("batch_size", 16)
+        super().__init__(model, target_layers, reshape_transform, use_cuda, **options)
+
+    @property
+    def batch_size(self) -> int:
+        """Masked copies per forward (pytorch-grad-cam's ``batch_size`` attribute)."""
+        return self.engine.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        value = int(value)
+        if value < 1:
+            raise ValueError(f"batch_size must be >= 1, got {value}")
+        self.engine.batch_size = value

@@ -1,0 +1,271 @@
+"""``fastcam explain``, ``fastcam eval`` and ``fastcam photos``: arguments and
+the glue from files to :func:`fastcam.evaluate.evaluate`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..data import IMAGENET_CLASSES
+from ..generate.run import BUNDLED
+from .errors import EvalError
+from .files import list_image_names, load_images, read_boxes, read_labels, transform_boxes
+from .models import describe_normalize, load_model, predict, resolve_normalize
+from .runner import METRICS, evaluate, parse_list
+from .tables import markdown_table, write_outputs
+
+DEFAULT_EVAL_METHODS = "cam,gradcam,gradcam++,scorecam,liftcam,shapcam,opticam,advise"
+DEFAULT_EVAL_METRICS = "ad,ai,ag,add,insertion,deletion"
+
+
+def _class_name(c: int) -> str:
+    return IMAGENET_CLASSES[c] if 0 <= c < len(IMAGENET_CLASSES) else f"class {c}"
+
+
+def _method_option(text: str) -> tuple[str, str, Any]:
+    """``METHOD.KEY=VALUE`` (value parsed as JSON, else kept as a string)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    method, name = key.split(".", 1)
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return method.strip().lower(), name.strip().replace("-", "_"), parsed
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=BUNDLED,
+                   help=f"{BUNDLED} (bundled, ImageNet weights; default) or torchvision:ARCH")
+    p.add_argument("--weights", default=None, metavar="FILE", help="state dict for the model")
+    p.add_argument("--layer", default=None,
+                   help="target layer (default: _head_act for the bundled model, else the last spatial layer)")
+    p.add_argument("--normalize", default="imagenet", metavar="imagenet|none|MEAN/STD",
+                   help="imagenet (default): [0,1] pixel images, masks applied before the model's own "
+                        "mean/std (bundled model: 0.5/0.5; torchvision: ImageNet's); none: the model "
+                        "gets [0,1] pixels; or explicit MEAN/STD like 0.485,0.456,0.406/0.229,0.224,0.225")
+    p.add_argument("--size", type=int, default=224, help="input and map size (default: %(default)s)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (recursive)")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="lines IMAGE,CLASS (ground-truth class index); default: the predicted class")
+    p.add_argument("--boxes", default=None, metavar="FILE",
+                   help="lines IMAGE,X0,Y0,X1,Y1 in original pixels (for pointing, energy)")
+    p.add_argument("--methods", default=DEFAULT_EVAL_METHODS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--metrics", default=DEFAULT_EVAL_METRICS,
+                   help=f"comma-separated from {','.join(METRICS)} (default: %(default)s)")
+    p.add_argument("-o", "--option", action="append", type=_method_option, default=[],
+                   metavar="METHOD.KEY=VALUE", help="a method option, repeatable: -o opticam.max_iter=50")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder for the eval_* files")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
+    p.add_argument("--metric-batch-size", type=int, default=64,
+                   help="masked copies per forward in the metrics (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=224,
+                   help="insertion/deletion steps (RISE: 224 at 224x224; default: %(default)s)")
+    _model_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_explain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--method", default="gradcam", help="explainer name (default: %(default)s)")
+    p.add_argument("-o", "--option", action="append", type=_method_option, default=[],
+                   metavar="METHOD.KEY=VALUE", help="a method option, repeatable")
+    p.add_argument("--target", default="predicted", help="'predicted' (default) or a class index")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (PNG overlays, .npy maps)")
+    _model_arguments(p)
+
+
+def add_photos_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write NAME.png into")
+
+
+def _options(items, methods) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for method, key, value in items:
+        if method not in methods:
+            raise EvalError(f"-o {method}.{key}: {method!r} is not among the methods {methods}")
+        out.setdefault(method, {})[key] = value
+    return out
+
+
+def _setup(args):
+    loaded = load_model(args.model, args.weights, args.layer, args.size, args.device)
+    return loaded, resolve_normalize(args.normalize, loaded)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``fastcam eval``: 0 when the table was written (failed images reported), 2 on a usage error."""
+    try:
+        return _run_eval(args)
+    except EvalError as e:
+        print(f"fastcam eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_eval(args) -> int:
+    from ..methods import METHODS
+
+    methods = parse_list(args.methods, "methods", list(METHODS))
+    metrics = parse_list(args.metrics, "metrics", list(METRICS))
+    options = _options(args.option, methods)
+    if any(METRICS[k].needs_boxes for k in metrics) and not args.boxes:
+        raise EvalError(f"metric(s) {[k for k in metrics if METRICS[k].needs_boxes]} need --boxes FILE")
+    root, names = list_image_names(args.images)
+    loaded, normalize = _setup(args)
+    t_load = time.perf_counter()
+    batch = load_images([os.path.join(root, n) for n in names], names, args.size)
+    failed = list(batch.failed)
+    keep = list(range(len(batch.names)))
+    labels = read_labels(args.labels, batch.names) if args.labels else None
+    if labels is not None:
+        missing = [batch.names[i] for i in keep if batch.names[i] not in labels]
+        failed += [(n, f"no class for it in {args.labels}") for n in missing]
+        keep = [i for i in keep if batch.names[i] in labels]
+    boxes_by_name = read_boxes(args.boxes, batch.names) if args.boxes else None
+    if not keep:
+        for n, why in failed:
+            print(f"fastcam eval: {n}: {why}", file=sys.stderr)
+        raise EvalError(f"none of the {len(names)} image(s) in {args.images!r} could be evaluated")
+    names_ok = [batch.names[i] for i in keep]
+    x = batch.x[keep].to(args.device)
+    load_s = time.perf_counter() - t_load
+    predicted = predict(loaded.model, x, normalize).argmax(1).tolist()
+    targets = [labels[n] for n in names_ok] if labels is not None else predicted
+    boxes = None
+    no_box: list[str] = []
+    if boxes_by_name is not None:
+        boxes = [transform_boxes(boxes_by_name.get(n, []), batch.sizes[i], args.size)
+                 for n, i in zip(names_ok, keep)]
+        no_box = [n for n, b in zip(names_ok, boxes) if not b]
+    print(f"fastcam eval: {loaded.name} (layer {loaded.layer}), {len(names_ok)} image(s), "
+          f"targets: {'labels ' + args.labels if labels is not None else 'predicted class'}; "
+          f"normalize: {describe_normalize(normalize)}")
+    for n, t, p in zip(names_ok, targets, predicted):
+        print(f"  {n:<24} target {t:>4} {_class_name(t):<22} predicted {_class_name(p)}")
+    result = evaluate(loaded.model, x, names_ok, targets, methods, metrics, layer=loaded.layer,
+                      normalize=normalize, boxes=boxes, batch_size=args.batch_size,
+                      metric_batch_size=args.metric_batch_size, steps=args.steps, method_options=options,
+                      progress=not args.no_progress, predicted=predicted)
+    result.failed = failed
+    header = (f"`{loaded.name}` (layer `{loaded.layer}`), {len(names_ok)} images, targets: "
+              f"{'ground-truth labels' if labels is not None else 'predicted class'}; normalize: "
+              f"{describe_normalize(normalize)}.")
+    argv = getattr(args, "argv", None)
+    command = "fastcam " + shlex.join(argv) if argv is not None else "fastcam eval (called from Python)"
+    extra = {"load_seconds": load_s, "torch": torch.__version__, "threads": torch.get_num_threads(),
+             "cpu_count": os.cpu_count(), "machine": platform.machine(), "device": str(args.device),
+             "no_boxes": no_box}
+    paths = write_outputs(result, args.out, header=header, command=command, extra=extra)
+    print()
+    print(markdown_table(result, header))
+    print(f"total {result.total_seconds:.1f} s; per method: " +
+          ", ".join(f"{m} {s:.1f} s" for m, s in result.method_seconds.items()))
+    print("per metric: " + ", ".join(f"{k} {s:.1f} s" for k, s in result.metric_totals().items()))
+    for p in paths.values():
+        print(f"wrote {p}")
+    if no_box:
+        print(f"fastcam eval: {len(no_box)} image(s) without a box in the crop, left out of the "
+              f"pointing games: {', '.join(no_box)}", file=sys.stderr)
+    if failed:
+        print(f"fastcam eval: {len(failed)} image(s) not evaluated:", file=sys.stderr)
+        for n, why in failed:
+            print(f"  {n}: {why}", file=sys.stderr)
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """``fastcam explain``: 0 when every image was explained, 1 when some could
+    not be read (the others are written), 2 on a usage error."""
+    try:
+        return _run_explain(args)
+    except EvalError as e:
+        print(f"fastcam explain: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_explain(args) -> int:
+    from .. import explain
+    from ..methods import METHODS
+    from ..visualize import overlay
+    from PIL import Image
+
+    method = parse_list(args.method, "methods", list(METHODS))
+    if len(method) != 1:
+        raise EvalError("--method takes one method (fastcam eval compares several)")
+    method = method[0]
+    options = _options(args.option, [method]).get(method, {})
+    target: Optional[int] = None
+    if str(args.target).lower() != "predicted":
+        if not str(args.target).isdigit():
+            raise EvalError(f"--target {args.target!r}: 'predicted' or a class index")
+        target = int(args.target)
+    paths = [str(p) for p in args.images]
+    loaded, normalize = _setup(args)
+    batch = load_images(paths, paths, args.size)
+    failed = batch.failed
+    if not batch.names:
+        for n, why in failed:
+            print(f"fastcam explain: {n}: {why}", file=sys.stderr)
+        raise EvalError("none of the images could be read")
+    x = batch.x.to(args.device)
+    probs = predict(loaded.model, x, normalize)
+    top_p, top_c = probs.max(1)
+    targets = top_c if target is None else torch.full_like(top_c, target)
+    if target is not None and target >= probs.shape[1]:
+        raise EvalError(f"--target {target}: the model has {probs.shape[1]} classes")
+    t0 = time.perf_counter()
+    maps = explain(loaded.model, x, method, [loaded.layer], targets, normalize=normalize, **options)
+    seconds = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{loaded.name}, {method}, {len(batch.names)} image(s) in {seconds:.2f} s:")
+    stems = {}
+    for i, name in enumerate(batch.names):
+        stem = Path(name).stem
+        stems[stem] = stems.get(stem, 0) + 1
+        if stems[stem] > 1:
+            stem = f"{stem}_{stems[stem]}"
+        png, npy = out / f"{stem}_{method}.png", out / f"{stem}_{method}.npy"
+        Image.fromarray(overlay(x[i].cpu(), maps[i].cpu())).save(png)
+        np.save(npy, maps[i].cpu().numpy())
+        c, p = int(top_c[i]), float(top_p[i])
+        shown = f"predicted {_class_name(c)} (p={p:.3f})"
+        if target is not None:
+            shown += f", explained class {target} {_class_name(target)}"
+        print(f"  {name:<24} {shown}  -> {png.name}, {npy.name}")
+    if failed:
+        print(f"fastcam explain: {len(failed)} image(s) not explained:", file=sys.stderr)
+        for n, why in failed:
+            print(f"  {n}: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_photos(args: argparse.Namespace) -> int:
+    """``fastcam photos``: write the bundled real photos as PNG files at their
+    original resolution (the input of the committed ``fastcam eval`` run)."""
+    from PIL import Image
+
+    from ..data import PHOTO_NAMES, photo_array
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in PHOTO_NAMES:
+        path = out / f"{name}.png"
+        Image.fromarray(np.asarray(photo_array(name))).save(path)
+        print(f"wrote {path}")
+    return 0
