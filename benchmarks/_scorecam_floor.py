@@ -5,6 +5,23 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+import torchvision
+
+
+def resnet18_case(size: int, layer: str = "layer4"):
+    """(model, x, target, A): a seeded random-init ResNet-18 in eval mode, one
+    random image (1,3,size,size), its predicted class and the activation of ``layer``."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, size, size)
+    captured = {}
+    with torch.no_grad():
+        target = int(model(x).argmax(1))
+        h = model.get_submodule(layer).register_forward_hook(
+            lambda m, i, o: captured.__setitem__("A", o))
+        model(x)
+        h.remove()
+    return model, x, target, captured["A"]
 
 
 def k_masked_forwards(model: torch.nn.Module, x: torch.Tensor, A: torch.Tensor, target: int,

@@ -13,7 +13,7 @@ import torchvision
 import fastcam.compat.pytorch_grad_cam as fc
 from fastcam.compat.pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from _scorecam_floor import k_masked_forwards
+from _scorecam_floor import k_masked_forwards, resnet18_case
 from conftest import SMOKE
 
 pgc = pytest.importorskip("pytorch_grad_cam")
@@ -71,16 +71,7 @@ def test_gradcam_fastcam_compat(benchmark, gradcam_setup):
 # -- ScoreCAM ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scorecam_setup():
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18().eval()
-    x = torch.randn(1, 3, SC_SIZE, SC_SIZE)
-    captured = {}
-    with torch.no_grad():
-        target = int(model(x).argmax(1))
-        h = model.layer4[-1].register_forward_hook(lambda m, i, o: captured.__setitem__("A", o))
-        model(x)
-        h.remove()
-    return model, x, target, captured["A"]
+    return resnet18_case(SC_SIZE, "layer4.1")
 
 
 def _sc_group():

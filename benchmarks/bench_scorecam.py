@@ -5,11 +5,10 @@ same chunk size (here on copies prepared in advance, so building them is free)."
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 
 import fastcam
 
-from _scorecam_floor import k_masked_forwards
+from _scorecam_floor import k_masked_forwards, resnet18_case
 from conftest import SMOKE
 
 SIZE = 64 if SMOKE else 224
@@ -18,16 +17,7 @@ CHUNK = 32
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18().eval()
-    x = torch.randn(1, 3, SIZE, SIZE)
-    with torch.no_grad():
-        target = int(model(x).argmax(1))
-        captured = {}
-        h = model.layer4.register_forward_hook(lambda m, i, o: captured.__setitem__("A", o))
-        model(x)
-        h.remove()
-    return model, x, target, captured["A"]
+    return resnet18_case(SIZE, "layer4")
 
 
 def _group():

@@ -11,10 +11,36 @@ import sys
 import pytest
 
 
-def run_aot_script(script: str, argv: list, tmp_path_factory) -> list:
+# What every script starts with: ``mod`` is the kernels' module, imported from
+# the checkout that the tests run (argv: its root, the compute capabilities).
+_PRELUDE = r"""
+import importlib, json, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+root, ccs = sys.argv[1], [int(c) for c in sys.argv[2].split(",")]
+try:
+    from triton.backends import backends
+    backends["nvidia"].compiler(GPUTarget("cuda", ccs[0], 32)).parse_options({})
+except Exception as e:
+    print("SKIP " + json.dumps(repr(e)))
+    sys.exit(0)
+
+sys.path.insert(0, root)
+mod = importlib.import_module(sys.argv[3])
+"""
+
+
+def run_aot_script(script: str, module: str, tmp_path_factory, ccs: str = "80,90") -> list:
+    """Run ``script`` (which uses ``mod``, ``ccs``, ``triton``, ``GPUTarget``,
+    ``ASTSource``, ``json``) after the prelude, with ``mod`` = ``module`` imported."""
+    import fastcam
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastcam.__file__)))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton_cache"))  # no cache hits
-    proc = subprocess.run([sys.executable, "-c", script, *map(str, argv)], env=env,
+    proc = subprocess.run([sys.executable, "-c", _PRELUDE + script, root, ccs, module], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     last = proc.stdout.strip().splitlines()[-1]

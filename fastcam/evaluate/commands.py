@@ -3,6 +3,7 @@ the glue from files to :func:`fastcam.evaluate.evaluate`."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -107,16 +108,23 @@ def _setup(args):
     return loaded, resolve_normalize(args.normalize, loaded)
 
 
+def _usage_errors(command: str):
+    """Wrap a subcommand: an :class:`EvalError` becomes a one-line message and exit code 2."""
+    def wrap(run):
+        @functools.wraps(run)
+        def guarded(args: argparse.Namespace) -> int:
+            try:
+                return run(args)
+            except EvalError as e:
+                print(f"fastcam {command}: error: {e}", file=sys.stderr)
+                return 2
+        return guarded
+    return wrap
+
+
+@_usage_errors("eval")
 def run_eval(args: argparse.Namespace) -> int:
     """``fastcam eval``: 0 when the table was written (failed images reported), 2 on a usage error."""
-    try:
-        return _run_eval(args)
-    except EvalError as e:
-        print(f"fastcam eval: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _run_eval(args) -> int:
     from ..methods import METHODS
 
     methods = parse_list(args.methods, "methods", list(METHODS))
@@ -187,17 +195,10 @@ def _run_eval(args) -> int:
     return 0
 
 
+@_usage_errors("explain")
 def run_explain(args: argparse.Namespace) -> int:
     """``fastcam explain``: 0 when every image was explained, 1 when some could
     not be read (the others are written), 2 on a usage error."""
-    try:
-        return _run_explain(args)
-    except EvalError as e:
-        print(f"fastcam explain: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _run_explain(args) -> int:
     from .. import explain
     from ..methods import METHODS
     from ..visualize import overlay
