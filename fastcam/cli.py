@@ -13,30 +13,29 @@ from typing import Sequence
 
 import torch
 
+from .evaluate.commands import usage_errors
+
 DEFAULT_DEMO_METHODS = ("cam", "gradcam", "gradcam++", "liftcam", "shapcam")
 
 
+@usage_errors("demo")
 def _demo(args: argparse.Namespace) -> int:
+    """Explain the bundled real photos with EfficientNet-Lite0 (ImageNet weights)
+    and write a PNG grid."""
     from . import explain, models
     from .data import IMAGENET_CLASSES, load_photos
+    from .evaluate.models import predict
+    from .evaluate.runner import parse_list
     from .methods import METHODS
     from .visualize import save_grid
 
-    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        print(f"fastcam demo: unknown method(s) {unknown}; choose from {sorted(METHODS)}",
-              file=sys.stderr)
-        return 2
+    methods = parse_list(args.methods, "methods", list(METHODS))
     device = torch.device(args.device)
     model = models.efficientnet_lite0(pretrained=True).to(device).eval()
     x, names = load_photos()
     x = x.to(device)
     normalize = model.normalization
-    with torch.no_grad():
-        mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in normalize)
-        probs = model((x - mean) / std).softmax(1)
-    top_p, top_c = probs.max(1)
+    top_p, top_c = predict(model, x, normalize).max(1)
     labels = []
     print(f"EfficientNet-Lite0 (ImageNet weights) on {len(names)} photos, device {device}:")
     for name, p, c in zip(names, top_p.tolist(), top_c.tolist()):
@@ -59,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastcam", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="explain real photos with the bundled pretrained model",
-                          description=_demo.__doc__ or "Explain the bundled real photos with "
-                          "EfficientNet-Lite0 (ImageNet weights) and write a PNG grid.")
+                          description=_demo.__doc__)
     demo.add_argument("--out", default="fastcam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--methods", default=",".join(DEFAULT_DEMO_METHODS),
                       help="comma-separated methods, one column each (default: %(default)s)")

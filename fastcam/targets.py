@@ -24,7 +24,8 @@ class Targets:
         self.callables = callables
 
     def scores(self, logits: Tensor) -> Tensor:
-        """The (B,) target scores of ``logits`` (B, C), differentiable."""
+        """The (B,) target scores of ``logits`` (B, C) — or any (B, ...) output
+        with callables — differentiable."""
         if self.callables is not None:
             values = [torch.as_tensor(f(row)) for f, row in zip(self.callables, logits)]
             for v in values:
@@ -36,7 +37,14 @@ class Targets:
 
 
 def resolve_targets(targets: TargetSpec, logits: Tensor) -> Targets:
-    """Check ``targets`` against the batch's ``logits`` (B, C) and resolve them."""
+    """Check ``targets`` against the batch's ``logits`` (B, C) and resolve them.
+    B callables take one image's output whatever its shape (a segmentation
+    model's (C, H, W) scores: pytorch-grad-cam's ``SemanticSegmentationTarget``)."""
+    if (isinstance(targets, (list, tuple)) and targets and all(callable(t) for t in targets)
+            and logits.dim() >= 1):
+        if len(targets) != logits.shape[0]:
+            raise ValueError(f"got {len(targets)} targets for a batch of {logits.shape[0]} images")
+        return Targets(None, list(targets))
     if logits.dim() != 2:
         raise ValueError(f"the model must return logits of shape (B, C), got {tuple(logits.shape)}")
     B, C = logits.shape
@@ -57,8 +65,6 @@ def resolve_targets(targets: TargetSpec, logits: Tensor) -> Targets:
         targets = list(targets)
         if len(targets) != B:
             raise ValueError(f"got {len(targets)} targets for a batch of {B} images")
-        if all(callable(t) for t in targets):
-            return Targets(None, targets)
         if not all(isinstance(t, int) or (isinstance(t, Tensor) and t.numel() == 1) for t in targets):
             raise TypeError("targets must be all ints or all callables")
         idx = torch.tensor([int(t) for t in targets], dtype=torch.long, device=logits.device)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import platform
 import shlex
@@ -16,33 +15,28 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..data import IMAGENET_CLASSES
-from ..generate.run import BUNDLED
+from ..generate.run import BUNDLED, key_value
 from .errors import EvalError
 from .files import list_image_names, load_images, read_boxes, read_labels, transform_boxes
 from .models import describe_normalize, load_model, predict, resolve_normalize
 from .runner import METRICS, evaluate, parse_list
-from .tables import markdown_table, write_outputs
+from .tables import class_name, markdown_table, write_outputs
 
 DEFAULT_EVAL_METHODS = "cam,gradcam,gradcam++,scorecam,liftcam,shapcam,opticam,advise"
 DEFAULT_EVAL_METRICS = "ad,ai,ag,add,insertion,deletion"
 
 
 def _class_name(c: int) -> str:
-    return IMAGENET_CLASSES[c] if 0 <= c < len(IMAGENET_CLASSES) else f"class {c}"
+    return class_name(c, unknown="class {}")
 
 
 def _method_option(text: str) -> tuple[str, str, Any]:
     """``METHOD.KEY=VALUE`` (value parsed as JSON, else kept as a string)."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
+    key, parsed = key_value(text)
     method, name = key.split(".", 1)
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = value
-    return method.strip().lower(), name.strip().replace("-", "_"), parsed
+    return method.strip().lower(), name.strip(), parsed
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,7 +102,7 @@ def _setup(args):
     return loaded, resolve_normalize(args.normalize, loaded)
 
 
-def _usage_errors(command: str):
+def usage_errors(command: str):
     """Wrap a subcommand: an :class:`EvalError` becomes a one-line message and exit code 2."""
     def wrap(run):
         @functools.wraps(run)
@@ -122,7 +116,7 @@ def _usage_errors(command: str):
     return wrap
 
 
-@_usage_errors("eval")
+@usage_errors("eval")
 def run_eval(args: argparse.Namespace) -> int:
     """``fastcam eval``: 0 when the table was written (failed images reported), 2 on a usage error."""
     from ..methods import METHODS
@@ -195,7 +189,7 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-@_usage_errors("explain")
+@usage_errors("explain")
 def run_explain(args: argparse.Namespace) -> int:
     """``fastcam explain``: 0 when every image was explained, 1 when some could
     not be read (the others are written), 2 on a usage error."""

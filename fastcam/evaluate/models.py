@@ -15,11 +15,11 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..generate.dataset import GenerateError
 from ..generate.run import BUNDLED
 from ..generate.run import load_model as _load_model
 from ..generate.run import resolve_layer as _resolve_layer
+from ..generate.run import resolve_normalize as _resolve_normalize
 from ..inputs import Normalize
 from .errors import EvalError
 
@@ -74,11 +74,7 @@ def resolve_normalize(choice: str, loaded: LoadedModel) -> Normalize:
     """
     c = str(choice).strip().lower()
     if c in ("imagenet", "model"):
-        if loaded.own_normalization is not None:
-            mean, std = loaded.own_normalization
-        else:
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
-        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        return _resolve_normalize("auto", loaded.own_normalization)
     if c == "none":
         return None
     if "/" in c:

@@ -26,6 +26,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .. import metrics as M
 from ..inputs import Normalize
@@ -39,13 +40,13 @@ class MetricSpec:
     title: str
     higher_is_better: bool
     needs_boxes: bool
-    fn: Callable
+    fn: Optional[Callable]       # None: a confidence metric, computed with the others
+                                 # of its kind by one metrics.confidence_changes call
 
 
-def _model_metric(fn, curve: bool = False):
+def _curve_metric(fn):
     def run(model, x, maps, classes, boxes, normalize, batch_size, steps):
-        kw = {"steps": steps} if curve else {}
-        return fn(model, x, maps, classes, normalize=normalize, batch_size=batch_size, **kw)
+        return fn(model, x, maps, classes, normalize=normalize, batch_size=batch_size, steps=steps)
     return run
 
 
@@ -56,22 +57,15 @@ def _box_metric(fn):
 
 
 METRICS: dict[str, MetricSpec] = {
-    "ad": MetricSpec("ad", "AD", False, False, _model_metric(M.average_drop)),
-    "ai": MetricSpec("ai", "AI", True, False, _model_metric(M.average_increase)),
-    "ag": MetricSpec("ag", "AG", True, False, _model_metric(M.average_gain)),
-    "add": MetricSpec("add", "ADD", True, False, _model_metric(M.average_drop_in_deletion)),
-    "insertion": MetricSpec("insertion", "Insertion", True, False, _model_metric(M.insertion_auc, True)),
-    "deletion": MetricSpec("deletion", "Deletion", False, False, _model_metric(M.deletion_auc, True)),
+    "ad": MetricSpec("ad", "AD", False, False, None),
+    "ai": MetricSpec("ai", "AI", True, False, None),
+    "ag": MetricSpec("ag", "AG", True, False, None),
+    "add": MetricSpec("add", "ADD", True, False, None),
+    "insertion": MetricSpec("insertion", "Insertion", True, False, _curve_metric(M.insertion_auc)),
+    "deletion": MetricSpec("deletion", "Deletion", False, False, _curve_metric(M.deletion_auc)),
     "pointing": MetricSpec("pointing", "Pointing", True, True, _box_metric(M.pointing_game)),
     "energy": MetricSpec("energy", "Energy PG", True, True, _box_metric(M.energy_pointing_game)),
 }
-
-
-def canonical_method(name: str) -> str:
-    cls = METHODS.get(name.strip().lower())
-    if cls is None:
-        raise EvalError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
-    return name.strip().lower()
 
 
 def parse_list(text: str, what: str, known: Sequence[str]) -> list[str]:
@@ -110,30 +104,9 @@ class EvalResult:
         return {k: sum(v for (_, m), v in self.metric_seconds.items() if m == k) for k in self.metrics}
 
 
-class _Progress:
-    """tqdm when installed, else one line per step on stderr (or nothing)."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.bar, self.enabled, self.n, self.total = None, enabled, 0, total
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc="eval", dynamic_ncols=True, file=sys.stderr)
-            except ImportError:
-                pass
-
-    def step(self, what: str) -> None:
-        self.n += 1
-        if self.bar is not None:
-            self.bar.set_postfix_str(what, refresh=False)
-            self.bar.update(1)
-        elif self.enabled:
-            print(f"  [{self.n}/{self.total}] {what}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _step(bar: tqdm, what: str) -> None:
+    bar.set_postfix_str(what, refresh=False)
+    bar.update(1)
 
 
 def _sync(device: torch.device) -> None:
@@ -167,7 +140,11 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     method_s = {m: 0.0 for m in methods}
     metric_s = {(m, k): 0.0 for m in methods for k in metrics}
     chunks = [(i, min(i + batch_size, N)) for i in range(0, N, batch_size)]
-    bar = _Progress(len(chunks) * len(methods) * (1 + len(metrics)), progress)
+    confidence = [s.name for s in specs if s.fn is None]
+    others = [s for s in specs if s.fn is not None]
+    steps_per_map = 1 + len(others) + bool(confidence)
+    bar = tqdm(total=len(chunks) * len(methods) * steps_per_map, desc="eval", dynamic_ncols=True,
+               file=sys.stderr, disable=not progress)
     t_start = time.perf_counter()
     try:
         explainers = {m: METHODS[m](model, [layer] if layer else None, normalize=normalize,
@@ -188,14 +165,24 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
                     raise EvalError(f"method {m}: {e}") from None
                 _sync(device)
                 method_s[m] += time.perf_counter() - t0
-                bar.step(f"{m} [{lo}:{hi}]")
-                for spec in specs:
+                _step(bar, f"{m} [{lo}:{hi}]")
+                if confidence:   # one clean and one or two masked passes for all of them
+                    t0 = time.perf_counter()
+                    got = M.confidence_changes(model, xb, maps, cb, normalize=normalize,
+                                               batch_size=metric_batch_size, which=confidence)
+                    _sync(device)
+                    share = (time.perf_counter() - t0) / len(confidence)
+                    for k, v in got.items():
+                        metric_s[(m, k)] += share
+                        values[(m, k)][lo:hi] = 100.0 * v.detach().double().cpu().numpy()
+                    _step(bar, f"{m} {','.join(confidence)}")
+                for spec in others:
                     t0 = time.perf_counter()
                     v = spec.fn(model, xb, maps, cb, bb, normalize, metric_batch_size, steps)
                     _sync(device)
                     metric_s[(m, spec.name)] += time.perf_counter() - t0
                     values[(m, spec.name)][lo:hi] = 100.0 * v.detach().double().cpu().numpy()
-                    bar.step(f"{m} {spec.name}")
+                    _step(bar, f"{m} {spec.name}")
     finally:
         bar.close()
     if predicted is None:

@@ -96,7 +96,7 @@ def write_outputs(result: EvalResult, out: str, *, header: str, command: str,
         for i, name in enumerate(result.names):
             t, p = result.targets[i], result.predicted[i]
             for m in result.methods:
-                w.writerow([name, t, _class_name(t), p, _class_name(p), m,
+                w.writerow([name, t, class_name(t), p, class_name(p), m,
                             *(f"{result.values[(m, k)][i]:.6g}" for k in result.metrics)])
     timings = {
         "images": len(result.names),
@@ -124,9 +124,6 @@ def read_table_csv(path: str) -> dict[tuple[str, str], dict]:
     return out
 
 
-def _class_name(c: int) -> str:
-    return IMAGENET_CLASSES[c] if 0 <= c < len(IMAGENET_CLASSES) else str(c)
-
-
-def load_timings(path: str) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def class_name(c: int, unknown: str = "{}") -> str:
+    """The ImageNet name of class c, else ``unknown`` formatted with c."""
+    return IMAGENET_CLASSES[c] if 0 <= c < len(IMAGENET_CLASSES) else unknown.format(c)

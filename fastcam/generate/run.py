@@ -279,7 +279,8 @@ def _build_cam(cls: type, model: nn.Module, layer: str, normalize, options: dict
         raise GenerateError(f"method options: {e}") from None
 
 
-def _resolve_normalize(normalize, own: Optional[tuple]):
+def resolve_normalize(normalize, own: Optional[tuple]):
+    """"auto" -> the model's own (mean, std), else ImageNet's; None; or (mean, std), as float tuples."""
     from ..data import IMAGENET_MEAN, IMAGENET_STD
 
     if isinstance(normalize, str):
@@ -413,7 +414,7 @@ def _plan(ctx, images, out, method, options, model, weights, layer, target, batc
     name, cls, full_options = method_spec(method, options)
     net, model_name, weights_record, own_norm = load_model(model, weights)
     net = net.to(ctx.device)
-    norm = _resolve_normalize(normalize, own_norm)
+    norm = resolve_normalize(normalize, own_norm)
     layer_name = resolve_layer(net, layer, size, model_name == BUNDLED)
     _build_cam(cls, net, layer_name, norm, full_options)         # the options are valid
     image_list = list_images(images)
@@ -568,7 +569,8 @@ def _generate(ctx: _Dist, images, out, method, options, model, weights, layer, t
 
 
 # -- command line -------------------------------------------------------------------------
-def _key_value(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as JSON, else kept as a string; ``-`` in KEY -> ``_``."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
@@ -584,7 +586,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--images", required=True, help="folder of images (recursive) or a text file of paths")
     a("--method", default="gradcam", help="explainer name (default: %(default)s)")
-    a("-o", "--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    a("-o", "--option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
       help="a method option (value parsed as JSON, else a string), repeatable: -o max_iter=50")
     a("--model", default=BUNDLED, help=f"{BUNDLED} (bundled, pretrained; default) or torchvision:NAME")
     a("--weights", default=None, metavar="FILE", help="state dict for the model")
@@ -597,7 +599,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--size", type=int, default=224, help="input and map size (default: %(default)s)")
     a("--dtype", default="float16", choices=sorted(DTYPES), help="maps dtype (default: %(default)s)")
     a("--device", default=None, help="default: cuda when available (cuda:LOCAL_RANK under torchrun)")
-    a("--storage-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    a("--storage-option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
       help="fsspec storage option for a remote --out, repeatable")
     a("--retry-failed", action="store_true", help="recompute chunks that hold failed images")
     a("--no-progress", action="store_true", help="no progress bar")

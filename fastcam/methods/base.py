@@ -102,6 +102,10 @@ class BaseCAM:
         """Per-layer channel weights (B, K) from the activations and target scores."""
         raise NotImplementedError
 
+    def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
+        """One layer's map at ``size``: ``minmax(up(ReLU(Σ_k w_k A_k)))`` (the fused op)."""
+        return cam_combine(A, w.to(A.dtype), size)
+
     # -- the shared pipeline -----------------------------------------------------
     def _layers_for(self, x_model: Tensor) -> list[nn.Module]:
         if self.target_layers is None:
@@ -124,7 +128,7 @@ class BaseCAM:
             if not isinstance(logits, Tensor):
                 raise ValueError(f"the model returned {type(logits).__name__}; fastcam needs "
                                  "a tensor of logits (B, C)")
-            resolved = _resolve(targets, logits)
+            resolved = resolve_targets(targets, logits)
             scores = resolved.scores(logits)
         activations = capture.collected()
         if not self.needs_grad:
@@ -152,7 +156,7 @@ class BaseCAM:
         activations, logits, resolved, scores, weights = self.compute_weights(x, targets)
         size = tuple(x.shape[-2:])
         with torch.no_grad():
-            maps = [cam_combine(A.detach(), w.detach().to(A.dtype), size)
+            maps = [self.combine(A.detach(), w.detach(), size)
                     for A, w in zip(activations, weights, strict=True)]
             out = maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
             extra = self.last_extra
@@ -167,18 +171,6 @@ class BaseCAM:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(target_layers={self.target_layers}, normalize={self.normalize})"
-
-
-def _resolve(targets: TargetSpec, logits: Tensor) -> Targets:
-    """:func:`resolve_targets`, and B per-sample callables for a model whose
-    output is not (B, C) logits (a segmentation model's (B, C, H, W) scores:
-    pytorch-grad-cam's ``SemanticSegmentationTarget``)."""
-    if (logits.dim() != 2 and logits.dim() >= 1 and isinstance(targets, (list, tuple))
-            and targets and all(callable(t) for t in targets)):
-        if len(targets) != logits.shape[0]:
-            raise ValueError(f"got {len(targets)} targets for a batch of {logits.shape[0]} images")
-        return Targets(None, list(targets))
-    return resolve_targets(targets, logits)
 
 
 def gradients(scores: Tensor, activations: list[Tensor]) -> list[Tensor]:

@@ -26,6 +26,6 @@ class GradCAMPlusPlus(BaseCAM):
             g2 = g * g
             g3 = g2 * g
             a = g2 / (2 * g2 + A.sum(dim=(2, 3), keepdim=True) * g3 + self.eps)
-            a = torch.where(g != 0, a, torch.zeros_like(a))
+            a = torch.where(g != 0, a, 0)
             weights.append((a * torch.relu(g)).sum(dim=(2, 3)))
         return weights

@@ -59,7 +59,6 @@ class LiftCAM(BaseCAM):
         self.eps = float(eps)
         self._engines: dict[int, tuple[Tail, DeepLift]] = {}
         self._passes: Optional[list[DeepLiftPass]] = None
-        self._extra: dict = {}
 
     def _engine(self, tail: Tail) -> DeepLift:
         hit = self._engines.get(id(tail))
@@ -116,15 +115,5 @@ class LiftCAM(BaseCAM):
             extra["delta"].append(result.delta)
             extra["reference_scores"].append(s0.detach())
             extra["summation_error"].append(result.summation_error)
-        self._extra = extra
+        self.last_extra = extra
         return weights
-
-    def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        self._extra = {}
-        try:
-            maps = super().__call__(x, targets)
-        finally:
-            self._passes = None
-        self.last.extra.update(self._extra)
-        self._extra = {}
-        return maps

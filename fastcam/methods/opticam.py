@@ -77,15 +77,11 @@ class OptiCAM(BaseCAM):
         return torch.sigmoid(s)
 
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        activations, logits, resolved, _ = self.forward_capture(x, targets)
+        activations, logits, resolved, clean = self.forward_capture(x, targets)
         if len(activations) != 1:
             raise ValueError("Opti-CAM optimises one target layer's weights; pass one layer")
         A = torch.relu(activations[0])
-        clean = resolved.scores(logits)
-        u, iterations, first, final = self._optimise(x, A, resolved, clean)
-        size = tuple(x.shape[-2:])
-        with torch.no_grad():
-            maps = self.mask(A, u, size)
+        u, iterations, first, final, maps = self._optimise(x, A, resolved, clean)
         w = torch.softmax(u, dim=1)
         self.last = CAMRecord(
             logits=logits, targets=resolved.indices, scores=clean, activations=[A],
@@ -132,7 +128,7 @@ class OptiCAM(BaseCAM):
                 if self.stop == "official" and it == 0:
                     check_loss = loss.clone()
                 prev_loss = loss
-                if not bool(active.any()):
+                if self.stop is not None and not bool(active.any()):
                     break
                 # Adam (torch.optim.Adam's update), only for images still running
                 steps += active.long()
@@ -147,7 +143,8 @@ class OptiCAM(BaseCAM):
             for p in frozen:
                 p.requires_grad_(True)
         with torch.no_grad():
-            final = targets.scores(self.model(norm(x * self.mask(A, u, size)[:, None].to(x.dtype))))
+            maps = self.mask(A, u, size)
+            final = targets.scores(self.model(norm(x * maps[:, None].to(x.dtype))))
         if first is None:
             first = final
-        return u, steps, first, final
+        return u, steps, first, final, maps

@@ -80,17 +80,9 @@ class ScoreCAM(BaseCAM):
         self.last_extra = {"channel_scores": [w.detach() for w in weights]}
         return weights
 
-    def __call__(self, x: Tensor, targets=None) -> Tensor:
+    def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
         if self.mode != "official":
-            return super().__call__(x, targets)
-        super().__call__(x, targets)
-        # The official code applies the ReLU after upsampling: recompute from the
-        # record with ReLU and scaling moved after the (linear) upsampling.
-        size = tuple(x.shape[-2:])
-        per_layer = []
-        with torch.no_grad():
-            for A, w in zip(self.last.activations, self.last.weights):
-                u = cam_combine(A, w.to(A.dtype), size, relu=False, normalize=False)
-                per_layer.append(minmax(torch.relu(u)))
-        out = per_layer[0] if len(per_layer) == 1 else minmax(torch.stack(per_layer).mean(0))
-        return out.float()
+            return super().combine(A, w, size)
+        # The official code applies the ReLU after upsampling: ReLU and scaling
+        # moved after the (linear) upsampling.
+        return minmax(torch.relu(cam_combine(A, w.to(A.dtype), size, relu=False, normalize=False)))

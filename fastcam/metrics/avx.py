@@ -53,7 +53,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
-from ..inputs import Normalize, check_images, normalizer
+from ..inputs import Normalize, normalizer
 from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities
 
@@ -208,8 +208,7 @@ def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, 
         nan_class_sensitive: count a NaN correlation (constant map) as
             class-sensitive (the official code does not).
     """
-    check_images(x)
-    map_c1 = check_maps(x, map_c1)
+    map_c1 = check_maps(x, map_c1)   # checks x too
     map_c2 = check_maps(x, map_c2)
     yc, c1 = clean_probabilities(model, x, targets, normalize, batch_size)
     index = torch.arange(x.shape[0], device=x.device)

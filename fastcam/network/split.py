@@ -41,13 +41,18 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, fx, nn
 
-from .layers import resolve_layers
+from .layers import layer_name, resolve_layers
 
 __all__ = ["split", "SplitError"]
 
 
 class SplitError(ValueError):
     """The model cannot be split at the requested layer."""
+
+
+class _ModelSplitError(SplitError):
+    """A property of the model itself (not of torch.fx's trace): falling back to
+    hooks cannot help, so it is raised, not turned into a fallback."""
 
 
 class _StopForward(Exception):
@@ -69,7 +74,6 @@ class _SplitState:
         self.n_sides = 0
         self.module_refs: dict[str, weakref.ref] = {}
         self.verified = False
-        self.fallback_reason = ""
         # the context of the most recent prefix call
         self.sides: tuple = ()
         self.batch: Optional[int] = None
@@ -319,7 +323,7 @@ def _build_fx(state: _SplitState, model: nn.Module, layer: nn.Module) -> None:
     cut = cuts[-1]      # a layer that runs several times: its last call (as ActivationCapture)
     out_node = next(n for n in nodes if n.op == "output")
     if len(out_node.args) != 1 or not isinstance(out_node.args[0], fx.Node):
-        raise SplitError("the model must return one tensor of logits")
+        raise _ModelSplitError("the model must return one tensor of logits")
 
     # nodes that depend on the model input / on the cut
     inputs = {n for n in nodes if n.op == "placeholder"}
@@ -334,7 +338,7 @@ def _build_fx(state: _SplitState, model: nn.Module, layer: nn.Module) -> None:
             live.add(n)
     result = out_node.args[0]
     if result not in live:
-        raise SplitError(f"the model's output does not depend on layer {state.layer_name!r}")
+        raise _ModelSplitError(f"the model's output does not depend on layer {state.layer_name!r}")
 
     # what the tail needs: its live nodes plus the values they read
     needed: set = set()
@@ -397,7 +401,6 @@ def _fall_back(state: _SplitState, reason: str) -> None:
     state.mode = "hooks"
     state.tail_gm = None
     state.n_sides = 0
-    state.fallback_reason = reason
     state.layer_calls = None
     warnings.warn(
         f"fastcam.split: {reason}; splitting {type(state.model).__name__} at "
@@ -456,7 +459,7 @@ def split(model: nn.Module, target_layer: Union[str, nn.Module]) -> tuple[Prefix
     layer = layers[0]
     if layer is model:
         raise SplitError("the target layer cannot be the model itself")
-    name = next(n for n, m in model.named_modules() if m is layer)
+    name = layer_name(model, layer)
     per_model = _CACHE.setdefault(model, {})
     hit = per_model.get(name)
     if hit is not None:
@@ -466,9 +469,9 @@ def split(model: nn.Module, target_layer: Union[str, nn.Module]) -> tuple[Prefix
     state = _SplitState(model, layer, name)
     try:
         _build_fx(state, model, layer)
+    except _ModelSplitError:
+        raise
     except SplitError as err:
-        if "does not depend" in str(err) or "one tensor" in str(err):
-            raise
         _fall_back(state, f"torch.fx could not cut the traced graph ({err})")
     except Exception as err:  # fx.proxy.TraceError, TypeError, ... from user code
         _fall_back(state, f"torch.fx could not trace the model ({type(err).__name__}: {err})")

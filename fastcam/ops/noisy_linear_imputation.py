@@ -129,7 +129,7 @@ class _Level:
     c2 = −unknown/12. Every vector lives in preallocated buffers (no allocation in
     the iteration: on CPU fresh large tensors cost more than the arithmetic)."""
 
-    def __init__(self, unknown: Tensor, channels: int):
+    def __init__(self, unknown: Tensor, channels: int, coarse: bool):
         n, _, h, w = unknown.shape
         d = neighbour_sum(unknown.new_ones(1, 1, h, w)).clamp_min_(EDGE_WEIGHT)  # 1×1: no neighbour
         self.unknown = unknown
@@ -142,7 +142,7 @@ class _Level:
         self.e = self.epad[..., 1:-1, 1:-1]
         self.t = unknown.new_empty(n, channels, h, w + 2)
         self.s = unknown.new_empty(shape)
-        self.r = unknown.new_empty(shape)
+        self.r = unknown.new_empty(shape) if coarse else None   # the finest level uses PCG's r
         self._bufs: Dict[str, Tensor] = {}
 
     def buf(self, name: str, *shape: int) -> Tensor:
@@ -178,11 +178,11 @@ class _Level:
 
 
 def _hierarchy(unknown: Tensor, channels: int) -> List[_Level]:
-    levels = [_Level(unknown, channels)]
+    levels = [_Level(unknown, channels, coarse=False)]
     while min(levels[-1].size) > _COARSEST:
         # a coarse cell is removed only if all its (in-image) children are removed
         kept = F.max_pool2d(1.0 - levels[-1].unknown, 2, ceil_mode=True)
-        levels.append(_Level(1.0 - kept, channels))
+        levels.append(_Level(1.0 - kept, channels, coarse=True))
     return levels
 
 
@@ -195,11 +195,10 @@ def _vcycle(levels: List[_Level], k: int, r: Tensor) -> Tensor:
     lv = levels[k]
     e, s = lv.e, lv.s
     torch.mul(lv.smooth, r, out=e)
-    sweeps = _COARSE_SWEEPS - 1 if k == len(levels) - 1 else 0
-    for _ in range(sweeps):
-        torch.sub(r, lv.apply(lv.epad, s), out=s)
-        e.addcmul_(lv.smooth, s)
-    if sweeps:
+    if k == len(levels) - 1:
+        for _ in range(_COARSE_SWEEPS - 1):
+            torch.sub(r, lv.apply(lv.epad, s), out=s)
+            e.addcmul_(lv.smooth, s)
         return e
     torch.sub(r, lv.apply(lv.epad, s), out=s)
     coarse = levels[k + 1]

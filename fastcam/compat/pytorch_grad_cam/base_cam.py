@@ -142,6 +142,8 @@ class BaseCAM:
             maps, outputs = self._maps(_maps.augmented_batch(x), repeat_targets(targets, copies),
                                        eigen_smooth)
         except torch.cuda.OutOfMemoryError:
+            maps = None
+        if maps is None:   # retried outside the except: its traceback no longer pins the batch
             if x.device.type == "cuda":
                 torch.cuda.empty_cache()
             maps, outputs = _maps.augment_one_by_one(

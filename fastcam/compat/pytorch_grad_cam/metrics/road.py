@@ -39,13 +39,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fastcam.ops.noisy_linear_imputation import noisy_linear_imputation
+from fastcam.ops.noisy_linear_imputation import CORNER_WEIGHT, EDGE_WEIGHT, noisy_linear_imputation
 from .perturbation_confidence import (CamsLike, PerturbationConfidenceMetric, RemoveLeastRelevantFirst,
                                       RemoveMostRelevantFirst, check_inputs, target_scores, to_numpy)
 
 # (offset, weight) of the neighbours, ROAD paper Eq. 4 (the table grad-cam exports).
-neighbors_weights = [((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
-                     ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6)]
+neighbors_weights = [((1, 1), CORNER_WEIGHT), ((0, 1), EDGE_WEIGHT), ((-1, 1), CORNER_WEIGHT),
+                     ((1, -1), CORNER_WEIGHT), ((0, -1), EDGE_WEIGHT), ((-1, -1), CORNER_WEIGHT),
+                     ((1, 0), EDGE_WEIGHT), ((-1, 0), EDGE_WEIGHT)]
 
 PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
@@ -133,7 +134,8 @@ def road_scores(input_tensor: Tensor, cams: CamsLike, targets: Sequence[Callable
         imputer = removers[s // b].imputer
         with torch.inference_mode():
             imputed = imputer(input_tensor[rows % b], keeps[rows])
-        scores.append(target_scores(model, imputed, [targets[int(j) % b] for j in rows], fwd))
+        scores.append(target_scores(model, imputed, [targets[j % b] for j in range(s, s + len(rows))],
+                                    fwd))
         if keep_images:
             images.append(imputed)
     diff = torch.cat(scores).reshape(len(removers), b, *base.shape[1:]) - base

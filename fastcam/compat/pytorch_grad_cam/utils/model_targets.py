@@ -98,7 +98,7 @@ class SemanticSegmentationTarget:
     ``Σ_ij output[category, i, j] · mask[i, j]`` for one image's output (C, H, W).
 
     ``mask`` may be a NumPy array (as in pytorch-grad-cam) or a tensor; it is
-    moved to the output's device and dtype on each call.
+    moved to the output's device once, on the first call there.
     """
 
     def __init__(self, category: int, mask: Union[np.ndarray, Tensor]):
@@ -106,5 +106,6 @@ class SemanticSegmentationTarget:
         self.mask = torch.from_numpy(mask) if isinstance(mask, np.ndarray) else torch.as_tensor(mask)
 
     def __call__(self, model_output: Tensor) -> Tensor:
-        mask = self.mask.to(device=model_output.device)
-        return (model_output[self.category, :, :] * mask).sum()
+        if self.mask.device != model_output.device:
+            self.mask = self.mask.to(model_output.device)
+        return (model_output[self.category, :, :] * self.mask).sum()
