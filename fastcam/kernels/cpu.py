@@ -5,16 +5,7 @@ import torch
 from torch import Tensor
 
 from .._ext import load_extension
-
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
-
-
-def _dtype_name(t: Tensor) -> str:
-    try:
-        return _DTYPES[t.dtype]
-    except KeyError:
-        raise TypeError(f"fastcam C++ kernels take float32 or float64, got {t.dtype}") from None
-
+from ._host import dtype_name, ptr
 
 def cam_combine_forward(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normalize: bool,
                         align_corners: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -27,7 +18,7 @@ def cam_combine_forward(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normal
     stats = A.new_empty(B, G, 2)
     _C.cam_combine_forward_cpu(A.data_ptr(), w.data_ptr(), out.data_ptr(), s_low.data_ptr(),
                                stats.data_ptr(), B, G, K, h, wd, H, W, relu, normalize,
-                               align_corners, torch.get_num_threads(), _dtype_name(A))
+                               align_corners, torch.get_num_threads(), dtype_name(A, "C++"))
     return out, s_low, stats
 
 
@@ -43,12 +34,8 @@ def cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_
     _C.cam_combine_backward_cpu(grad_out.data_ptr(), out.data_ptr(), A.data_ptr(), w.data_ptr(),
                                 s_low.data_ptr(), stats.data_ptr(), grad_A.data_ptr(),
                                 grad_w.data_ptr(), B, G, K, h, wd, H, W, relu, normalize,
-                                align_corners, torch.get_num_threads(), _dtype_name(A))
+                                align_corners, torch.get_num_threads(), dtype_name(A, "C++"))
     return grad_A, grad_w
-
-
-def _ptr(t: Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
 
 
 def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None,
@@ -59,9 +46,9 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None,
     B, C, H, W = x.shape
     n, h, w = maps.shape
     out = x.new_empty(n, C, H, W)
-    _C.mask_blend_cpu(x.data_ptr(), _ptr(baseline), maps.data_ptr(), index.data_ptr(),
-                      _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C, H, W, h, w, float(eps),
-                      align_corners, torch.get_num_threads(), _dtype_name(x))
+    _C.mask_blend_cpu(x.data_ptr(), ptr(baseline), maps.data_ptr(), index.data_ptr(),
+                      ptr(mean), ptr(inv_std), out.data_ptr(), n, C, H, W, h, w, float(eps),
+                      align_corners, torch.get_num_threads(), dtype_name(x, "C++"))
     return out
 
 
@@ -73,9 +60,9 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
     B, C, H, W = ref.shape
     n = index.numel()
     out = ref.new_empty(n, C, H, W)
-    _C.rank_reveal_cpu(_ptr(src), _ptr(dst), rank.data_ptr(), counts.data_ptr(),
-                       index.data_ptr(), _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C, H * W,
-                       torch.get_num_threads(), _dtype_name(ref))
+    _C.rank_reveal_cpu(ptr(src), ptr(dst), rank.data_ptr(), counts.data_ptr(),
+                       index.data_ptr(), ptr(mean), ptr(inv_std), out.data_ptr(), n, C, H * W,
+                       torch.get_num_threads(), dtype_name(ref, "C++"))
     return out
 
 

@@ -8,16 +8,7 @@ import torch
 from torch import Tensor
 
 from .._ext import load_extension
-
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
-
-
-def _dtype_name(t: Tensor) -> str:
-    try:
-        return _DTYPES[t.dtype]
-    except KeyError:
-        raise TypeError(f"fastcam CUDA kernels take float32 or float64, got {t.dtype}") from None
-
+from ._host import contig, dtype_name, ptr
 
 def _extension():
     _C = load_extension()
@@ -49,7 +40,7 @@ def cam_combine_forward(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normal
         stream = torch.cuda.current_stream(A.device).cuda_stream
         _C.cam_combine_forward_cuda(A.data_ptr(), w.data_ptr(), out.data_ptr(),
                                     s_low.data_ptr(), stats.data_ptr(), B, G, K, h, wd, H, W,
-                                    relu, normalize, align_corners, stream, _dtype_name(A))
+                                    relu, normalize, align_corners, stream, dtype_name(A, "CUDA"))
     return out, s_low, stats
 
 
@@ -70,22 +61,14 @@ def cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_
                                      w.data_ptr(), s_low.data_ptr(), stats.data_ptr(),
                                      grad_s.data_ptr(), grad_A.data_ptr(), grad_w.data_ptr(),
                                      B, G, K, h, wd, H, W, relu, normalize, align_corners,
-                                     stream, _dtype_name(A))
+                                     stream, dtype_name(A, "CUDA"))
     return grad_A, grad_w
-
-
-def _ptr(t: Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
 
 
 def _check_floats(ref: Tensor, *tensors: Tensor | None) -> None:
     for t in tensors:
         if t is not None and t.dtype != ref.dtype:
             raise TypeError(f"fastcam CUDA kernels: dtypes differ ({ref.dtype} and {t.dtype})")
-
-
-def _contig(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.contiguous()
 
 
 def _check_channels(C: int, mean: Tensor | None, inv_std: Tensor | None) -> None:
@@ -105,8 +88,8 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None,
     optional = [t for t in (baseline, mean, inv_std) if t is not None]
     _check_cuda(x, maps, index, *optional)
     _check_floats(x, maps, *optional)
-    x, maps, baseline = x.contiguous(), maps.contiguous(), _contig(baseline)
-    mean, inv_std = _contig(mean), _contig(inv_std)
+    x, maps, baseline = x.contiguous(), maps.contiguous(), contig(baseline)
+    mean, inv_std = contig(mean), contig(inv_std)
     index = index.to(torch.long).contiguous()
     B, C, H, W = x.shape
     n, h, w = maps.shape
@@ -119,9 +102,9 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None,
         out = x.new_empty(n, C, H, W)
         stats = x.new_empty(n, 2)  # scratch: (min, max - min) of each upsampled map
         stream = torch.cuda.current_stream(x.device).cuda_stream
-        _C.mask_blend_cuda(x.data_ptr(), _ptr(baseline), maps.data_ptr(), index.data_ptr(),
-                           _ptr(mean), _ptr(inv_std), out.data_ptr(), stats.data_ptr(), n, C, H,
-                           W, h, w, float(eps), bool(align_corners), stream, _dtype_name(x))
+        _C.mask_blend_cuda(x.data_ptr(), ptr(baseline), maps.data_ptr(), index.data_ptr(),
+                           ptr(mean), ptr(inv_std), out.data_ptr(), stats.data_ptr(), n, C, H,
+                           W, h, w, float(eps), bool(align_corners), stream, dtype_name(x, "CUDA"))
     return out
 
 
@@ -137,7 +120,7 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
     optional = [t for t in (src, dst, mean, inv_std) if t is not None]
     _check_cuda(ref, rank, counts, index, *optional)
     _check_floats(ref, *optional)
-    src, dst, mean, inv_std = _contig(src), _contig(dst), _contig(mean), _contig(inv_std)
+    src, dst, mean, inv_std = contig(src), contig(dst), contig(mean), contig(inv_std)
     rank, counts, index = (t.to(torch.long).contiguous() for t in (rank, counts, index))
     B, C, H, W = ref.shape
     n = index.numel()
@@ -150,9 +133,9 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
     with torch.cuda.device(ref.device):
         out = ref.new_empty(n, C, H, W)
         stream = torch.cuda.current_stream(ref.device).cuda_stream
-        _C.rank_reveal_cuda(_ptr(src), _ptr(dst), rank.data_ptr(), counts.data_ptr(),
-                            index.data_ptr(), _ptr(mean), _ptr(inv_std), out.data_ptr(), n, C,
-                            H * W, stream, _dtype_name(ref))
+        _C.rank_reveal_cuda(ptr(src), ptr(dst), rank.data_ptr(), counts.data_ptr(),
+                            index.data_ptr(), ptr(mean), ptr(inv_std), out.data_ptr(), n, C,
+                            H * W, stream, dtype_name(ref, "CUDA"))
     return out
 
 

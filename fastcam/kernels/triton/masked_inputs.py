@@ -48,6 +48,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .._host import contig
 from .cam_combine import _INTERPRET, _configs, _div, _on, _taps
 
 _DTYPES = (torch.float32, torch.float64)
@@ -213,18 +214,14 @@ def _check(name: str, ref: Tensor, *others: Tensor | None) -> None:
                            f"{ref.device.type}")
 
 
-def _contig(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.contiguous()
-
-
 def mask_blend(x: Tensor, maps: Tensor, index: Tensor, baseline: Tensor | None,
                mean: Tensor | None, inv_std: Tensor | None, eps: float,
                align_corners: bool) -> Tensor:
     """See reference.mask_blend (here with 1/std). x, baseline (B,C,H,W); maps
     (n,h,w); index (n,) int64; mean, inv_std (C,) or None -> (n,C,H,W)."""
     _check("mask_blend", x, maps, baseline, mean, inv_std)
-    x, maps, baseline = x.contiguous(), maps.contiguous(), _contig(baseline)
-    mean, inv_std = _contig(mean), _contig(inv_std)
+    x, maps, baseline = x.contiguous(), maps.contiguous(), contig(baseline)
+    mean, inv_std = contig(mean), contig(inv_std)
     index = index.to(device=x.device, dtype=torch.long).contiguous()
     B, C, H, W = x.shape
     n, h, w = maps.shape
@@ -256,7 +253,7 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
     if ref is None:
         raise ValueError("src and dst cannot both be None")
     _check("rank_reveal", ref, src, dst, mean, inv_std)
-    src, dst, mean, inv_std = _contig(src), _contig(dst), _contig(mean), _contig(inv_std)
+    src, dst, mean, inv_std = contig(src), contig(dst), contig(mean), contig(inv_std)
     rank = rank.to(device=ref.device, dtype=torch.long).contiguous()
     counts = counts.to(device=ref.device, dtype=torch.long).contiguous()
     index = index.to(device=ref.device, dtype=torch.long).contiguous()
