@@ -9,8 +9,8 @@ import torchvision
 
 from fastcam.compat.pytorch_grad_cam import metrics as ours
 from fastcam.compat.pytorch_grad_cam.metrics.perturbation_confidence import otsu_keep, percentile_threshold
-from fastcam.ops import noisy_linear_imputation
-from fastcam.ops.noisy_linear_imputation import linear_imputation
+from fastcam.perturbation import noisy_linear_imputation
+from fastcam.perturbation.noisy_linear_imputation import linear_imputation
 
 B, SIZE = 3, 72
 TIGHT = dict(noise=0.0, tol=1e-7, max_iter=200)

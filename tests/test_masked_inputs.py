@@ -6,7 +6,8 @@ from torch import nn
 
 import fastcam
 from fastcam.kernels import cpu, reference
-from fastcam.ops import class_score, mask_blend, masked_scores, rank_reveal, reveal_scores
+from fastcam.ops import mask_blend, rank_reveal
+from fastcam.perturbation import class_score, masked_scores, reveal_scores
 
 CASES = [  # B, C, H, W, h, w, n
     (1, 3, 17, 13, 3, 4, 5),

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
-from ..ops.masked_scores import callable_score, class_score, masked_scores
+from ..perturbation.masked_scores import callable_score, class_score, masked_scores
 from .base import BaseCAM, minmax
 
 Mode = Literal["default", "official", "pytorch-grad-cam"]

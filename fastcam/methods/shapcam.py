@@ -15,9 +15,9 @@ from ..network.layers import LayerSpec, find_spatial_layer
 from ..network.linear_head import find_linear_head
 from ..network.split import split
 from ..ops import cam_combine
-from ..ops.coalition_scores import (HeadTables, general_worths, head_worths, linear_macs,
+from ..perturbation.coalition_scores import (HeadTables, general_worths, head_worths, linear_macs,
                                     window_weights)
-from ..ops.masked_scores import callable_score, class_score
+from ..perturbation.masked_scores import callable_score, class_score
 from ..targets import TargetSpec, resolve_targets
 from .base import BaseCAM, CAMRecord
 

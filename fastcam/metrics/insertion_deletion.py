@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..inputs import Normalize
-from ..ops.masked_scores import class_score, reveal_scores
+from ..perturbation.masked_scores import class_score, reveal_scores
 from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities
 

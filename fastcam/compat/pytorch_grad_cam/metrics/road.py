@@ -6,7 +6,7 @@ For a removal percentile p, the pixels to remove are chosen per image exactly as
 grad-cam does: MoRF keeps ``S < np.percentile(S, p)`` (p = 80 removes the 20 % most
 relevant), LeRF keeps ``1 − S < np.percentile(1 − S, p)`` (p = 20 removes the 80 %
 least relevant). The removed pixels are filled by the paper's noisy linear
-imputation (Eq. 4; :mod:`fastcam.ops.noisy_linear_imputation`) and the score is
+imputation (Eq. 4; :mod:`fastcam.perturbation.noisy_linear_imputation`) and the score is
 ``t_i(model(imputed)_i) − t_i(model(x)_i)``. The averages take the float32 mean of
 those over ``percentiles`` (default 10, 20, …, 90) and ``ROADCombined`` returns
 ``(mean_LeRF − mean_MoRF) / 2`` (higher is better), as grad-cam.
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fastcam.ops.noisy_linear_imputation import CORNER_WEIGHT, EDGE_WEIGHT, noisy_linear_imputation
+from fastcam.perturbation.noisy_linear_imputation import CORNER_WEIGHT, EDGE_WEIGHT, noisy_linear_imputation
 from .perturbation_confidence import (CamsLike, PerturbationConfidenceMetric, RemoveLeastRelevantFirst,
                                       RemoveMostRelevantFirst, check_inputs, target_scores, to_numpy)
 

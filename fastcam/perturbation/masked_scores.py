@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from ..inputs import Normalize
-from .mask_blend import mask_blend
-from .rank_reveal import rank_reveal
+from ..ops import mask_blend
+from ..ops import rank_reveal
 
 Score = Literal["logit", "probability"]
 ScoreFn = Callable[[Tensor, Tensor], Tensor]

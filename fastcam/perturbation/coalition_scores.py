@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..network.linear_head import LinearHead
 from .masked_scores import ScoreFn, stream_scores
-from .rank_reveal import rank_reveal
+from ..ops import rank_reveal
 
 
 def inverse_permutations(perms: Tensor) -> Tensor:
