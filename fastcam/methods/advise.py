@@ -10,12 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..inputs import Normalize
-from ..metrics.avx import _avx_terms
+from ..metrics.avx import avx_of_pairs
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..ops.adaptive_kde import adaptive_kde
-from ..targets import TargetSpec
-from .base import BaseCAM, CAMRecord, minmax
+from .base import BaseCAM, CallContext, minmax
 
 Upsample = Literal["bicubic", "bilinear"]
 
@@ -67,8 +66,8 @@ class ADVISE(BaseCAM):
     (B,G) bool · ``avx`` (B,G), NaN where not scored · ``avx_components`` (each
     :class:`~fastcam.metrics.avx.AVXComponents` field as (B,G), NaN/False where
     not scored) · ``best`` (B,) · ``c2`` (B,) · ``seconds`` {"network" (forward
-    + 2 backward), "kde", "maps", "avx" (= "avx_network" + "avx_similarity" +
-    bookkeeping), "total"}.
+    + 2 backward), "kde", "maps", "avx" (the candidates' masked forwards, SSIM and
+    FSIM), "total"}.
 
     Cost: one forward, two backward passes to the target layer, B·K small
     adaptive KDEs, and one forward plus SSIM/FSIM per scored candidate.
@@ -114,11 +113,11 @@ class ADVISE(BaseCAM):
         return up.clamp_(0, 1), low
 
     # -- the call ------------------------------------------------------------------
-    def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        """Maps (B, H, W), float32 in [0, 1]: the best candidate of each image."""
+    def maps(self, ctx: CallContext) -> Tensor:
+        """Maps (B, H, W) in [0, 1]: the best candidate of each image."""
         seconds = {}
-        t_start = time.perf_counter()
-        activations, logits, resolved, _ = self.forward_capture(x, targets)
+        t_start = ctx.started
+        x, activations, logits, resolved = ctx.x, ctx.activations, ctx.logits, ctx.targets
         if len(activations) != 1:
             raise ValueError("ADVISE groups the channels of one target layer; pass one layer")
         if resolved.indices is None:
@@ -166,9 +165,9 @@ class ADVISE(BaseCAM):
 
         bi, gi = scored.nonzero(as_tuple=True)
         yc = p1.detach()
-        comps = _avx_terms(self.model, x, maps1[bi, gi], maps2[bi, gi], bi, c1[bi], yc[bi],
-                           self.normalize, self.batch_size, self.nan_class_sensitive,
-                           seconds=seconds)
+        comps = avx_of_pairs(self.engine, x, maps1[bi, gi], maps2[bi, gi], bi, c1[bi], yc[bi],
+                             normalize=self.normalize, batch_size=self.batch_size,
+                             nan_class_sensitive=self.nan_class_sensitive)
         table = {}
         for name, v in comps._asdict().items():
             fill = False if v.dtype == torch.bool else float("nan")
@@ -187,15 +186,13 @@ class ADVISE(BaseCAM):
             out = torch.where(has[:, None, None], maps1[b_idx, pick], 0)
             w_best = torch.where(has[:, None], w[b_idx, pick], 0)
             low_best = torch.where(has[:, None, None], low1[b_idx, pick], 0)
+        ctx.scores, ctx.activations, ctx.weights, ctx.low_res = yc, [A], [w_best], [low_best]
+        ctx.extra.update(peaks=peaks, candidates=maps1, candidates_c2=maps2,
+                         candidate_peak_counts=counts, candidate_channels=channels,
+                         scored=scored, avx=avx_table, avx_components=table, best=best, c2=c2,
+                         seconds=seconds)
         seconds["total"] = time.perf_counter() - t_start
-        self.last = CAMRecord(
-            logits=logits.detach(), targets=c1, scores=yc, activations=[A],
-            weights=[w_best], low_res=[low_best],
-            extra={"peaks": peaks, "candidates": maps1, "candidates_c2": maps2,
-                   "candidate_peak_counts": counts, "candidate_channels": channels,
-                   "scored": scored, "avx": avx_table, "avx_components": table,
-                   "best": best, "c2": c2, "seconds": seconds})
-        return out.float()
+        return out
 
     def __repr__(self) -> str:
         return (f"ADVISE(target_layers={self.target_layers}, normalize={self.normalize}, "

@@ -1,24 +1,31 @@
-"""The explainer base class: hooks, targets, batching and the last-call record.
+"""The explainer base class and the method contract.
 
-A method only says how to weight the channels of the target layer's activation
-(:meth:`BaseCAM.channel_weights`); the base class runs the model once for the
-whole batch, keeps everything on the input's device and turns the weights into
-maps with the fused :func:`fastcam.ops.cam_combine`.
+A method says how to weight the channels of the target layer's activation
+(:meth:`BaseCAM.channel_weights`) or how to make its maps another way
+(:meth:`BaseCAM.maps`), from one per-call :class:`CallContext`. The base class
+owns the input checks, normalisation, layer lookup, the capture pass of the
+model (through :class:`fastcam.engine.Engine`), target resolution and the
+last-call record; everything stays on the input's device.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..engine import Engine
 from ..inputs import Normalize, check_images, normalizer
-from ..network.hooks import ActivationCapture, Transform
+from ..network.hooks import Transform
 from ..network.layers import LayerSpec, find_spatial_layer, resolve_layers
+from ..network.split import Prefix, Tail, split
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets, resolve_targets
+
+Capture = Literal["gradient", "forward", "split"]
 
 
 @dataclass
@@ -34,14 +41,40 @@ class CAMRecord:
     extra: dict = field(default_factory=dict)                 # method-specific values
 
 
-class Weighted(NamedTuple):
-    """One batch's pass through a method, before the maps are made."""
+@dataclass
+class CallContext:
+    """One call of a method: what the capture pass computed, and what the method
+    adds on its way to the maps. The base class fills the first block; a method
+    reads it in :meth:`BaseCAM.channel_weights` or :meth:`BaseCAM.maps` and sets
+    ``weights``, ``low_res`` and ``extra`` (the last-call record is made from it)."""
 
-    activations: list[Tensor]   # per layer (B, K, h, w)
-    logits: Tensor              # the model output on the (normalised) input
+    x: Tensor                           # the input as given (B, C, H, W)
+    x_model: Tensor                     # what the model sees (normalised when asked)
+    layers: list[nn.Module]
+    activations: list[Tensor]           # per layer (B, K, h, w); attached to autograd
+                                        # (capture "gradient") or not
+    logits: Tensor                      # (B, C)
     targets: Targets
-    scores: Tensor              # (B,) the explained target scores
-    weights: list[Tensor]       # per layer (B, K)
+    scores: Tensor                      # (B,) the explained target scores
+    splits: list[tuple[Prefix, Tail]] = field(default_factory=list)   # capture "split", per layer
+    tail_runs: list[Any] = field(default_factory=list)   # capture "split": what tail_forward kept
+    weights: list[Tensor] = field(default_factory=list)   # per layer (B, K)
+    low_res: list[Tensor] = field(default_factory=list)   # per layer (B, h, w)
+    extra: dict = field(default_factory=dict)
+    started: float = 0.0                # time.perf_counter() when the call began
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The maps' size: the input's (H, W)."""
+        return tuple(self.x.shape[-2:])
+
+    def record(self) -> CAMRecord:
+        """The last-call record, detached."""
+        return CAMRecord(logits=self.logits.detach(), targets=self.targets.indices,
+                         scores=self.scores.detach(),
+                         activations=[A.detach() for A in self.activations],
+                         weights=[w.detach() for w in self.weights],
+                         low_res=[m.detach() for m in self.low_res], extra=self.extra)
 
 
 def minmax(maps: Tensor) -> Tensor:
@@ -52,7 +85,16 @@ def minmax(maps: Tensor) -> Tensor:
 
 
 class BaseCAM:
-    """Base of every CAM explainer.
+    """Base of every CAM explainer: the one contract of a method.
+
+    A call runs the same steps for every method: input checks, normalisation,
+    target-layer lookup, the capture pass through the :class:`~fastcam.engine.Engine`
+    (the kind in :attr:`capture`), target resolution, then the method's
+    :meth:`maps` (by default :meth:`channel_weights` combined by the fused
+    :func:`fastcam.ops.cam_combine`), then the last-call record. A method
+    defines :meth:`channel_weights` *or* :meth:`maps`, both of one
+    :class:`CallContext`; any other model pass it needs goes through
+    ``self.engine``.
 
     Args:
         model: any ``nn.Module`` classifier returning logits (B, C). Its mode is
@@ -75,20 +117,20 @@ class BaseCAM:
     model at the layer (LIFT-CAM, Shap-CAM) do not use it.
     """
 
-    #: whether the method needs the gradient of the target score w.r.t. A
-    needs_grad: bool = True
+    #: the capture pass: "gradient" (hooked forward, autograd from the scores to
+    #: the activations), "forward" (hooked forward, no autograd) or "split" (the
+    #: model split at each target layer: prefix under no autograd, then
+    #: :meth:`tail_forward`)
+    capture: ClassVar[Capture] = "gradient"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.engine = Engine(model)
         self.model = model
         self.normalize = normalize
         self.target_layers = resolve_layers(model, target_layers)
         self.reshape_transform: Optional[Transform] = None
         self.last: Optional[CAMRecord] = None
-        self.last_extra: dict = {}   # a method's own values for the next CAMRecord
-        self._input: Optional[Tensor] = None
 
     def __enter__(self) -> "BaseCAM":
         return self
@@ -97,14 +139,32 @@ class BaseCAM:
         return False
 
     # -- what a method defines -------------------------------------------------
-    def channel_weights(self, activations: list[Tensor], logits: Tensor, scores: Tensor,
-                        targets: Targets) -> list[Tensor]:
-        """Per-layer channel weights (B, K) from the activations and target scores."""
-        raise NotImplementedError
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
+        """Per-layer channel weights (B, K) of the call (used by the default :meth:`maps`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither channel_weights nor maps")
+
+    def maps(self, ctx: CallContext) -> Tensor:
+        """The call's maps (B, H, W) in [0, 1]. Default: ``minmax(up(ReLU(Σ_k w_k A_k)))``
+        per layer with w = :meth:`channel_weights`, several layers averaged and
+        rescaled; sets ``ctx.weights`` and ``ctx.low_res``."""
+        ctx.weights = [w.detach() for w in self.channel_weights(ctx)]
+        with torch.no_grad():
+            activations = [A.detach() for A in ctx.activations]
+            maps = [self.combine(A, w, ctx.size)
+                    for A, w in zip(activations, ctx.weights, strict=True)]
+            ctx.low_res = [torch.relu(torch.einsum("bk,bkhw->bhw", w.to(A.dtype), A))
+                           for A, w in zip(activations, ctx.weights)]
+            return maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
 
     def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
         """One layer's map at ``size``: ``minmax(up(ReLU(Σ_k w_k A_k)))`` (the fused op)."""
         return cam_combine(A, w.to(A.dtype), size)
+
+    def tail_forward(self, tail: Tail, A: Tensor) -> tuple[Tensor, Any]:
+        """Capture "split": the tail's output on A (no autograd) and what the
+        method keeps of the pass (``ctx.tail_runs``)."""
+        with torch.no_grad():
+            return tail(A), None
 
     # -- the shared pipeline -----------------------------------------------------
     def _layers_for(self, x_model: Tensor) -> list[nn.Module]:
@@ -112,61 +172,55 @@ class BaseCAM:
             self.target_layers = [find_spatial_layer(self.model, x_model)]
         return self.target_layers
 
-    def forward_capture(self, x: Tensor, targets: TargetSpec):
-        """One forward of the batch with the target layers hooked: returns the
-        activations (per layer), logits, the resolved targets and their scores."""
+    def context(self, x: Tensor, targets: TargetSpec = None) -> CallContext:
+        """The capture pass of one call: checks, normalisation, layer lookup, the
+        model pass (:attr:`capture`), the resolved targets and their scores."""
+        started = time.perf_counter()
         check_images(x)
         if self.model.training:
             warnings.warn("the model is in training mode; call model.eval() for "
                           "per-image explanations", stacklevel=3)
         x_model = normalizer(self.normalize, x)(x)
         layers = self._layers_for(x_model)
-        grad_mode = torch.enable_grad() if self.needs_grad else torch.inference_mode()
-        with grad_mode, ActivationCapture(layers, track_grad=self.needs_grad,
-                                          transform=self.reshape_transform) as capture:
-            logits = self.model(x_model)
-            if not isinstance(logits, Tensor):
-                raise ValueError(f"the model returned {type(logits).__name__}; fastcam needs "
-                                 "a tensor of logits (B, C)")
+        splits, tail_runs = [], []
+        with torch.enable_grad() if self.capture == "gradient" else torch.no_grad():
+            if self.capture == "split":
+                activations, outputs = [], []
+                for layer in layers:
+                    prefix, tail = split(self.model, layer)
+                    A = prefix(x_model)
+                    if A.dim() != 4:
+                        raise ValueError(f"target layer {type(layer).__name__} has no spatial "
+                                         f"output: its output has shape {tuple(A.shape)}, "
+                                         "expected (B,K,h,w)")
+                    out, run = self.tail_forward(tail, A)
+                    activations.append(A)
+                    outputs.append(out)
+                    splits.append((prefix, tail))
+                    tail_runs.append(run)
+                logits = outputs[0]
+            else:
+                activations, logits = self.engine.capture(
+                    x_model, layers, grad=self.capture == "gradient",
+                    transform=self.reshape_transform)
             resolved = resolve_targets(targets, logits)
             scores = resolved.scores(logits)
-        activations = capture.collected()
-        if not self.needs_grad:
-            # tensors made under inference mode cannot enter autograd later
-            # (Opti-CAM optimises through the activations); normal copies can.
-            activations = [a.clone() for a in activations]
-            logits, scores = logits.clone(), scores.clone()
-            if resolved.indices is not None:
-                resolved = Targets(resolved.indices.clone(), None)
-        return activations, logits, resolved, scores
+        return CallContext(x, x_model, list(layers), activations, logits, resolved, scores,
+                           splits=splits, tail_runs=tail_runs, started=started)
 
-    def compute_weights(self, x: Tensor, targets: TargetSpec = None) -> Weighted:
-        """The forward capture and the channel weights of every target layer:
-        what :meth:`__call__` turns into maps (front-ends combine them their way)."""
-        activations, logits, resolved, scores = self.forward_capture(x, targets)
-        self._input = x  # perturbation methods (Score-CAM) rerun the model on x
-        try:
-            weights = self.channel_weights(activations, logits, scores, resolved)
-        finally:
-            self._input = None
-        return Weighted(activations, logits, resolved, scores, weights)
+    def compute_weights(self, x: Tensor, targets: TargetSpec = None) -> CallContext:
+        """The capture pass and the channel weights of every target layer
+        (``ctx.weights``): what the default :meth:`maps` combines; front-ends
+        combine them their way."""
+        ctx = self.context(x, targets)
+        ctx.weights = self.channel_weights(ctx)
+        return ctx
 
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
         """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
-        activations, logits, resolved, scores, weights = self.compute_weights(x, targets)
-        size = tuple(x.shape[-2:])
-        with torch.no_grad():
-            maps = [self.combine(A.detach(), w.detach(), size)
-                    for A, w in zip(activations, weights, strict=True)]
-            out = maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
-            extra = self.last_extra
-            self.last_extra = {}
-            self.last = CAMRecord(
-                logits=logits.detach(), targets=resolved.indices, scores=scores.detach(), extra=extra,
-                activations=[A.detach() for A in activations],
-                weights=[w.detach() for w in weights],
-                low_res=[torch.relu(torch.einsum("bk,bkhw->bhw", w.detach().to(A.dtype), A.detach()))
-                         for A, w in zip(activations, weights)])
+        ctx = self.context(x, targets)
+        out = self.maps(ctx)
+        self.last = ctx.record()
         return out.float()
 
     def __repr__(self) -> str:

@@ -6,7 +6,7 @@ from typing import Optional, Union
 from torch import Tensor, nn
 
 from ..network.layers import LayerSpec, resolve_layers
-from .base import BaseCAM
+from .base import BaseCAM, CallContext
 
 
 class CAM(BaseCAM):
@@ -21,7 +21,7 @@ class CAM(BaseCAM):
     Targets must be class indices (CAM reads row c of W).
     """
 
-    needs_grad = False
+    capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  fc_layer: Union[None, str, nn.Module] = None, normalize=None):
@@ -39,10 +39,10 @@ class CAM(BaseCAM):
                              "none found (pass fc_layer=...)")
         return linears[-1]
 
-    def channel_weights(self, activations, logits, scores, targets) -> list[Tensor]:
-        if targets.indices is None:
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
+        if ctx.targets.indices is None:
             raise ValueError("CAM needs class-index targets, not callables")
-        A = activations[0]
+        A, logits = ctx.activations[0], ctx.logits
         fc = self.fc_layer or self._find_fc(A.shape[1])
         if fc.in_features != A.shape[1]:
             raise ValueError(f"fc_layer has {fc.in_features} inputs but the target layer "
@@ -50,4 +50,4 @@ class CAM(BaseCAM):
         if fc.out_features != logits.shape[1]:
             raise ValueError(f"fc_layer has {fc.out_features} outputs but the model "
                              f"returns {logits.shape[1]} classes")
-        return [fc.weight.detach()[targets.indices].to(A.dtype)]
+        return [fc.weight.detach()[ctx.targets.indices].to(A.dtype)]

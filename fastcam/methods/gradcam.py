@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import BaseCAM, gradients
+from .base import BaseCAM, CallContext, gradients
 
 
 class GradCAM(BaseCAM):
@@ -13,5 +13,5 @@ class GradCAM(BaseCAM):
     for class-index targets). Cost: one forward, one backward to the target layer.
     """
 
-    def channel_weights(self, activations, logits, scores, targets) -> list[Tensor]:
-        return [g.mean(dim=(2, 3)) for g in gradients(scores, activations)]
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
+        return [g.mean(dim=(2, 3)) for g in gradients(ctx.scores, ctx.activations)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import BaseCAM, gradients
+from .base import BaseCAM, CallContext, gradients
 
 
 class GradCAMPlusPlus(BaseCAM):
@@ -19,9 +19,9 @@ class GradCAMPlusPlus(BaseCAM):
 
     eps: float = 1e-6
 
-    def channel_weights(self, activations, logits, scores, targets) -> list[Tensor]:
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         weights = []
-        for A, g in zip(activations, gradients(scores, activations)):
+        for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations)):
             A = A.detach()
             g2 = g * g
             g3 = g2 * g

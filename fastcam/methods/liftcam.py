@@ -2,18 +2,14 @@
 Mapping", ICCV 2021, arXiv 2102.05228)."""
 from __future__ import annotations
 
-import warnings
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
-from ..inputs import check_images, normalizer
 from ..network.deeplift import DeepLift, DeepLiftPass
 from ..network.layers import LayerSpec
-from ..network.split import Tail, split
-from ..targets import TargetSpec, Targets, resolve_targets
-from .base import BaseCAM
+from ..network.split import Tail
+from ..targets import Targets
+from .base import BaseCAM, CallContext
 
 
 class LiftCAM(BaseCAM):
@@ -51,61 +47,35 @@ class LiftCAM(BaseCAM):
     ``"summation_error"`` (B,) = ``|Σ C − delta|``.
     """
 
-    needs_grad = False
+    capture = "split"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, normalize=None,
                  eps: float = 1e-6):
         super().__init__(model, target_layers, normalize=normalize)
         self.eps = float(eps)
         self._engines: dict[int, tuple[Tail, DeepLift]] = {}
-        self._passes: Optional[list[DeepLiftPass]] = None
 
-    def _engine(self, tail: Tail) -> DeepLift:
+    def _deeplift(self, tail: Tail) -> DeepLift:
         hit = self._engines.get(id(tail))
         if hit is None or hit[0] is not tail:
             hit = (tail, DeepLift(tail, self.eps))
             self._engines[id(tail)] = hit
         return hit[1]
 
-    def forward_capture(self, x: Tensor, targets: TargetSpec):
-        """Prefix once (no autograd), then the DeepLIFT forward of the tail over
-        ``[A; 0]``: the logits come from the tail's rows for A."""
-        check_images(x)
-        if self.model.training:
-            warnings.warn("the model is in training mode; call model.eval() for "
-                          "per-image explanations", stacklevel=3)
-        x_model = normalizer(self.normalize, x)(x)
-        layers = self._layers_for(x_model)
-        passes = []
-        for layer in layers:
-            prefix, tail = split(self.model, layer)
-            engine = self._engine(tail)
-            engine.plan()     # unsupported tail layers fail before the forward
-            with torch.no_grad():
-                A = prefix(x_model)
-            if A.dim() != 4:
-                raise ValueError(f"target layer {type(layer).__name__} has no spatial output: "
-                                 f"its output has shape {tuple(A.shape)}, expected (B,K,h,w)")
-            passes.append(engine.forward(A))
-        logits = passes[0].output.detach()
-        if logits.dim() != 2:
-            raise ValueError(f"the model returned shape {tuple(logits.shape)}; fastcam needs "
-                             "logits (B, C)")
-        resolved = resolve_targets(targets, logits)
-        scores = resolved.scores(logits)
-        self._passes = passes
-        return [p.activations.detach() for p in passes], logits, resolved, scores
+    def tail_forward(self, tail: Tail, A: Tensor) -> tuple[Tensor, DeepLiftPass]:
+        """The DeepLIFT forward of the tail over ``[A; 0]``: the logits are the
+        tail's rows for A, and the pass is kept for the backward."""
+        run = self._deeplift(tail).forward(A)
+        return run.output.detach(), run
 
-    def channel_weights(self, activations, logits, scores, targets: Targets) -> list[Tensor]:
-        passes, self._passes = self._passes, None
-        if passes is None:
-            raise RuntimeError("LiftCAM.channel_weights runs after LiftCAM.forward_capture")
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
+        targets = ctx.targets
         weights, extra = [], {"contributions": [], "delta": [], "reference_scores": [],
                               "summation_error": []}
         if targets.indices is not None and targets.indices.is_inference():
             with torch.inference_mode(False):    # resolved inside the caller's inference mode
                 targets = Targets(targets.indices.clone(), None)
-        for run in passes:
+        for run in ctx.tail_runs:
             with torch.inference_mode(False), torch.enable_grad():   # the caller may be in no_grad
                 s = targets.scores(run.output)
                 s0 = targets.scores(run.ref_output)
@@ -115,5 +85,5 @@ class LiftCAM(BaseCAM):
             extra["delta"].append(result.delta)
             extra["reference_scores"].append(s0.detach())
             extra["summation_error"].append(result.summation_error)
-        self.last_extra = extra
+        ctx.extra.update(extra)
         return weights

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from ..inputs import Normalize, normalizer
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
-from ..targets import TargetSpec, Targets
-from .base import BaseCAM, CAMRecord
+from ..targets import Targets
+from .base import BaseCAM, CallContext
 
 Stop = Optional[Literal["paper", "official"]]
 MaskNorm = Literal["minmax", "max", "sigmoid"]
@@ -47,7 +47,7 @@ class OptiCAM(BaseCAM):
     masked image at the first and last u).
     """
 
-    needs_grad = False
+    capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, max_iter: int = 100, lr: float = 0.1,
@@ -76,18 +76,16 @@ class OptiCAM(BaseCAM):
             return torch.where(peak > 0, s / torch.where(peak > 0, peak, 1), 0)
         return torch.sigmoid(s)
 
-    def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        activations, logits, resolved, clean = self.forward_capture(x, targets)
-        if len(activations) != 1:
+    def maps(self, ctx: CallContext) -> Tensor:
+        if len(ctx.activations) != 1:
             raise ValueError("Opti-CAM optimises one target layer's weights; pass one layer")
-        A = torch.relu(activations[0])
-        u, iterations, first, final, maps = self._optimise(x, A, resolved, clean)
+        A = torch.relu(ctx.activations[0])
+        u, iterations, first, final, maps = self._optimise(ctx.x, A, ctx.targets, ctx.scores)
         w = torch.softmax(u, dim=1)
-        self.last = CAMRecord(
-            logits=logits, targets=resolved.indices, scores=clean, activations=[A],
-            weights=[w], low_res=[torch.einsum("bk,bkhw->bhw", w, A)],
-            extra={"u": u, "iterations": iterations, "score_initial": first, "score_final": final})
-        return maps.float()
+        ctx.activations, ctx.weights = [A], [w]
+        ctx.low_res = [torch.einsum("bk,bkhw->bhw", w, A)]
+        ctx.extra.update(u=u, iterations=iterations, score_initial=first, score_final=final)
+        return maps
 
     def _loss(self, masked_scores: Tensor, clean: Tensor) -> Tensor:
         if self.objective == "logit":
@@ -106,15 +104,13 @@ class OptiCAM(BaseCAM):
         check_loss = prev_loss.clone()
         check_every = max(1, self.max_iter // 10)
         first: Optional[Tensor] = None
-        frozen = [p for p in self.model.parameters() if p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
-        try:
+        with self.engine.frozen():
             for it in range(self.max_iter):
                 with torch.enable_grad():
                     u_ = u.detach().requires_grad_(True)
                     S = self.mask(A, u_, size)
-                    scores = targets.scores(self.model(norm(x * S[:, None].to(x.dtype))))
+                    logits = self.engine.forward(norm(x * S[:, None].to(x.dtype)), grad=True)
+                    scores = targets.scores(logits)
                     loss = self._loss(scores, clean)
                     grad, = torch.autograd.grad(loss.sum(), u_)
                 loss = loss.detach()
@@ -139,12 +135,9 @@ class OptiCAM(BaseCAM):
                 denom = (v.sqrt() / torch.sqrt(1 - _BETA2 ** t)) + _ADAM_EPS
                 step_size = self.lr / (1 - _BETA1 ** t)
                 u = torch.where(a, u - step_size * m / denom, u)
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
         with torch.no_grad():
             maps = self.mask(A, u, size)
-            final = targets.scores(self.model(norm(x * maps[:, None].to(x.dtype))))
+            final = targets.scores(self.engine.forward(norm(x * maps[:, None].to(x.dtype))))
         if first is None:
             first = final
         return u, steps, first, final, maps

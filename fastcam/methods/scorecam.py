@@ -10,7 +10,7 @@ from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..perturbation.masked_scores import callable_score, class_score, masked_scores
-from .base import BaseCAM, minmax
+from .base import BaseCAM, CallContext, minmax
 
 Mode = Literal["default", "official", "pytorch-grad-cam"]
 
@@ -45,7 +45,7 @@ class ScoreCAM(BaseCAM):
             ``batch_size`` attribute).
     """
 
-    needs_grad = False
+    capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32, mode: Mode = "default"):
@@ -55,9 +55,9 @@ class ScoreCAM(BaseCAM):
         self.mode = mode
         self.batch_size = batch_size
 
-    def channel_weights(self, activations, logits, scores, targets) -> list[Tensor]:
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         score, channel_softmax, align_corners, eps, skip_constant = _MODES[self.mode]
-        x = self._input
+        x, targets = ctx.x, ctx.targets
         if targets.indices is not None:
             score_fn = class_score(targets.indices, score)
         elif score == "logit":
@@ -66,18 +66,18 @@ class ScoreCAM(BaseCAM):
             raise ValueError("the 'official' mode scores class probabilities; it needs "
                              "class-index targets, not callables")
         weights = []
-        for A in activations:
+        for A in ctx.activations:
             A = A.detach()
             B, K, h, w = A.shape
             index = torch.arange(B, device=A.device).repeat_interleave(K)
-            s = masked_scores(self.model, x, A.reshape(B * K, h, w).to(x.dtype), index, score_fn,
+            s = masked_scores(self.engine, x, A.reshape(B * K, h, w).to(x.dtype), index, score_fn,
                               chunk_size=self.batch_size, normalize=self.normalize, eps=eps,
                               align_corners=align_corners).view(B, K)
             if skip_constant:
                 flat = A.flatten(2)
                 s = torch.where(flat.amax(-1) > flat.amin(-1), s, torch.zeros_like(s))
             weights.append(s.softmax(dim=1) if channel_softmax else s)
-        self.last_extra = {"channel_scores": [w.detach() for w in weights]}
+        ctx.extra["channel_scores"] = [w.detach() for w in weights]
         return weights
 
     def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:

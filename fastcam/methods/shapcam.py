@@ -10,16 +10,14 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from ..inputs import Normalize, check_images, normalizer
-from ..network.layers import LayerSpec, find_spatial_layer
+from ..inputs import Normalize
+from ..network.layers import LayerSpec
 from ..network.linear_head import find_linear_head
-from ..network.split import split
 from ..ops import cam_combine
 from ..perturbation.coalition_scores import (HeadTables, general_worths, head_worths, linear_macs,
                                     window_weights)
 from ..perturbation.masked_scores import callable_score, class_score
-from ..targets import TargetSpec, resolve_targets
-from .base import BaseCAM, CAMRecord
+from .base import BaseCAM, CallContext
 
 
 class ShapCAM(BaseCAM):
@@ -54,7 +52,7 @@ class ShapCAM(BaseCAM):
     ``permutations`` (B,), ``path`` and ``macs_per_coalition``.
     """
 
-    needs_grad = False
+    capture = "split"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, permutations: int = 16,
@@ -87,21 +85,11 @@ class ShapCAM(BaseCAM):
         half = torch.stack([torch.randperm(n, generator=gen) for _ in range(count // 2)])
         return torch.stack([half, half.flip(1)], dim=1).reshape(count, n).to(device)
 
-    def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        check_images(x)
-        x_model = normalizer(self.normalize, x)(x)
-        layer = (self.target_layers or [find_spatial_layer(self.model, x_model)])[0]
-        self.target_layers = [layer]
-        prefix, tail = split(self.model, layer)
-        with torch.inference_mode():
-            A = prefix(x_model)
-            logits = tail(A)
-        A, logits = A.clone(), logits.clone()
-        if A.dim() != 4:
-            raise ValueError(f"the target layer has no spatial output: shape {tuple(A.shape)}")
-        resolved = resolve_targets(targets, logits)
-        if resolved.indices is not None:
-            resolved.indices = resolved.indices.clone()
+    def maps(self, ctx: CallContext) -> Tensor:
+        if len(ctx.splits) != 1:
+            raise ValueError("Shap-CAM takes one target layer")
+        (prefix, tail), = ctx.splits
+        A, x_model, resolved = ctx.activations[0], ctx.x_model, ctx.targets
         B, K, h, w = A.shape
         n = h * w
         head = find_linear_head(tail, h, w) if self.fast_path == "auto" else None
@@ -166,13 +154,10 @@ class ShapCAM(BaseCAM):
             used[b] = count
         phi_map = phi.view(B, 1, h, w).to(A.dtype)
         with torch.no_grad():
-            maps = cam_combine(phi_map, torch.ones(B, 1, dtype=A.dtype, device=A.device),
-                               tuple(x.shape[-2:]))
+            maps = cam_combine(phi_map, torch.ones(B, 1, dtype=A.dtype, device=A.device), ctx.size)
         macs = linear_macs(head.rest_modules) + head.linear.out_features if head is not None else None
-        self.last = CAMRecord(
-            logits=logits, targets=resolved.indices, scores=resolved.scores(logits),
-            activations=[A], weights=[], low_res=[torch.relu(phi_map[:, 0])],
-            extra={"phi": phi.view(B, h, w), "std_error": se, "permutations": used,
-                   "path": "linear-head" if head is not None else "general",
-                   "macs_per_coalition": macs})
-        return maps.float()
+        ctx.low_res = [torch.relu(phi_map[:, 0])]
+        ctx.extra.update(phi=phi.view(B, h, w), std_error=se, permutations=used,
+                         path="linear-head" if head is not None else "general",
+                         macs_per_coalition=macs)
+        return maps

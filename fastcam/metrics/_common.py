@@ -2,9 +2,12 @@
 class probabilities on the clean images."""
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 from torch import Tensor, nn
 
+from ..engine import Engine, engine_for
 from ..inputs import Normalize, check_images, normalizer
 from ..targets import TargetSpec, resolve_targets
 
@@ -22,13 +25,14 @@ def check_maps(x: Tensor, maps: Tensor) -> Tensor:
     return maps.to(device=x.device, dtype=x.dtype)
 
 
-def clean_probabilities(model: nn.Module, x: Tensor, targets: TargetSpec, normalize: Normalize,
+def clean_probabilities(model: Union[nn.Module, Engine], x: Tensor, targets: TargetSpec, normalize: Normalize,
                         batch_size: int) -> tuple[Tensor, Tensor]:
     """(p, classes): softmax probability of the target class on each clean image,
     and the resolved class indices (None targets -> the predicted class)."""
-    norm = normalizer(normalize, x)
+    norm, engine = normalizer(normalize, x), engine_for(model)
     with torch.inference_mode():
-        logits = torch.cat([model(norm(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+        logits = torch.cat([engine.forward(norm(x[i:i + batch_size]))
+                            for i in range(0, len(x), batch_size)])
         resolved = resolve_targets(targets, logits)
         if resolved.indices is None:
             raise ValueError("metrics need class-index targets (None, an int or B ints)")
@@ -36,14 +40,14 @@ def clean_probabilities(model: nn.Module, x: Tensor, targets: TargetSpec, normal
     return p, resolved.indices
 
 
-def masked_probabilities(model: nn.Module, x: Tensor, masks: Tensor, classes: Tensor,
+def masked_probabilities(model: Union[nn.Module, Engine], x: Tensor, masks: Tensor, classes: Tensor,
                          normalize: Normalize, batch_size: int) -> Tensor:
     """Softmax probability of ``classes`` on ``x ⊙ masks`` (masks (B,H,W) at full
     resolution, multiplying the pixel-space image when normalize is given)."""
-    norm = normalizer(normalize, x)
+    norm, engine = normalizer(normalize, x), engine_for(model)
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
             xm = norm(x[i:i + batch_size] * masks[i:i + batch_size, None])
-            out.append(model(xm).softmax(1).gather(1, classes[i:i + batch_size, None])[:, 0])
+            out.append(engine.forward(xm).softmax(1).gather(1, classes[i:i + batch_size, None])[:, 0])
     return torch.cat(out)

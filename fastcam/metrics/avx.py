@@ -47,12 +47,12 @@ the image's extreme values extended to include 0 (the masked value).
 """
 from __future__ import annotations
 
-import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Union
 
 import torch
 from torch import Tensor, nn
 
+from ..engine import Engine, engine_for
 from ..inputs import Normalize, normalizer
 from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities
@@ -125,13 +125,15 @@ def _pixel_pair(x: Tensor, xm: Tensor, normalize: Normalize) -> tuple[Tensor, Te
     return ((x - lo) / rng).clamp(0, 1), ((xm - lo) / rng).clamp(0, 1)
 
 
-def _avx_terms(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, index: Tensor,
-               c1: Tensor, yc: Tensor, normalize: Normalize, batch_size: int,
-               nan_class_sensitive: bool = False,
-               seconds: Optional[dict] = None) -> AVXComponents:
-    """AVX of N map pairs; pair n belongs to image ``x[index[n]]``, explains class
-    ``c1[n]`` whose probability on the clean image is ``yc[n]``. Masked images go
-    through the model ``batch_size`` at a time (never all materialised)."""
+def avx_of_pairs(model: Union[nn.Module, Engine], x: Tensor, map_c1: Tensor, map_c2: Tensor,
+                 index: Tensor, c1: Tensor, yc: Tensor, *, normalize: Normalize = None,
+                 batch_size: int = 32, nan_class_sensitive: bool = False) -> AVXComponents:
+    """Every term of AVX for N map pairs of a batch — ADVISE scores all candidate
+    maps of all images this way: pair n (``map_c1[n]``, ``map_c2[n]``, (N,H,W))
+    belongs to image ``x[index[n]]`` and explains class ``c1[n]``, whose
+    probability on the clean image is ``yc[n]``. Masked images go through the
+    model ``batch_size`` at a time (never all materialised). The maps are not
+    checked here (:func:`avx_components` checks per-image maps)."""
     piq = _piq()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -144,16 +146,14 @@ def _avx_terms(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, inde
         sensitive |= torch.isnan(r)
     r = torch.nan_to_num(r, nan=0.0)
     oc, hit, ssim, fsim, mse = [], [], [], [], []
-    t_net = t_sim = 0.0
+    engine = engine_for(model)
     with torch.inference_mode():
         for i in range(0, N, batch_size):
             idx = index[i:i + batch_size]
             xs = x[idx]
             mask = (map_c1[i:i + batch_size] >= 0.5).to(x.dtype)
             xm = xs * mask[:, None]
-            t0 = time.perf_counter()
-            probs = model(norm(xm)).softmax(1)
-            t1 = time.perf_counter()
+            probs = engine.forward(norm(xm)).softmax(1)
             oc.append(probs.amax(1))
             top = probs.topk(min(HIT_TOP_K, probs.shape[1]), dim=1).indices
             hit.append((top == c1[i:i + batch_size, None]).any(1))
@@ -162,11 +162,6 @@ def _avx_terms(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, inde
             fsim.append(piq.fsim(pm, ps, data_range=1.0, reduction="none",
                                  chromatic=x.shape[1] == 3))
             mse.append(((pm - ps) ** 2).mean(dim=(1, 2, 3)))
-            t_net += t1 - t0
-            t_sim += time.perf_counter() - t1
-    if seconds is not None:
-        seconds["avx_network"] = seconds.get("avx_network", 0.0) + t_net
-        seconds["avx_similarity"] = seconds.get("avx_similarity", 0.0) + t_sim
     dt = x.dtype
     if N == 0:
         empty = torch.zeros(0, dtype=dt, device=dev)
@@ -212,8 +207,8 @@ def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, 
     map_c2 = check_maps(x, map_c2)
     yc, c1 = clean_probabilities(model, x, targets, normalize, batch_size)
     index = torch.arange(x.shape[0], device=x.device)
-    return _avx_terms(model, x, map_c1, map_c2, index, c1, yc, normalize, batch_size,
-                      nan_class_sensitive)
+    return avx_of_pairs(model, x, map_c1, map_c2, index, c1, yc, normalize=normalize,
+                        batch_size=batch_size, nan_class_sensitive=nan_class_sensitive)
 
 
 def avx(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, *,

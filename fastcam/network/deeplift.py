@@ -308,7 +308,7 @@ def _fn_name(target) -> str:
 @dataclass
 class _Step:
     node: fx.Node
-    kind: str                   # placeholder | const | linear | elementwise | maxpool | output
+    kind: str   # placeholder | output | const | linear | gap | fc | elementwise | maxpool_module | maxpool
     target: object = None       # callable / module / method name
     where: str = ""
 
@@ -639,8 +639,6 @@ class DeepLift:
 
     def _run_hooks(self, X: Tensor, n: int) -> Tensor:
         """Hook-mode tail: rules attached to the leaf modules that run after the layer."""
-        from .split import _hook_tail
-        state = self.tail._state
         active = [False]
         eps = self.eps
 
@@ -663,11 +661,11 @@ class DeepLift:
                 return _Rescale.apply(x, _out_of_place(module), n, eps)
             return _MaxPoolRescale.apply(x, _pool_with_indices(module), n, eps)
 
-        layer = state.layer
-        handles = [m.register_forward_hook(hook) for m in state.model.modules()
-                   if m is not layer and m is not state.model]
+        model, layer = self.tail.model, self.tail.layer
+        handles = [m.register_forward_hook(hook) for m in model.modules()
+                   if m is not layer and m is not model]
         try:
-            return _hook_tail(state, X, extra_hooks=(lambda: active.__setitem__(0, True),))
+            return self.tail.replaced(X, lambda: active.__setitem__(0, True))
         finally:
             for h in handles:
                 h.remove()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import operator
 import warnings
 import weakref
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, fx, nn
@@ -188,6 +188,24 @@ class Tail(nn.Module):
     @property
     def layer_name(self) -> str:
         return self._state.layer_name
+
+    @property
+    def model(self) -> nn.Module:
+        """The split model (held weakly)."""
+        return self._state.model
+
+    @property
+    def layer(self) -> nn.Module:
+        """The target layer whose output the tail takes (held weakly)."""
+        return self._state.layer
+
+    def replaced(self, A: Tensor, on_replace: Callable[[], None]) -> Tensor:
+        """Hook mode: the model on the last prefix input with the layer's output
+        replaced by A, calling ``on_replace()`` at the moment of the replacement
+        (forward hooks of later modules can tell which calls belong to the tail)."""
+        if self._state.mode != "hooks":
+            raise RuntimeError("Tail.replaced runs hook-mode tails only")
+        return _hook_tail(self._state, A, extra_hooks=(on_replace,))
 
     def side_values(self, rows: int) -> tuple:
         """The side values of the last prefix call, repeated to ``rows`` rows."""

@@ -4,8 +4,8 @@ metrics, AVX), pixels revealed in saliency order (insertion/deletion), Shapley
 coalitions of the target layer's positions (Shap-CAM), and ROAD's noisy linear
 imputation. The copies themselves come from the kernel-backed ops in
 :mod:`fastcam.ops`."""
-from .masked_scores import callable_score, class_score, masked_scores, reveal_scores, stream_scores
+from .masked_scores import callable_score, class_score, masked_scores, reveal_scores
 from .noisy_linear_imputation import noisy_linear_imputation
 
-__all__ = ["masked_scores", "reveal_scores", "stream_scores", "class_score", "callable_score",
+__all__ = ["masked_scores", "reveal_scores", "class_score", "callable_score",
            "noisy_linear_imputation"]

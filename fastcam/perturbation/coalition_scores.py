@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..network.linear_head import LinearHead
-from .masked_scores import ScoreFn, stream_scores
+from ..engine import Engine, ScoreFn
 from ..ops import rank_reveal
 
 
@@ -48,7 +48,7 @@ def general_worths(tail: nn.Module, A: Tensor, base: Tensor, perms: Tensor, scor
     def build(a: int, b: int) -> Tensor:
         return rank_reveal(rank, counts[a:b], rows[a:b], src, dst)
 
-    return stream_scores(tail, m * (n + 1), build, image, score_fn, chunk_size).view(m, n + 1)
+    return Engine(tail).stream_scores(m * (n + 1), build, image, score_fn, chunk_size).view(m, n + 1)
 
 
 class HeadTables:
@@ -136,8 +136,8 @@ def head_worths(head: LinearHead, tables: HeadTables, perms: Tensor, score_fn: S
     pre = torch.cat([tables.pre0.expand(m, 1, -1), tables.pre0 + torch.cumsum(d, dim=1)], dim=1)
     pre = pre.reshape(m * (n + 1), -1)
     image = torch.zeros(m * (n + 1), dtype=torch.long, device=pre.device)
-    return stream_scores(head.rest, m * (n + 1), lambda a, b: pre[a:b], image, score_fn,
-                         chunk_size).view(m, n + 1)
+    return Engine(head.rest).stream_scores(m * (n + 1), lambda a, b: pre[a:b], image, score_fn,
+                                           chunk_size).view(m, n + 1)
 
 
 def linear_macs(modules: list) -> int:

@@ -14,12 +14,12 @@ from typing import Callable, Literal, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..engine import Engine, ScoreFn, engine_for
 from ..inputs import Normalize
 from ..ops import mask_blend
 from ..ops import rank_reveal
 
 Score = Literal["logit", "probability"]
-ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def class_score(targets: Tensor, score: Score = "logit") -> ScoreFn:
@@ -54,25 +54,7 @@ def _norm_tensors(normalize: Normalize, like: Tensor):
     return mean, std
 
 
-def stream_scores(model: nn.Module, n: int, build: Callable[[int, int], Tensor], image: Tensor,
-                  score_fn: ScoreFn, chunk_size: int) -> Tensor:
-    """Scores (n,) of ``model`` on copies ``build(start, stop)`` (a chunk of inputs),
-    evaluated ``chunk_size`` copies at a time under inference mode."""
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    out: Optional[Tensor] = None
-    with torch.inference_mode():
-        for start in range(0, n, chunk_size):
-            stop = min(n, start + chunk_size)
-            logits = model(build(start, stop))
-            s = score_fn(logits, image[start:stop])
-            if out is None:
-                out = torch.empty(n, dtype=s.dtype, device=s.device)
-            out[start:stop] = s
-    return out if out is not None else torch.empty(0, device=image.device)
-
-
-def masked_scores(model: nn.Module, x: Tensor, maps: Tensor, index: Tensor, score_fn: ScoreFn, *,
+def masked_scores(model: nn.Module | Engine, x: Tensor, maps: Tensor, index: Tensor, score_fn: ScoreFn, *,
                   chunk_size: int = 64, normalize: Normalize = None,
                   baseline: Tensor | None = None, eps: float = 0.0,
                   align_corners: bool = False) -> Tensor:
@@ -89,10 +71,10 @@ def masked_scores(model: nn.Module, x: Tensor, maps: Tensor, index: Tensor, scor
     def build(a: int, b: int) -> Tensor:
         return mask_blend(x, maps[a:b], index[a:b], baseline=baseline, mean=mean, std=std,
                           eps=eps, align_corners=align_corners)
-    return stream_scores(model, maps.shape[0], build, index, score_fn, chunk_size)
+    return engine_for(model).stream_scores(maps.shape[0], build, index, score_fn, chunk_size)
 
 
-def reveal_scores(model: nn.Module, rank: Tensor, counts: Tensor, index: Tensor,
+def reveal_scores(model: nn.Module | Engine, rank: Tensor, counts: Tensor, index: Tensor,
                   src: Tensor | None, dst: Tensor | None, score_fn: ScoreFn, *,
                   chunk_size: int = 64, normalize: Normalize = None) -> Tensor:
     """Scores (n,) of the model on ``where(rank[i] < counts[j], src[i], dst[i])``
@@ -104,4 +86,4 @@ def reveal_scores(model: nn.Module, rank: Tensor, counts: Tensor, index: Tensor,
 
     def build(a: int, b: int) -> Tensor:
         return rank_reveal(rank, counts[a:b], index[a:b], src, dst, mean=mean, std=std)
-    return stream_scores(model, index.shape[0], build, index, score_fn, chunk_size)
+    return engine_for(model).stream_scores(index.shape[0], build, index, score_fn, chunk_size)

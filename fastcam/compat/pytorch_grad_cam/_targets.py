@@ -30,7 +30,7 @@ def _category(target: Any, classifier_types: tuple[type, ...]) -> Optional[int]:
     return int(target) if isinstance(target, numbers.Integral) and not isinstance(target, bool) else None
 
 
-def engine_targets(targets: Any, batch: int) -> TargetSpec:
+def method_targets(targets: Any, batch: int) -> TargetSpec:
     """None (each image's predicted class), or one target per image.
 
     ``ClassifierOutputTarget(c)`` objects (ours or pytorch-grad-cam's) and ints

@@ -1,7 +1,7 @@
 """ADVISE under pytorch-grad-cam's conventions (fastcam only)."""
 from __future__ import annotations
 
-from ...methods import ADVISE as _Engine
+from ...methods import ADVISE as _Method
 from .base_cam import BaseCAM
 
 
@@ -12,5 +12,5 @@ class ADVISE(BaseCAM):
     None), since ADVISE contrasts the class with the runner-up; the map is a
     selected candidate, so no ``eigen_smooth``."""
 
-    engine_class = _Engine
+    method_class = _Method
     weighted = False

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...methods import base as engine
+from ...methods.base import BaseCAM as _MethodBase
 from . import _maps
-from ._targets import engine_targets, repeat_targets
+from ._targets import method_targets, repeat_targets
 
 ReshapeTransform = Optional[Callable[[Tensor], Tensor]]
 
@@ -58,7 +58,7 @@ class BaseCAM:
     """
 
     #: the fastcam method computing the channel weights or the maps
-    engine_class: ClassVar[type[engine.BaseCAM]]
+    method_class: ClassVar[type[_MethodBase]]
     #: maps are Σ_k w_k A_k of per-layer channel weights (eigen_smooth applies)
     weighted: ClassVar[bool] = True
     #: whether the method can take a reshape_transform (model-splitting ones cannot)
@@ -78,9 +78,9 @@ class BaseCAM:
                              "and cannot take a reshape_transform")
         model.eval()
         self.model = model
-        self.engine = self.engine_class(model, target_layers, **options)
-        self.engine.reshape_transform = reshape_transform
-        self.target_layers = self.engine.target_layers
+        self.method = self.method_class(model, target_layers, **options)
+        self.method.reshape_transform = reshape_transform
+        self.target_layers = self.method.target_layers
         self.reshape_transform = reshape_transform
         self.outputs: Optional[Tensor] = None
 
@@ -106,7 +106,7 @@ class BaseCAM:
             raise ValueError(f"eigen_smooth needs a map of the form Σ_k w_k A_k; "
                              f"{type(self).__name__} makes its maps otherwise")
         x = self._to_model_device(input_tensor)
-        spec = engine_targets(targets, x.shape[0])
+        spec = method_targets(targets, x.shape[0])
         if aug_smooth:
             maps, outputs = self._augmented(x, spec, eigen_smooth)
         else:
@@ -129,11 +129,11 @@ class BaseCAM:
         """(maps (B, H, W), model outputs) for one batch."""
         size = tuple(x.shape[-2:])
         if self.weighted:
-            run = self.engine.compute_weights(x, targets)
+            run = self.method.compute_weights(x, targets)
             maps = _maps.combine_layers(run.activations, run.weights, size, eigen_smooth)
             return maps, run.logits.detach()
-        maps = self.engine(x, targets)
-        return maps, self.engine.last.logits.detach()
+        maps = self.method(x, targets)
+        return maps, self.method.last.logits.detach()
 
     def _augmented(self, x: Tensor, targets, eigen_smooth: bool) -> tuple[Tensor, Tensor]:
         B = x.shape[0]

@@ -1,7 +1,7 @@
 """Grad-CAM with pytorch-grad-cam's interface (``pytorch_grad_cam.GradCAM``)."""
 from __future__ import annotations
 
-from ...methods import GradCAM as _Engine
+from ...methods import GradCAM as _Method
 from .base_cam import BaseCAM
 
 
@@ -10,4 +10,4 @@ class GradCAM(BaseCAM):
     target's score, as pytorch-grad-cam. One forward and one backward that stops
     at the target layers (theirs runs the backward through the whole network)."""
 
-    engine_class = _Engine
+    method_class = _Method

@@ -1,7 +1,7 @@
 """Grad-CAM++ with pytorch-grad-cam's interface (``pytorch_grad_cam.GradCAMPlusPlus``)."""
 from __future__ import annotations
 
-from ...methods import GradCAMPlusPlus as _Engine
+from ...methods import GradCAMPlusPlus as _Method
 from .base_cam import BaseCAM
 
 
@@ -10,4 +10,4 @@ class GradCAMPlusPlus(BaseCAM):
     on the raw score's gradients with eps = 1e-6, as pytorch-grad-cam:
     ``a = g² / (2g² + Σ_ij A · g³ + eps)`` (0 where g = 0), ``w_k = Σ_ij a·ReLU(g)``."""
 
-    engine_class = _Engine
+    method_class = _Method

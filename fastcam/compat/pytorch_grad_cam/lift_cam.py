@@ -1,7 +1,7 @@
 """LIFT-CAM under pytorch-grad-cam's conventions (fastcam only)."""
 from __future__ import annotations
 
-from ...methods import LiftCAM as _Engine
+from ...methods import LiftCAM as _Method
 from .base_cam import BaseCAM
 
 
@@ -11,5 +11,5 @@ class LiftCAM(BaseCAM):
     :class:`fastcam.LiftCAM`). The model is split at the target layer with
     torch.fx, so no ``reshape_transform``; ``eigen_smooth`` applies."""
 
-    engine_class = _Engine
+    method_class = _Method
     takes_reshape_transform = False

@@ -1,7 +1,7 @@
 """Opti-CAM under pytorch-grad-cam's conventions (fastcam only)."""
 from __future__ import annotations
 
-from ...methods import OptiCAM as _Engine
+from ...methods import OptiCAM as _Method
 from .base_cam import BaseCAM
 
 
@@ -12,5 +12,5 @@ class OptiCAM(BaseCAM):
     ``normalize`` the mask multiplies the input tensor as given. One target layer;
     the map is the optimised mask, so no ``eigen_smooth``."""
 
-    engine_class = _Engine
+    method_class = _Method
     weighted = False

@@ -5,7 +5,7 @@ from typing import Any, Optional, Sequence, Union
 
 from torch import nn
 
-from ...methods import ScoreCAM as _Engine
+from ...methods import ScoreCAM as _Method
 from .base_cam import BaseCAM, ReshapeTransform
 
 
@@ -22,7 +22,7 @@ class ScoreCAM(BaseCAM):
     ``mode="default"`` or ``"official"`` (keyword) selects fastcam's other numerics.
     """
 
-    engine_class = _Engine
+    method_class = _Method
 
     def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
                  reshape_transform: ReshapeTransform = None, use_cuda: Optional[bool] = None,
@@ -34,11 +34,11 @@ class ScoreCAM(BaseCAM):
     @property
     def batch_size(self) -> int:
         """Masked copies per forward (pytorch-grad-cam's ``batch_size`` attribute)."""
-        return self.engine.batch_size
+        return self.method.batch_size
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
         value = int(value)
         if value < 1:
             raise ValueError(f"batch_size must be >= 1, got {value}")
-        self.engine.batch_size = value
+        self.method.batch_size = value

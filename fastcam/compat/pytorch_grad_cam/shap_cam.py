@@ -1,7 +1,7 @@
 """Shap-CAM under pytorch-grad-cam's conventions (fastcam only)."""
 from __future__ import annotations
 
-from ...methods import ShapCAM as _Engine
+from ...methods import ShapCAM as _Method
 from .base_cam import BaseCAM
 
 
@@ -13,6 +13,6 @@ class ShapCAM(BaseCAM):
     ``eigen_smooth``. ``ClassifierOutputTarget(c)`` selects the class, whose worth
     is the method's (softmax probability by default, as in the paper)."""
 
-    engine_class = _Engine
+    method_class = _Method
     weighted = False
     takes_reshape_transform = False

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fastcam.engine import Engine
+
 Perturbation = Callable[[Tensor, Tensor], Tensor]
 CamsLike = Union[np.ndarray, Tensor]
 
@@ -57,10 +59,10 @@ def target_scores(model: nn.Module, images: Tensor, targets: Sequence[Callable],
     device. The model runs under inference mode in chunks of ``batch_size`` images."""
     n = images.shape[0]
     step = n if not batch_size else max(1, int(batch_size))
-    scores = []
+    scores, engine = [], Engine(model)
     with torch.inference_mode():
         for s in range(0, n, step):
-            out = model(images[s:s + step])
+            out = engine.forward(images[s:s + step])
             scores.extend(torch.as_tensor(targets[(s + i) % len(targets)](row), device=row.device)
                           for i, row in enumerate(out))
     return torch.stack(scores)
