@@ -73,6 +73,21 @@ class Engine:
             for p in params:
                 p.requires_grad_(True)
 
+    @contextlib.contextmanager
+    def preserved_buffers(self) -> Iterator[None]:
+        """The network's buffers (batch-norm running statistics) restored on exit,
+        also on error: passes of a network in training mode leave no trace in it."""
+        if not any(m.training for m in self.network.modules()):
+            yield          # in eval mode no built-in layer writes its buffers
+            return
+        saved = [(b, b.detach().clone()) for b in self.network.buffers()]
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for b, value in saved:
+                    b.copy_(value)
+
     def stream_scores(self, n: int, build: Callable[[int, int], Tensor], image: Tensor,
                       score_fn: ScoreFn, chunk_size: int) -> Tensor:
         """Scores (n,) of the network on the copies ``build(start, stop)`` (one

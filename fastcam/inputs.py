@@ -19,10 +19,24 @@ def check_images(x: Tensor) -> None:
         raise ValueError(f"input must be floating point, got {x.dtype}")
     if x.shape[0] == 0:
         raise ValueError("input batch is empty")
-    # min and max propagate NaN and expose ±inf: one pass, no boolean copy of x
-    lo, hi = torch.aminmax(x.detach())
-    if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
-        raise ValueError("input contains NaN or infinite values")
+    if x.device.type == "meta":
+        raise ValueError("input is on the meta device: it holds no values to explain")
+    check_finite(x, "input")
+
+
+def all_finite(t: Tensor) -> bool:
+    """Whether ``t`` holds no NaN and no ±inf."""
+    if not t.numel():
+        return True
+    # min and max propagate NaN and expose ±inf: one pass, no boolean copy of t
+    lo, hi = torch.aminmax(t.detach())
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def check_finite(t: Tensor, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` if ``t`` holds NaN or ±inf."""
+    if not all_finite(t):
+        raise ValueError(f"{what} contains NaN or infinite values")
 
 
 def normalizer(normalize: Normalize, x: Tensor):
@@ -34,6 +48,8 @@ def normalizer(normalize: Normalize, x: Tensor):
     mean, std = normalize
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+    if not bool(torch.isfinite(mean).all() & torch.isfinite(std).all()):
+        raise ValueError("normalize: mean and std must be finite")
     if mean.shape[1] not in (1, x.shape[1]) or std.shape[1] not in (1, x.shape[1]):
         raise ValueError(f"normalize has {mean.shape[1]} means / {std.shape[1]} stds for "
                          f"{x.shape[1]} channels")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Callable, Sequence, Union
 
+import numbers
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,8 +53,16 @@ def resolve_targets(targets: TargetSpec, logits: Tensor) -> Targets:
     B, C = logits.shape
     if targets is None:
         return Targets(logits.detach().argmax(dim=1), None)
-    if isinstance(targets, bool):
+    if isinstance(targets, (bool, np.bool_)):
         raise TypeError("targets must be None, an int, a sequence of B ints or B callables")
+    if isinstance(targets, numbers.Real) and not isinstance(targets, numbers.Integral):
+        raise TypeError(f"targets must be class indices (ints), got the float {targets!r}")
+    if isinstance(targets, np.ndarray):
+        if targets.dtype.kind not in "iu":
+            raise TypeError(f"a target array must hold integers, got dtype {targets.dtype}")
+        targets = torch.from_numpy(np.ascontiguousarray(targets))
+    if isinstance(targets, numbers.Integral):
+        targets = int(targets)
     if isinstance(targets, int):
         idx = torch.full((B,), targets, dtype=torch.long, device=logits.device)
     elif isinstance(targets, Tensor):
@@ -65,7 +76,12 @@ def resolve_targets(targets: TargetSpec, logits: Tensor) -> Targets:
         targets = list(targets)
         if len(targets) != B:
             raise ValueError(f"got {len(targets)} targets for a batch of {B} images")
-        if not all(isinstance(t, int) or (isinstance(t, Tensor) and t.numel() == 1) for t in targets):
+        if any(isinstance(t, (bool, np.bool_)) or (isinstance(t, Tensor) and t.is_floating_point())
+               or (isinstance(t, numbers.Real) and not isinstance(t, numbers.Integral))
+               for t in targets):
+            raise TypeError(f"targets must be class indices (ints), got {targets!r}")
+        if not all(isinstance(t, numbers.Integral) or (isinstance(t, Tensor) and t.numel() == 1)
+                   for t in targets):
             raise TypeError("targets must be all ints or all callables")
         idx = torch.tensor([int(t) for t in targets], dtype=torch.long, device=logits.device)
     if idx.numel() != B:

@@ -94,7 +94,7 @@ def test_chunk_size_bounds_the_model_batch(resnet18):
     seen = []
     handle = resnet18.conv1.register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
     try:
-        fastcam.explain(resnet18, torch.randn(1, 3, 32, 32), "scorecam", "layer4", 0, batch_size=100)
+        fastcam.explain(resnet18, torch.randn(1, 3, 64, 64), "scorecam", "layer4", 0, batch_size=100)
     finally:
         handle.remove()
     # one clean forward of 1, then 512 masked copies in chunks of at most 100
@@ -105,5 +105,5 @@ def test_mode_and_target_errors(resnet18):
     with pytest.raises(ValueError, match="mode"):
         fastcam.ScoreCAM(resnet18, "layer4", mode="paper")
     with pytest.raises(ValueError, match="class-index targets"):
-        fastcam.explain(resnet18, torch.randn(1, 3, 32, 32), "scorecam", "layer4",
+        fastcam.explain(resnet18, torch.randn(1, 3, 64, 64), "scorecam", "layer4",
                         [lambda r: r[0]], mode="official")

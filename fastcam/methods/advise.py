@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..inputs import Normalize
+from ..inputs import Normalize, check_finite
 from ..metrics.avx import avx_of_pairs
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
@@ -129,14 +129,18 @@ class ADVISE(BaseCAM):
         B, K, h, w_ = A.shape
         c1 = resolved.indices
         with torch.enable_grad():
-            probs = logits.softmax(1)
+            probs = logits.float().softmax(1)
             others = probs.detach().scatter(1, c1[:, None], float("-inf"))
             c2 = others.argmax(1)
             p1 = probs.gather(1, c1[:, None])[:, 0]
             p2 = probs.gather(1, c2[:, None])[:, 0]
             g1, = torch.autograd.grad(p1.sum(), A, retain_graph=True)
             g2, = torch.autograd.grad(p2.sum(), A)
-        A = A.detach()
+        check_finite(g1, "the gradient of c1's probability w.r.t. the activation")
+        check_finite(g2, "the gradient of c2's probability w.r.t. the activation")
+        # the KDE, the candidates' algebra and AVX run in fp32 for a half-precision model
+        A, g1, g2 = (t.detach().float() if t.dtype in (torch.float16, torch.bfloat16)
+                     else t.detach() for t in (A, g1, g2))
         t_net = time.perf_counter()
         seconds["network"] = t_net - t_start
 

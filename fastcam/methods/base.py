@@ -9,18 +9,19 @@ last-call record; everything stays on the input's device.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Iterator, Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..engine import Engine
-from ..inputs import Normalize, check_images, normalizer
+from ..inputs import Normalize, all_finite, check_finite, check_images, normalizer
 from ..network.hooks import Transform
-from ..network.layers import LayerSpec, find_spatial_layer, resolve_layers
+from ..network.layers import LayerSpec, find_spatial_layer, layer_name, resolve_layers
 from ..network.split import Prefix, Tail, split
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets, resolve_targets
@@ -146,10 +147,13 @@ class BaseCAM:
     def maps(self, ctx: CallContext) -> Tensor:
         """The call's maps (B, H, W) in [0, 1]. Default: ``minmax(up(ReLU(Σ_k w_k A_k)))``
         per layer with w = :meth:`channel_weights`, several layers averaged and
-        rescaled; sets ``ctx.weights`` and ``ctx.low_res``."""
-        ctx.weights = [w.detach() for w in self.channel_weights(ctx)]
+        rescaled; sets ``ctx.weights`` and ``ctx.low_res``. The algebra runs in
+        float32 for a half-precision model."""
+        ctx.weights = [_at_least_fp32(w.detach()) for w in self.channel_weights(ctx)]
+        for w in ctx.weights:
+            check_finite(w, f"{type(self).__name__}'s channel weights")
         with torch.no_grad():
-            activations = [A.detach() for A in ctx.activations]
+            activations = [_at_least_fp32(A.detach()) for A in ctx.activations]
             maps = [self.combine(A, w, ctx.size)
                     for A, w in zip(activations, ctx.weights, strict=True)]
             ctx.low_res = [torch.relu(torch.einsum("bk,bkhw->bhw", w.to(A.dtype), A))
@@ -174,7 +178,9 @@ class BaseCAM:
 
     def context(self, x: Tensor, targets: TargetSpec = None) -> CallContext:
         """The capture pass of one call: checks, normalisation, layer lookup, the
-        model pass (:attr:`capture`), the resolved targets and their scores."""
+        model pass (:attr:`capture`), the resolved targets and their scores.
+        Activations, logits and scores must be finite and the activations must
+        have more than one spatial position."""
         started = time.perf_counter()
         check_images(x)
         if self.model.training:
@@ -203,23 +209,43 @@ class BaseCAM:
                 activations, logits = self.engine.capture(
                     x_model, layers, grad=self.capture == "gradient",
                     transform=self.reshape_transform)
+            for layer, A in zip(layers, activations):
+                _check_activation(self.model, layer, A)
+            check_finite(logits, "the model's output (logits)")
             resolved = resolve_targets(targets, logits)
             scores = resolved.scores(logits)
+            check_finite(scores, "the target scores")
         return CallContext(x, x_model, list(layers), activations, logits, resolved, scores,
                            splits=splits, tail_runs=tail_runs, started=started)
+
+    @contextlib.contextmanager
+    def _call_scope(self) -> Iterator[None]:
+        """Every call runs outside the caller's inference mode (gradient methods
+        need autograd; an inference-mode input is copied first, see :meth:`_usable`)
+        and leaves the model's buffers as they were (a model in training mode
+        would otherwise update its batch-norm statistics)."""
+        with torch.inference_mode(False), self.engine.preserved_buffers():
+            yield
+
+    @staticmethod
+    def _usable(x: Tensor) -> Tensor:
+        return x.clone() if isinstance(x, Tensor) and x.is_inference() else x
 
     def compute_weights(self, x: Tensor, targets: TargetSpec = None) -> CallContext:
         """The capture pass and the channel weights of every target layer
         (``ctx.weights``): what the default :meth:`maps` combines; front-ends
         combine them their way."""
-        ctx = self.context(x, targets)
-        ctx.weights = self.channel_weights(ctx)
+        with self._call_scope():
+            ctx = self.context(self._usable(x), targets)
+            ctx.weights = self.channel_weights(ctx)
         return ctx
 
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
         """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
-        ctx = self.context(x, targets)
-        out = self.maps(ctx)
+        with self._call_scope():
+            ctx = self.context(self._usable(x), targets)
+            out = self.maps(ctx)
+            check_finite(out, f"{type(self).__name__}'s maps")
         self.last = ctx.record()
         return out.float()
 
@@ -231,4 +257,22 @@ def gradients(scores: Tensor, activations: list[Tensor]) -> list[Tensor]:
     """∂ score_b / ∂ A_b for every layer, in one backward pass that stops at the
     target layers (images are independent, so the gradient of the sum is per image)."""
     with torch.enable_grad():  # the caller may be inside torch.no_grad()
-        return list(torch.autograd.grad(scores.sum(), activations))
+        grads = list(torch.autograd.grad(scores.sum(), activations))
+    for g in grads:
+        check_finite(g, "the gradient of the target scores w.r.t. the activations")
+    return grads
+
+
+def _at_least_fp32(t: Tensor) -> Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _check_activation(model: nn.Module, layer: nn.Module, A: Tensor) -> None:
+    if A.dim() == 4 and A.shape[-2] * A.shape[-1] == 1:
+        raise ValueError(f"target layer {layer_name(model, layer)!r} has a 1×1 output "
+                         f"{tuple(A.shape)}: a CAM needs more than one spatial position; pick "
+                         "an earlier layer (with target_layers=None fastcam picks the last layer "
+                         "whose output is larger)")
+    if not all_finite(A):
+        raise ValueError(f"the activation of target layer {layer_name(model, layer)!r} "
+                         "contains NaN or infinite values")

@@ -1,12 +1,14 @@
 """Opti-CAM (Zhang, Torres, Sicre, Avrithis, Ayache, CVIU 2024, arXiv 2301.07002)."""
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..inputs import Normalize, normalizer
+from ..inputs import Normalize, check_finite, normalizer
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..targets import Targets
@@ -60,8 +62,11 @@ class OptiCAM(BaseCAM):
             raise ValueError(f"mask_norm must be 'minmax', 'max' or 'sigmoid', got {mask_norm!r}")
         if objective not in ("logit", "diff"):
             raise ValueError(f"objective must be 'logit' or 'diff', got {objective!r}")
-        if max_iter < 0 or lr <= 0:
-            raise ValueError("max_iter must be >= 0 and lr > 0")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
+            raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+        if not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        max_iter, lr = int(max_iter), float(lr)
         self.max_iter, self.lr, self.stop = max_iter, lr, stop
         self.mask_norm, self.objective = mask_norm, objective
 
@@ -79,8 +84,10 @@ class OptiCAM(BaseCAM):
     def maps(self, ctx: CallContext) -> Tensor:
         if len(ctx.activations) != 1:
             raise ValueError("Opti-CAM optimises one target layer's weights; pass one layer")
-        A = torch.relu(ctx.activations[0])
-        u, iterations, first, final, maps = self._optimise(ctx.x, A, ctx.targets, ctx.scores)
+        A = torch.relu(ctx.activations[0]).float()     # the CAM algebra and Adam run in fp32
+        u, iterations, first, final, maps = self._optimise(ctx.x, A, ctx.targets,
+                                                           ctx.scores.float())
+        check_finite(u, "Opti-CAM's optimised weights u")
         w = torch.softmax(u, dim=1)
         ctx.activations, ctx.weights = [A], [w]
         ctx.low_res = [torch.einsum("bk,bkhw->bhw", w, A)]
@@ -110,7 +117,7 @@ class OptiCAM(BaseCAM):
                     u_ = u.detach().requires_grad_(True)
                     S = self.mask(A, u_, size)
                     logits = self.engine.forward(norm(x * S[:, None].to(x.dtype)), grad=True)
-                    scores = targets.scores(logits)
+                    scores = targets.scores(logits).float()
                     loss = self._loss(scores, clean)
                     grad, = torch.autograd.grad(loss.sum(), u_)
                 loss = loss.detach()
@@ -137,7 +144,7 @@ class OptiCAM(BaseCAM):
                 u = torch.where(a, u - step_size * m / denom, u)
         with torch.no_grad():
             maps = self.mask(A, u, size)
-            final = targets.scores(self.engine.forward(norm(x * maps[:, None].to(x.dtype))))
+            final = targets.scores(self.engine.forward(norm(x * maps[:, None].to(x.dtype)))).float()
         if first is None:
             first = final
         return u, steps, first, final, maps

@@ -10,7 +10,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from ..inputs import Normalize
+from ..inputs import Normalize, check_finite
 from ..network.layers import LayerSpec
 from ..network.linear_head import find_linear_head
 from ..ops import cam_combine
@@ -152,6 +152,7 @@ class ShapCAM(BaseCAM):
                     break
             phi[b] = total / (count // 2 if self.antithetic else count)
             used[b] = count
+        check_finite(phi, "Shap-CAM's Shapley values (the tail's worths)")
         phi_map = phi.view(B, 1, h, w).to(A.dtype)
         with torch.no_grad():
             maps = cam_combine(phi_map, torch.ones(B, 1, dtype=A.dtype, device=A.device), ctx.size)

@@ -157,12 +157,12 @@ def avx_of_pairs(model: Union[nn.Module, Engine], x: Tensor, map_c1: Tensor, map
             oc.append(probs.amax(1))
             top = probs.topk(min(HIT_TOP_K, probs.shape[1]), dim=1).indices
             hit.append((top == c1[i:i + batch_size, None]).any(1))
-            ps, pm = _pixel_pair(xs, xm, normalize)
+            ps, pm = _pixel_pair(xs.float(), xm.float(), normalize)   # piq's FSIM needs fp32
             ssim.append(piq.ssim(pm, ps, data_range=1.0, reduction="none", downsample=False))
             fsim.append(piq.fsim(pm, ps, data_range=1.0, reduction="none",
                                  chromatic=x.shape[1] == 3))
             mse.append(((pm - ps) ** 2).mean(dim=(1, 2, 3)))
-    dt = x.dtype
+    dt = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     if N == 0:
         empty = torch.zeros(0, dtype=dt, device=dev)
         flag = torch.zeros(0, dtype=torch.bool, device=dev)

@@ -41,6 +41,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor, fx, nn
 
+from ..inputs import all_finite
 from .layers import layer_name, resolve_layers
 
 __all__ = ["split", "SplitError"]
@@ -73,6 +74,7 @@ class _SplitState:
         self.tail_gm: Optional[fx.GraphModule] = None
         self.n_sides = 0
         self.module_refs: dict[str, weakref.ref] = {}
+        self.attributes: tuple = ()            # fx mode: _plain_attributes(model) when traced
         self.verified = False
         # the context of the most recent prefix call
         self.sides: tuple = ()
@@ -95,8 +97,9 @@ class _SplitState:
         return layer
 
     def still_valid(self, model: nn.Module) -> bool:
-        """The submodules the graphs call are still the model's submodules."""
-        if self.model_ref() is not model:
+        """The submodules the graphs call are still the model's submodules, and
+        no plain Python attribute of a module (which a trace bakes in) changed."""
+        if self.model_ref() is not model or _plain_attributes(model) != self.attributes:
             return False
         try:
             for name, ref in self.module_refs.items():
@@ -105,6 +108,26 @@ class _SplitState:
         except AttributeError:
             return False
         return True
+
+
+_PLAIN = (bool, int, float, complex, str, type(None))
+
+
+def _plain_attributes(model: nn.Module) -> tuple:
+    """Every module's plain attributes (numbers, strings, None, tuples of them):
+    what torch.fx turns into constants of the traced graph. The ``training``
+    flag is left out: the layers that read it (batch norm, dropout) stay modules
+    in the graph and read it when they run (a Python ``if self.training`` in a
+    forward would be baked in, and is not detected)."""
+    out = []
+    for name, module in model.named_modules():
+        for key, value in vars(module).items():
+            if key == "training":
+                continue
+            if isinstance(value, _PLAIN) or (isinstance(value, tuple)
+                                              and all(isinstance(v, _PLAIN) for v in value)):
+                out.append((name, key, value))
+    return tuple(out)
 
 
 def _repeat_rows(value, rows: int, batch: int):
@@ -333,7 +356,12 @@ def _writes_into(cut: fx.Node, tail_nodes: list, modules: dict) -> bool:
 
 def _build_fx(state: _SplitState, model: nn.Module, layer: nn.Module) -> None:
     tracer = _Tracer(layer)
-    graph = tracer.trace(model)
+    try:
+        graph = tracer.trace(model)
+    finally:
+        # fx leaves closures that refer back to the tracer (a reference cycle);
+        # emptied, the tracer no longer keeps the model alive until the next gc
+        vars(tracer).clear()
     nodes = list(graph.nodes)
     cuts = [n for n in nodes if n.op == "call_module" and n.target == state.layer_name]
     if not cuts:
@@ -413,6 +441,7 @@ def _build_fx(state: _SplitState, model: nn.Module, layer: nn.Module) -> None:
     state.mode = "fx"
     used = {n.target for n in nodes if n.op == "call_module"}
     state.module_refs = {name: weakref.ref(model.get_submodule(name)) for name in used}
+    state.attributes = _plain_attributes(model)
 
 
 def _fall_back(state: _SplitState, reason: str) -> None:
@@ -435,6 +464,8 @@ def _verify(state: _SplitState, x: Tensor, A: Tensor) -> None:
         got = tail(A.clone())
     if not isinstance(expected, Tensor) or not isinstance(got, Tensor):
         raise SplitError("the model must return one tensor of logits")
+    if not all_finite(expected):
+        raise ValueError("the model's output (logits) contains NaN or infinite values")
     scale = max(1.0, float(expected.abs().max())) if expected.numel() else 1.0
     ok = got.shape == expected.shape and bool(torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * scale))
     if ok:

@@ -69,8 +69,9 @@ def masked_scores(model: nn.Module | Engine, x: Tensor, maps: Tensor, index: Ten
     index = index.to(x.device, torch.long)
 
     def build(a: int, b: int) -> Tensor:
+        # the op computes in fp32 for a half-precision x; the model gets x's dtype
         return mask_blend(x, maps[a:b], index[a:b], baseline=baseline, mean=mean, std=std,
-                          eps=eps, align_corners=align_corners)
+                          eps=eps, align_corners=align_corners).to(x.dtype)
     return engine_for(model).stream_scores(maps.shape[0], build, index, score_fn, chunk_size)
 
 
@@ -85,5 +86,6 @@ def reveal_scores(model: nn.Module | Engine, rank: Tensor, counts: Tensor, index
     counts = counts.to(ref.device, torch.long)
 
     def build(a: int, b: int) -> Tensor:
-        return rank_reveal(rank, counts[a:b], index[a:b], src, dst, mean=mean, std=std)
+        return rank_reveal(rank, counts[a:b], index[a:b], src, dst, mean=mean,
+                           std=std).to(ref.dtype)
     return engine_for(model).stream_scores(index.shape[0], build, index, score_fn, chunk_size)
