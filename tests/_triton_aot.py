@@ -91,3 +91,18 @@ def compile_for_gpu(jobs: list[dict], kernels: dict[str, dict[str, str]],
         pytest.skip(f"triton's CUDA backend cannot be loaded here: {json.loads(last[5:])}")
     assert last.startswith("RESULTS "), proc.stdout[-2000:] + proc.stderr[-2000:]
     return json.loads(last[8:])
+
+
+def assert_compiled(results: list[dict], cc: int, module, variants: int) -> None:
+    """Every kernel of ``module`` (its ``KERNELS``) was compiled ``variants`` times
+    for sm_``cc``, each with several autotuning configurations on GPU, giving PTX
+    with its entry for that target (and a cubin where ptxas ran)."""
+    res = [r for r in results if r["cc"] == cc]
+    assert {r["kernel"] for r in res} == {fn.__name__ for fn in module.KERNELS}
+    assert len(res) == variants * len(module.KERNELS)
+    for r in res:
+        what = f"{r['kernel']} {r['dtype']} flags={r['flag']} sm_{cc}"
+        assert r["n_configs"] > 1, what  # several autotuning configs on GPU
+        assert f".entry {r['kernel']}" in r["ptx"], what
+        assert f".target sm_{cc}" in r["ptx"], what
+        assert r["cubin"] is None or r["cubin"] > 0, what
