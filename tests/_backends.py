@@ -62,3 +62,11 @@ def spy(monkeypatch, backend: str, op: str) -> list:
 
     monkeypatch.setattr(module, op, wrapped)
     return calls
+
+
+def assert_kernel_inputs(args, device, dtype) -> None:
+    """What the op handed a kernel: contiguous tensors on ``device``, the
+    floating-point ones all of ``dtype``."""
+    tensors = [t for t in args if isinstance(t, torch.Tensor)]
+    assert all(t.is_contiguous() and t.device == device for t in tensors)
+    assert all(t.dtype == dtype for t in tensors if t.is_floating_point())

@@ -83,18 +83,29 @@ def test_device_code_for_sm80_and_sm90():
     assert "sm_90" in set(re.findall(r"\.(sm_\d+)\.ptx", ptx.stdout)), ptx.stdout
 
 
+# Every CUDA kernel, by source file; the templates in float and double.
+_KERNELS = [(source, kernel, template)
+            for source, kernels, template in [
+                ("cam_combine", ("weighted_sum_kernel", "upsample_minmax_kernel",
+                                 "upsample_backward_kernel", "grad_wt_kernel", "grad_A_kernel"),
+                 True),
+                ("mask_blend", ("map_minmax_kernel", "mask_blend_kernel"), True),
+                ("rank_reveal", ("rank_reveal_kernel",), True),
+                ("adaptive_kde", ("kde_grid_kernel", "kde_channel_kernel"), False)]
+            for kernel in kernels]
+
+
 @needs_cuda_build
-def test_mask_blend_and_rank_reveal_kernels_in_both_cubins():
+def test_every_kernel_in_both_cubins():
     tool = _find_cuobjdump()
     if tool is None:
         pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
     text = subprocess.run([tool, "--list-text", _C().__file__], capture_output=True, text=True,
                           check=True).stdout
-    for source, kernel in (("mask_blend", "map_minmax_kernel"), ("mask_blend", "mask_blend_kernel"),
-                           ("rank_reveal", "rank_reveal_kernel")):
-        for t in "fd":  # float, double
+    for source, kernel, template in _KERNELS:
+        for t in ("IfE", "IdE") if template else ("",):  # float, double
             for arch in ("sm_80", "sm_90"):
-                assert re.search(rf"{source}_cu\w*{kernel}I{t}E\w*\.{arch}\.elf", text), \
+                assert re.search(rf"{source}_cu\w*{kernel}{t}\w*\.{arch}\.elf", text), \
                     (kernel, t, arch)
 
 
@@ -154,15 +165,3 @@ def test_adaptive_kde_cuda_entry_points_and_scratch_size():
     # kde_scratch_size(L, M) = (3M + 12) L doubles per channel
     assert C.adaptive_kde_scratch_size(49, 10) == 42 * 49
     assert C.adaptive_kde_scratch_size(1000, 2) == 18 * 1000
-
-
-@needs_cuda_build
-def test_adaptive_kde_kernels_in_both_cubins():
-    tool = _find_cuobjdump()
-    if tool is None:
-        pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
-    text = subprocess.run([tool, "--list-text", _C().__file__], capture_output=True, text=True,
-                          check=True).stdout
-    for kernel in ("kde_grid_kernel", "kde_channel_kernel"):
-        for arch in ("sm_80", "sm_90"):
-            assert re.search(rf"adaptive_kde_cu\w*{kernel}\w*\.{arch}\.elf", text), (kernel, arch)

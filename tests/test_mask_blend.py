@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import fastcam
-from _backends import BACKENDS, device_of, needs_gpu, spy, triton_interp, triton_module
+from _backends import (BACKENDS, assert_kernel_inputs, device_of, needs_gpu, spy, triton_interp,
+                       triton_module)
 from _triton_aot import assert_compiled, compile_for_gpu
 from fastcam.kernels import cpp, reference
 from fastcam.ops import mask_blend
@@ -108,9 +109,7 @@ def test_op_hands_the_kernel_one_dtype(monkeypatch, backend):
     for xs, ms, want in [(x, maps, F32), (x.double(), maps.float(), F64), (x.half(), maps.half(), F32)]:
         out = mask_blend(xs, ms, index, baseline=xs, mean=torch.zeros(3), std=torch.ones(3, dtype=F64))
         args = calls.pop()
-        tensors = [t for t in args if isinstance(t, torch.Tensor)]
-        assert all(t.is_contiguous() and t.device == x.device for t in tensors)
-        assert all(t.dtype == want for t in tensors if t.is_floating_point())
+        assert_kernel_inputs(args, x.device, want)
         assert args[2].dtype == torch.long
         assert out.dtype == want
         d = lambda t: t.to(want).cpu()  # noqa: E731

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import fastcam
-from _backends import BACKENDS, device_of, needs_gpu, spy, triton_interp, triton_module
+from _backends import (BACKENDS, assert_kernel_inputs, device_of, needs_gpu, spy, triton_interp,
+                       triton_module)
 from _triton_aot import assert_compiled, compile_for_gpu
 from fastcam.kernels import cpp, reference
 from fastcam.ops import rank_reveal
@@ -109,9 +110,7 @@ def test_op_hands_the_kernel_one_dtype(monkeypatch, backend):
     for s, d, want in [(src, src.double(), F32), (src.double(), src, F64), (src.half(), None, F32)]:
         out = rank_reveal(rank, counts, index, s, d, mean=torch.zeros(3), std=torch.ones(3, dtype=F64))
         args = calls.pop()
-        tensors = [t for t in args if isinstance(t, torch.Tensor)]
-        assert all(t.is_contiguous() and t.device == src.device for t in tensors)
-        assert all(t.dtype == want for t in tensors if t.is_floating_point())
+        assert_kernel_inputs(args, src.device, want)
         assert all(t.dtype == torch.long for t in args[:3])
         assert out.dtype == want
         c = lambda t: None if t is None else t.to(want).cpu()  # noqa: E731

@@ -1,5 +1,5 @@
-"""Input preparation shared by the ops:
-the checks and conversions after which every kernel may assume valid input."""
+"""Input preparation shared by the ops: the checks and conversions after which
+every kernel may assume valid input."""
 from __future__ import annotations
 
 import torch
