@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastcam.kernels import cpu, reference_kde
+from fastcam.kernels import cpp, reference_kde
 
 from conftest import SMOKE
 
@@ -65,7 +65,7 @@ def _loop(benchmark, case, nbs):
 
     out = benchmark.pedantic(run, rounds=1, iterations=1)
     _scale(benchmark, N / n_sub)
-    d, _ = cpu.adaptive_kde(torch.from_numpy(x), Z)        # sanity: same densities
+    d, _ = cpp.adaptive_kde(torch.from_numpy(x), Z)        # sanity: same densities
     torch.testing.assert_close(d, torch.from_numpy(np.stack([y for y, _ in out])),
                                rtol=1e-6, atol=1e-12)
     return n_sub, N
@@ -93,7 +93,7 @@ def test_fastcam_cpp_vs_loop(benchmark, case):
     x = _samples(case)
     benchmark.group = f"adaptive_kde {case}: vs per-channel adaptivekde loop"
     benchmark.extra_info["note"] = f"{torch.get_num_threads()} threads, all {len(x)} channels"
-    benchmark.pedantic(cpu.adaptive_kde, args=(x,), rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(cpp.adaptive_kde, args=(x,), rounds=3, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -110,7 +110,7 @@ def test_fastcam_cpp_vs_reference(benchmark, case):
     x = _samples(case)
     benchmark.group = f"adaptive_kde {case}: vs torch reference"
     benchmark.extra_info["note"] = f"{torch.get_num_threads()} threads"
-    d, p = benchmark.pedantic(cpu.adaptive_kde, args=(x,), rounds=3, iterations=1,
+    d, p = benchmark.pedantic(cpp.adaptive_kde, args=(x,), rounds=3, iterations=1,
                               warmup_rounds=1)
     n = min(len(x), 256)                   # spot check against the reference
     d0, p0 = reference_kde.adaptive_kde(x[:n])

@@ -3,7 +3,7 @@ memory floor (writing the output once at this machine's copy bandwidth)."""
 import pytest
 import torch
 
-from fastcam.kernels import cpu, reference
+from fastcam.kernels import cpp, reference
 
 from conftest import SMOKE
 
@@ -35,7 +35,7 @@ def test_forward_reference(benchmark, case):
 def test_forward_cpp(benchmark, case):
     A, wt, H, W = _inputs(case)
     benchmark.group = f"cam_combine forward {case}"
-    out = benchmark(cpu.cam_combine_forward, A, wt, H, W, True, True, False)[0]
+    out = benchmark(cpp.cam_combine_forward, A, wt, H, W, True, True, False)[0]
     ref = reference.cam_combine_with_stats(A, wt, (H, W), True, True, False)[0]
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
@@ -64,6 +64,6 @@ def test_backward_reference(benchmark, case):
 def test_backward_cpp(benchmark, case):
     A, wt, H, W = _inputs(case)
     g = torch.randn(A.shape[0], 1, H, W)
-    out, s, stats = cpu.cam_combine_forward(A, wt, H, W, True, True, False)
+    out, s, stats = cpp.cam_combine_forward(A, wt, H, W, True, True, False)
     benchmark.group = f"cam_combine backward {case}"
-    benchmark(cpu.cam_combine_backward, g, out, A, wt, s, stats, True, True, False)
+    benchmark(cpp.cam_combine_backward, g, out, A, wt, s, stats, True, True, False)

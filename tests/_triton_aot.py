@@ -1,8 +1,23 @@
-"""Compiling Triton kernels for real GPUs from the test suite: a script runs in a
-subprocess without TRITON_INTERPRET (once triton is imported under the
-interpreter, triton.language's own @jit helpers are interpreted functions and
-the code generator cannot compile anything) and prints ``RESULTS <json>``, or
-``SKIP <reason>`` when triton's CUDA backend cannot be loaded."""
+"""Compiling Triton kernels for real GPUs from the test suite, the one helper
+every Triton compile test uses.
+
+The compilation runs in a subprocess without TRITON_INTERPRET (once triton is
+imported under the interpreter, triton.language's own @jit helpers are
+interpreted functions and the code generator cannot compile anything). Each job
+compiles one kernel of a fastcam.kernels.triton module with its autotuner's
+last configuration for one compute capability:
+
+    dict(module=..., kernel="_x_kernel", tuner="_x", cc=80, dtype="fp32",
+         constexprs={...}, types={...}, **tags)
+
+``constexprs`` are set where the kernel has an argument of that name (over the
+configuration's); an argument's type is ``types[name]``, else ``"*" + dtype``
+for a pointer (a name ending in ``_ptr`` or ``_buf``), else ``"i32"``; pointers
+get 16-byte divisibility. A result is the job with ``n_configs`` (the
+autotuner's configurations on GPU), ``ptx`` and ``cubin`` (its size, None when
+ptxas was not run). ``kernels`` maps each module to the names of its kernels
+and tuners; the subprocess checks it is the module's whole ``KERNELS`` tuple.
+When triton's CUDA backend cannot be loaded the calling test is skipped."""
 import json
 import os
 import subprocess
@@ -10,41 +25,84 @@ import sys
 
 import pytest
 
-
-# What every script starts with: ``mod`` is the kernels' module, imported from
-# the checkout that the tests run (argv: its root, the compute capabilities).
-_PRELUDE = r"""
+_SCRIPT = r"""
 import importlib, json, sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-root, ccs = sys.argv[1], [int(c) for c in sys.argv[2].split(",")]
+root = sys.argv[1]
+spec = json.loads(sys.stdin.read())
 try:
     from triton.backends import backends
-    backends["nvidia"].compiler(GPUTarget("cuda", ccs[0], 32)).parse_options({})
+    backends["nvidia"].compiler(GPUTarget("cuda", spec["jobs"][0]["cc"], 32)).parse_options({})
 except Exception as e:
     print("SKIP " + json.dumps(repr(e)))
     sys.exit(0)
 
 sys.path.insert(0, root)
-mod = importlib.import_module(sys.argv[3])
+for module, tuners in spec["kernels"].items():
+    mod = importlib.import_module(module)
+    assert {getattr(mod, k) for k in tuners} == set(mod.KERNELS), \
+        f"{module}: KERNELS and the autotuned launchers disagree"
+results = []
+for job in spec["jobs"]:
+    mod = importlib.import_module(job["module"])
+    fn, tuner = getattr(mod, job["kernel"]), getattr(mod, job["tuner"])
+    cfg = tuner.configs[-1]
+    constexprs = dict(cfg.kwargs)
+    constexprs.update({k: v for k, v in job["constexprs"].items() if k in fn.arg_names})
+    sig = {}
+    for n in fn.arg_names:
+        if n in constexprs:
+            sig[n] = "constexpr"
+        elif n in job["types"]:
+            sig[n] = job["types"][n]
+        elif n.endswith(("_ptr", "_buf")):
+            sig[n] = "*" + job["dtype"]
+        else:
+            sig[n] = "i32"
+    attrs = {(i,): [["tt.divisibility", 16]]
+             for i, n in enumerate(fn.arg_names) if sig[n].startswith("*")}
+    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
+                       target=GPUTarget("cuda", job["cc"], 32),
+                       options={"num_warps": cfg.num_warps})
+    results.append(dict(job, n_configs=len(tuner.configs), ptx=k.asm["ptx"],
+                        cubin=len(k.asm["cubin"]) if "cubin" in k.asm else None))
+print("RESULTS " + json.dumps(results))
 """
 
 
-def run_aot_script(script: str, module: str, tmp_path_factory, ccs: str = "80,90") -> list:
-    """Run ``script`` (which uses ``mod``, ``ccs``, ``triton``, ``GPUTarget``,
-    ``ASTSource``, ``json``) after the prelude, with ``mod`` = ``module`` imported."""
+def compile_for_gpu(jobs: list[dict], kernels: dict[str, dict[str, str]],
+                    tmp_path_factory) -> list[dict]:
+    """Compile every job (see the module docstring) in one subprocess; the results
+    in the jobs' order."""
     import fastcam
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastcam.__file__)))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton_cache"))  # no cache hits
-    proc = subprocess.run([sys.executable, "-c", _PRELUDE + script, root, ccs, module], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, root], env=env, text=True,
+                          input=json.dumps(dict(jobs=jobs, kernels=kernels)),
+                          capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     last = proc.stdout.strip().splitlines()[-1]
     if last.startswith("SKIP "):
         pytest.skip(f"triton's CUDA backend cannot be loaded here: {json.loads(last[5:])}")
     assert last.startswith("RESULTS "), proc.stdout[-2000:] + proc.stderr[-2000:]
     return json.loads(last[8:])
+
+
+def assert_compiled(results: list[dict], cc: int, module, variants: int) -> None:
+    """Every kernel of ``module`` (its ``KERNELS``) was compiled ``variants`` times
+    for sm_``cc``, each with several autotuning configurations on GPU, giving PTX
+    with its entry for that target (and a cubin where ptxas ran)."""
+    res = [r for r in results if r["cc"] == cc]
+    assert {r["kernel"] for r in res} == {fn.__name__ for fn in module.KERNELS}
+    assert len(res) == variants * len(module.KERNELS)
+    for r in res:
+        what = f"{r['kernel']} {r['dtype']} flags={r['flag']} sm_{cc}"
+        assert r["n_configs"] > 1, what  # several autotuning configs on GPU
+        assert f".entry {r['kernel']}" in r["ptx"], what
+        assert f".target sm_{cc}" in r["ptx"], what
+        assert r["cubin"] is None or r["cubin"] > 0, what

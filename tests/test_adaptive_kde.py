@@ -11,10 +11,13 @@ and peak counts.
     expectations: out-of-range values dropped, channels without an estimate
     (empty, single value, all equal, only {0, 1}), sparse channels on a coarse
     grid; batch = per channel; the op (shapes, minmax, backends, fake tensors).
-(c) The Triton kernel under TRITON_INTERPRET=1 (a few small channels) against the
+(c) The parity harness: the op through every compiled backend (cpp; triton
+    under TRITON_INTERPRET=1; cuda, skipped without a GPU) x input dtype x
+    layout x shape against the reference, and the op's one check of Z.
+(d) The Triton kernel under TRITON_INTERPRET=1 (a few small channels) against the
     reference, and compiled ahead of time for sm_80 and sm_90 (subprocess).
+(e) The CUDA kernel against the reference and the C++ kernel, on a GPU only.
 """
-import os
 import warnings
 
 import numpy as np
@@ -22,18 +25,18 @@ import pytest
 import torch
 
 import fastcam
-from _triton_aot import run_aot_script
+from _backends import BACKENDS as COMPILED, device_of, needs_gpu, triton_interp, triton_module
+from _triton_aot import compile_for_gpu
 from fastcam.kernels import reference_kde as ref
 from fastcam.ops.adaptive_kde import adaptive_kde as kde_op
 
 F64 = torch.float64
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def cpp_kde(x, Z=None):
-    from fastcam.kernels import cpu
+    from fastcam.kernels import cpp
 
-    return cpu.adaptive_kde(x, Z)
+    return cpp.adaptive_kde(x, Z)
 
 
 BACKENDS = {"reference": ref.adaptive_kde, "cpp": cpp_kde}
@@ -266,23 +269,65 @@ def test_op_fake_tensor():
 
 
 # ----------------------------------------------------------------------------
-# (c) Triton: under the interpreter, and compiled for sm_80 / sm_90
+# (c) The parity harness: every compiled backend x dtype x layout x shape
 # ----------------------------------------------------------------------------
-triton_interp = pytest.mark.skipif(
-    not INTERPRET, reason="needs TRITON_INTERPRET=1 before import (conftest.py)")
+def _parity_samples(case):
+    """(..., S) samples of the kinds above, the grid size Z."""
+    rng = np.random.default_rng(9)
+    if case == "one":                                    # a single channel
+        return torch.tensor(_kinds(rng, 18)["bimodal"])[None], 20
+    if case == "mixed":                                  # estimates, none, a coarse grid, junk
+        k = _kinds(rng, 16)
+        chans = [k["beta"], k["ties"], np.r_[[0.0, 0.3, 0.7, 1.0], np.full(12, -1.0)],
+                 np.full(16, 0.5), rng.normal(0.5, 0.4, 16)]
+        return torch.tensor(np.stack(chans)), 16
+    k = _kinds(rng, 12)                                  # (B, K, S) with S < Z
+    return torch.tensor(np.stack([k["relu"], k["repeats"], k["beta"], k["bimodal"]])).view(2, 2, 12), 15
 
 
-def _triton():
-    pytest.importorskip("triton")
-    import importlib
+@pytest.mark.parametrize("case", ["one", "mixed", "batched"])
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("backend", COMPILED)
+def test_parity(backend, dtype, layout, case):
+    fastcam.set_backend(backend)
+    x, Z = _parity_samples(case)
+    x = x.to(dtype)
+    xs = x.to(device_of(backend))
+    if layout == "noncontiguous":
+        xs = torch.stack([xs, -xs], -1)[..., 0]          # every other element of a buffer
+        assert not xs.is_contiguous()
+    d, p = kde_op(xs, grid_size=Z)
+    d0, p0 = ref.adaptive_kde(x.reshape(-1, x.shape[-1]).to(F64), Z)
+    assert d.shape == (*x.shape[:-1], Z) and d.dtype == F64 and p.dtype == torch.long
+    assert d.device.type == device_of(backend)
+    torch.testing.assert_close(d.cpu().reshape(-1, Z), d0, rtol=1e-9, atol=1e-12)
+    assert p.cpu().reshape(-1).tolist() == p0.tolist()
 
-    # the module (the package attribute of that name is the kernel function)
-    return importlib.import_module("fastcam.kernels.triton.adaptive_kde")
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_op_checks_the_grid_once(backend):
+    # Z < 2 is checked by the op alone, for every backend.
+    fastcam.set_backend(backend)
+    x = torch.rand(3, 10, device=device_of(backend))
+    with pytest.raises(ValueError, match="at least 2 points"):
+        kde_op(x, grid_size=1)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        kde_op(x[:, :1])                                 # Z defaults to S = 1
 
 
+def test_op_cuda_backend_rejects_cpu_tensors():
+    with pytest.raises(RuntimeError, match="CUDA tensors only"):
+        with fastcam.use_backend("cuda"):
+            kde_op(torch.rand(3, 10), grid_size=10)
+
+
+# ----------------------------------------------------------------------------
+# (d) Triton: under the interpreter, and compiled for sm_80 / sm_90
+# ----------------------------------------------------------------------------
 @triton_interp
 def test_triton_matches_reference():
-    tk = _triton()
+    tk = triton_module("adaptive_kde")
     rng = np.random.default_rng(2)
     S, Z = 18, 20
     k = _kinds(rng, S)
@@ -300,7 +345,6 @@ def test_triton_matches_reference():
 
 @triton_interp
 def test_op_with_triton_backend(monkeypatch):
-    _triton()
     import fastcam.kernels.triton as tpkg
 
     calls = []
@@ -316,42 +360,27 @@ def test_op_with_triton_backend(monkeypatch):
     assert p[0].tolist() == p0.tolist()
 
 
-# Compiled for sm_80 and sm_90 in a subprocess (see tests/_triton_aot.py).
-_AOT_SCRIPT = r"""
-fn, tuner = mod._kde_kernel, mod._kde
-assert mod.KERNELS == (fn,)
-results = []
-for cc in ccs:
-    cfg = tuner.configs[-1]
-    interp = cc == 80          # both paths of the output stage, one per target
-    constexprs = dict(cfg.kwargs, INTERP=interp, BLOCK_L=64, BLOCK_Z=64, BLOCK_S=64, NSTEP=6)
-    sig = {}
-    for n in fn.arg_names:
-        if n in constexprs:
-            sig[n] = "constexpr"
-        elif n.endswith("_ptr") or n.endswith("_buf"):
-            sig[n] = "*i64" if n in ("idx_ptr", "peaks_ptr") else "*fp64"
-        else:
-            sig[n] = "i32"
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
-             if n.endswith("_ptr") or n.endswith("_buf")}
-    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
-                       target=GPUTarget("cuda", cc, 32), options={"num_warps": cfg.num_warps})
-    ptx = k.asm["ptx"]
-    results.append(dict(cc=cc, n_configs=len(tuner.configs),
-                        entry=(".entry " + fn.__name__) in ptx,
-                        target=(".target sm_%d" % cc) in ptx, f64=".f64" in ptx,
-                        cubin=len(k.asm["cubin"]) if "cubin" in k.asm else None))
-print("RESULTS " + json.dumps(results))
-"""
+# Compiled for sm_80 and sm_90 (tests/_triton_aot.py): both paths of the output
+# stage, one per target.
+_MODULE = "fastcam.kernels.triton.adaptive_kde"
 
 
 @pytest.fixture(scope="module")
 def aot_results(tmp_path_factory):
     pytest.importorskip("triton")
-    return run_aot_script(_AOT_SCRIPT, "fastcam.kernels.triton.adaptive_kde", tmp_path_factory)
+    jobs = [dict(module=_MODULE, kernel="_kde_kernel", tuner="_kde", cc=cc, dtype="fp64",
+                 constexprs=dict(INTERP=cc == 80, BLOCK_L=64, BLOCK_Z=64, BLOCK_S=64, NSTEP=6),
+                 types=dict(idx_ptr="*i64", peaks_ptr="*i64"))
+            for cc in (80, 90)]
+    results = compile_for_gpu(jobs, {_MODULE: {"_kde_kernel": "_kde"}}, tmp_path_factory)
+    for r in results:
+        ptx = r.pop("ptx")
+        r.update(entry=".entry _kde_kernel" in ptx, target=(".target sm_%d" % r["cc"]) in ptx,
+                 f64=".f64" in ptx)
+    return results
 
 
+@triton_interp
 @pytest.mark.parametrize("cc", [80, 90])
 def test_triton_kernel_compiles_for_gpu(cc, aot_results):
     res = [r for r in aot_results if r["cc"] == cc]
@@ -360,3 +389,88 @@ def test_triton_kernel_compiles_for_gpu(cc, aot_results):
     assert r["n_configs"] > 1                       # several autotuning configs on GPU
     assert r["entry"] and r["target"] and r["f64"]
     assert r["cubin"] is None or r["cubin"] > 0
+
+
+# ----------------------------------------------------------------------------
+# (e) CUDA (one thread per channel, csrc/common/kde_math.h), on a GPU
+# ----------------------------------------------------------------------------
+def _kde_samples(n=96, S=49, seed=0):
+    """Channels of the kinds the CPU tests use, plus sparse channels (coarse
+    internal grids), channels without an estimate, ties and out-of-range values."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, S, generator=g, dtype=torch.float64) ** 3
+    x[:, 0], x[:, 1] = 0.0, 1.0
+    x[::7, 5:] = 2.0                                     # sparse: coarse grids
+    x[3] = 0.25                                          # all equal: no estimate
+    x[4] = -1.0                                          # nothing in range
+    x[5, 2:] = torch.round(x[5, 2:] * 7) / 7             # ties
+    x[6, 2:] = torch.randn(S - 2, generator=g, dtype=torch.float64) * 0.5 + 0.5  # some dropped
+    return x
+
+
+@needs_gpu
+@pytest.mark.parametrize("S,Z", [(49, None), (49, 20), (30, 49), (196, None), (100, 169)])
+def test_adaptive_kde_cuda_matches_reference(S, Z):
+    from fastcam.kernels import cuda as kcuda
+    from fastcam.kernels import reference_kde as rkde
+
+    x = _kde_samples(S=S)
+    d, p = kcuda.adaptive_kde(x.cuda(), Z)
+    torch.cuda.synchronize()
+    assert d.device.type == "cuda" and d.dtype == torch.float64 and p.dtype == torch.long
+    d0, p0 = rkde.adaptive_kde(x, Z)
+    torch.testing.assert_close(d.cpu(), d0, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu(), p0)
+
+
+@needs_gpu
+def test_adaptive_kde_cuda_matches_cpu_kernel_and_float32_input():
+    from fastcam.kernels import cpp as kcpu
+    from fastcam.kernels import cuda as kcuda
+
+    x = _kde_samples(n=300, S=64, seed=3)
+    d, p = kcuda.adaptive_kde(x.cuda())
+    dc, pc = kcpu.adaptive_kde(x)
+    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu(), pc)
+    x32 = x.float()
+    d, p = kcuda.adaptive_kde(x32.cuda(), 40)
+    dc, pc = kcpu.adaptive_kde(x32, 40)
+    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu(), pc)
+
+
+
+@needs_gpu
+def test_adaptive_kde_cuda_empty_and_bad_arguments():
+    from fastcam.kernels import cuda as kcuda
+
+    d, p = kcuda.adaptive_kde(torch.rand(0, 10, device="cuda"))
+    assert d.shape == (0, 10) and p.shape == (0,)
+    d, p = kcuda.adaptive_kde(torch.full((3, 10), 5.0, device="cuda"))  # no estimate
+    assert (d == 0).all() and (p == 0).all()
+    with fastcam.use_backend("cuda"):  # the checks are the op's (test_op_checks_the_grid_once)
+        with pytest.raises(ValueError):
+            kde_op(torch.rand(3, 10, device="cuda"), grid_size=1)
+        with pytest.raises(RuntimeError):  # CPU tensor
+            kde_op(torch.rand(3, 10), grid_size=10)
+    torch.cuda.synchronize()  # no asynchronous error was left behind
+
+
+@needs_gpu
+def test_adaptive_kde_cuda_through_op_on_side_stream():
+    import fastcam
+    from fastcam.kernels import reference_kde as rkde
+    from fastcam.ops.adaptive_kde import adaptive_kde
+
+    x = _kde_samples(n=24, S=49, seed=5).reshape(2, 12, 49)
+    xg = x.cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with fastcam.use_backend("cuda"), torch.cuda.stream(side):
+        d, p = adaptive_kde(xg, grid_size=36)
+    torch.cuda.synchronize()
+    assert d.shape == (2, 12, 36) and p.shape == (2, 12) and d.is_cuda
+    d0, p0 = rkde.adaptive_kde(x.reshape(24, 49), 36)
+    torch.testing.assert_close(d.cpu().reshape(24, 36), d0, rtol=1e-9, atol=1e-12)
+    assert torch.equal(p.cpu().reshape(24), p0)

@@ -1,6 +1,12 @@
-// Per-element math of the cam_combine op, shared by the OpenMP and CUDA kernels.
-// Everything here is a __host__ __device__ inline function, so the CPU tests
-// exercise the same code the GPU runs.
+// Per-element math of cam_combine and mask_blend, __host__ __device__ inline
+// functions compiled into both the OpenMP and the CUDA kernels. Through the C++
+// kernels the CPU tests exercise bilinear_tap, minmax_grad, mask_scale and
+// blend_pixel, the code the CUDA kernels run. bilinear_mix and minmax_scale are
+// called by the CUDA kernels only: the C++ forward passes evaluate the same
+// bilinear formula separably (one horizontal pass per low-res row, then a mix
+// of two rows, ATen's order) and cam_combine's scales by a precomputed
+// 1/range, clamped so that the extremes are exactly 0 and 1; so the CPU tests
+// do not run those two functions.
 #pragma once
 #include <cstdint>
 
@@ -69,10 +75,6 @@ FC_HD T minmax_grad(T g, T y, T range, T g_lo_share, T g_hi_share) {
   if (y == T(1)) r += g_hi_share;
   return r;
 }
-
-}  // namespace fastcam
-
-namespace fastcam {
 
 // Mask value of the perturbation ops: the upsampled map scaled to [0, 1] as
 // (u - lo) / (range + eps); a constant map (range + eps == 0) masks everything.

@@ -49,7 +49,6 @@ struct TableStore {
 void adaptive_kde(const double* x, double* density, int64_t* peaks, int64_t N, int64_t S,
                   int64_t Z, int M, int max_iter, double tol, int num_threads) {
   if (M < 2) throw std::invalid_argument("adaptive_kde: M must be at least 2");
-  if (Z < 2) throw std::invalid_argument("adaptive_kde: the grid needs at least 2 points");
   // Pass 1: internal grid sizes (0: no estimate).
   std::vector<int> grid(N);
 #pragma omp parallel for schedule(dynamic, 64) num_threads(num_threads)

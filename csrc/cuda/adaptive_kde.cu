@@ -42,12 +42,6 @@ using namespace detail;
 // blocks spread few channels over many SMs.
 constexpr int kKdeThreads = 32;
 
-unsigned channel_blocks(int64_t N) {
-  int64_t b = (N + kKdeThreads - 1) / kKdeThreads;
-  if (b > kMaxGrid) b = kMaxGrid;
-  return unsigned(b < 1 ? 1 : b);
-}
-
 __global__ void __launch_bounds__(kKdeThreads)
     kde_grid_kernel(const double* __restrict__ x, int32_t* __restrict__ grid, int64_t N, int S,
                     int Z) {
@@ -116,8 +110,6 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int32_t* gri
                   double* scratch, int64_t scratch_stride, int64_t N, int64_t S, int64_t Z, int M,
                   int max_iter, double tol, std::uintptr_t stream) {
   if (M < 2) throw std::invalid_argument("fastcam CUDA adaptive_kde: M must be at least 2");
-  if (Z < 2)
-    throw std::invalid_argument("fastcam CUDA adaptive_kde: the grid needs at least 2 points");
   if (N < 0 || S < 0) throw std::invalid_argument("fastcam CUDA adaptive_kde: negative size");
   if (S > INT_MAX || Z > INT_MAX)
     throw std::invalid_argument("fastcam CUDA adaptive_kde: more than 2^31 - 1 samples or "
@@ -126,7 +118,8 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int32_t* gri
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
 
   // 1. Internal grid sizes, read back.
-  kde_grid_kernel<<<channel_blocks(N), kKdeThreads, 0, st>>>(x, grid, N, int(S), int(Z));
+  kde_grid_kernel<<<grid_blocks(N, kKdeThreads), kKdeThreads, 0, st>>>(x, grid, N, int(S),
+                                                                       int(Z));
   check_launch("adaptive_kde/grid");
   std::vector<int32_t> slot(N);
   check(cudaMemcpyAsync(slot.data(), grid, size_t(N) * sizeof(int32_t), cudaMemcpyDeviceToHost,
@@ -192,7 +185,7 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int32_t* gri
         "adaptive_kde: copy of the table slots");
 
   // 3. The estimates.
-  kde_channel_kernel<<<channel_blocks(N), kKdeThreads, 0, st>>>(
+  kde_channel_kernel<<<grid_blocks(N, kKdeThreads), kKdeThreads, 0, st>>>(
       x, grid, dev_tables, scratch, scratch_stride, density, peaks, N, int(S), int(Z), M,
       max_iter, tol);
   check_launch("adaptive_kde/channels");

@@ -52,18 +52,10 @@ void check_sizes(int64_t B, int64_t G, int64_t K, int64_t h, int64_t w, int64_t 
   if (B < 0 || G < 0 || K < 0)
     throw std::invalid_argument("fastcam CUDA cam_combine: negative B, G or K");
   if (B * G == 0) return;
-  if (h < 1 || w < 1 || H < 1 || W < 1)
-    throw std::invalid_argument("fastcam CUDA cam_combine: empty spatial size (h, w, H, W >= 1)");
   if (h * w > INT_MAX || H * W > INT_MAX)
     throw std::invalid_argument("fastcam CUDA cam_combine: a map has more than 2^31 - 1 pixels");
   if (B * G > INT_MAX)
     throw std::invalid_argument("fastcam CUDA cam_combine: more than 2^31 - 1 maps");
-}
-
-unsigned flat_grid(int64_t items, int64_t per_block) {
-  int64_t blocks = (items + per_block - 1) / per_block;
-  if (blocks > kMaxGrid) blocks = kMaxGrid;
-  return unsigned(blocks < 1 ? 1 : blocks);
 }
 
 // Weight of low-res index c in the tap t (both taps may be c at a clamped edge).
@@ -306,7 +298,7 @@ void cam_combine_forward(const T* A, const T* wt, T* out, T* s_low, T* stats, in
 
   const int64_t tiles = (hw + kSumTileP - 1) / kSumTileP;
   const int64_t n_blocks = maps * tiles;
-  weighted_sum_kernel<T><<<flat_grid(n_blocks, 1), dim3(kSumTileP, kSumSplitK), 0, st>>>(
+  weighted_sum_kernel<T><<<grid_blocks(n_blocks, 1), dim3(kSumTileP, kSumSplitK), 0, st>>>(
       A, wt, s_low, G, K, hw, tiles, n_blocks);
   check_launch("cam_combine_forward/weighted_sum");
 
@@ -344,13 +336,13 @@ void cam_combine_backward(const T* grad_out, const T* out, const T* A, const T* 
 
   if (grad_wt && K > 0) {
     const int64_t total = maps * K;
-    grad_wt_kernel<T><<<flat_grid(total, kFlatThreads / kWarp), kFlatThreads, 0, st>>>(
+    grad_wt_kernel<T><<<grid_blocks(total, kFlatThreads / kWarp), kFlatThreads, 0, st>>>(
         A, grad_s, grad_wt, G, K, hw, total);
     check_launch("cam_combine_backward/grad_wt");
   }
   if (grad_A && K > 0) {
     const int64_t total = B * K * hw;
-    grad_A_kernel<T><<<flat_grid(total, kFlatThreads), kFlatThreads, 0, st>>>(
+    grad_A_kernel<T><<<grid_blocks(total, kFlatThreads), kFlatThreads, 0, st>>>(
         wt, grad_s, grad_A, G, K, hw, total);
     check_launch("cam_combine_backward/grad_A");
   }

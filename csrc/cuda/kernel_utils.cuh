@@ -25,6 +25,14 @@ inline void check(cudaError_t e, const char* what) {
 // this GPU, ...) or an earlier asynchronous error of this runtime.
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
+// Blocks of a grid-stride launch over `items` work items, `per_block` per
+// block: at least 1, at most kMaxGrid.
+inline unsigned grid_blocks(int64_t items, int64_t per_block) {
+  int64_t blocks = (items + per_block - 1) / per_block;
+  if (blocks > kMaxGrid) blocks = kMaxGrid;
+  return unsigned(blocks < 1 ? 1 : blocks);
+}
+
 inline int round_up_warp(int64_t n) { return int((n + kWarp - 1) / kWarp * kWarp); }
 
 // Threads of a one-block-per-map launch: enough for `work` parallel items, a

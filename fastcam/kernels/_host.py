@@ -18,8 +18,3 @@ def dtype_name(t: Tensor, backend: str) -> str:
 def ptr(t: Tensor | None) -> int:
     """A tensor's data pointer, 0 for an absent optional tensor."""
     return 0 if t is None else t.data_ptr()
-
-
-def contig(t: Tensor | None) -> Tensor | None:
-    """``t.contiguous()``, passing None through."""
-    return None if t is None else t.contiguous()

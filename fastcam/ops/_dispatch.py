@@ -9,7 +9,7 @@ import torch
 from .. import backend as _backend
 
 _MODULES = {
-    "cpp": "fastcam.kernels.cpu",
+    "cpp": "fastcam.kernels.cpp",
     "cuda": "fastcam.kernels.cuda",
     "triton": "fastcam.kernels.triton",
 }

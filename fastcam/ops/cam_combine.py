@@ -14,9 +14,9 @@ from torch import Tensor
 
 from ..kernels import reference as _reference
 from ._dispatch import kernel_for
+from ._inputs import kernel_dtype
 
 Size = Union[int, Sequence[int]]
-_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 @torch.library.custom_op("fastcam::cam_combine_fwd", mutates_args=())
@@ -108,7 +108,9 @@ def cam_combine(A: Tensor, w: Tensor, size: Size, relu: bool = True, normalize: 
     H, W = _as_size(size)
     squeeze = w.dim() == 2
     w3 = w[:, None] if squeeze else w
-    dtype = A.dtype if A.dtype in _KERNEL_DTYPES else torch.float32
+    if w3.shape[0] * w3.shape[1] and not A.shape[2] * A.shape[3]:
+        raise ValueError(f"A's maps of size {tuple(A.shape[2:])} cannot be upsampled")
+    dtype = kernel_dtype(A.dtype)
     out, _, _ = _cam_combine_fwd(A.to(dtype).contiguous(), w3.to(dtype).contiguous(), H, W,
                                  bool(relu), bool(normalize), bool(align_corners))
     out = out.to(A.dtype)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..kernels import reference as _reference
 from ._dispatch import kernel_for
+from ._inputs import as_index, as_kernel_input, check_per_channel
 
 
 @torch.library.custom_op("fastcam::mask_blend", mutates_args=())
@@ -40,8 +41,9 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor | None = None, *,
     Args:
         x: images (B,C,H,W). maps: (n,h,w). index: (n,) image of each map
             (default: all maps belong to image 0, which needs B == 1).
-        baseline: (B,C,H,W) or None (black).
-    Returns: (n,C,H,W), the chunk of model inputs.
+        baseline: (B,C,H,W) or None (black). mean, std: (C,) or None.
+    Returns: (n,C,H,W), the chunk of model inputs, in x's dtype if it is float32
+    or float64, else float32.
     """
     if x.dim() != 4 or maps.dim() != 3:
         raise ValueError(f"x must be (B,C,H,W) and maps (n,h,w); got {tuple(x.shape)}, "
@@ -56,7 +58,10 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor | None = None, *,
         raise ValueError(f"index must lie in [0, {x.shape[0]})")
     if baseline is not None and baseline.shape != x.shape:
         raise ValueError(f"baseline {tuple(baseline.shape)} must match x {tuple(x.shape)}")
-    dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    cast = (lambda t: None if t is None else t.to(device=x.device, dtype=dt).contiguous())
-    return _mask_blend(cast(x), cast(maps), index.to(x.device, torch.long).contiguous(),
-                       cast(baseline), cast(mean), cast(std), float(eps), bool(align_corners))
+    n, C, (H, W), (h, w) = maps.shape[0], x.shape[1], x.shape[2:], maps.shape[1:]
+    if n and C and H * W and not h * w:
+        raise ValueError(f"maps of size {(h, w)} cannot be upsampled to {(H, W)}")
+    check_per_channel(C, mean, std)
+    return _mask_blend(as_kernel_input(x, x), as_kernel_input(maps, x), as_index(index, x),
+                       as_kernel_input(baseline, x), as_kernel_input(mean, x),
+                       as_kernel_input(std, x), float(eps), bool(align_corners))

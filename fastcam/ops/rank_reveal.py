@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..kernels import reference as _reference
 from ._dispatch import kernel_for
+from ._inputs import as_index, as_kernel_input, check_per_channel
 
 
 @torch.library.custom_op("fastcam::rank_reveal", mutates_args=())
@@ -36,7 +37,7 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
     rank: (B, H·W) position of each pixel in the reveal order (0 first);
     counts, index: (n,); src/dst: (B,C,H,W) or None for zeros (deletion reveals
     zeros into x: src=None, dst=x; insertion reveals x into a blurred copy:
-    src=x, dst=blurred). Returns (n,C,H,W)."""
+    src=x, dst=blurred); mean, std: (C,) or None. Returns (n,C,H,W)."""
     ref = src if src is not None else dst
     if ref is None:
         raise ValueError("src and dst cannot both be None")
@@ -49,8 +50,7 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
         raise ValueError("counts and index must be 1-D of the same length")
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= B):
         raise ValueError(f"index must lie in [0, {B})")
-    dt = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
-    cast = (lambda t: None if t is None else t.to(device=ref.device, dtype=dt).contiguous())
-    long = (lambda t: t.to(device=ref.device, dtype=torch.long).contiguous())
-    return _rank_reveal(long(rank), long(counts), long(index), cast(src), cast(dst),
-                        cast(mean), cast(std))
+    check_per_channel(C, mean, std)
+    return _rank_reveal(as_index(rank, ref), as_index(counts, ref), as_index(index, ref),
+                        as_kernel_input(src, ref), as_kernel_input(dst, ref),
+                        as_kernel_input(mean, ref), as_kernel_input(std, ref))

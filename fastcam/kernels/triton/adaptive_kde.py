@@ -1,7 +1,7 @@
 """Triton kernel of adaptive_kde: Shimazaki & Shinomoto's locally adaptive KDE
 ("ssvkernel", Gauss window) of N channels and the peak count of each estimate,
 one program per channel. The definition is :mod:`fastcam.kernels.reference_kde`;
-the interface mirrors :mod:`fastcam.kernels.cpu` (``adaptive_kde(samples,
+the interface is :mod:`fastcam.kernels.cpp`'s (``adaptive_kde(samples,
 grid_size)``) and the per-channel steps mirror ``csrc/common/kde_math.h``.
 
 Host (torch, batched): each channel's internal grid size L
@@ -44,7 +44,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .. import reference_kde as _ref
-from .cam_combine import _INTERPRET, _configs, _on
+from ._common import configs, on_device
 
 _F64 = torch.float64
 
@@ -266,9 +266,9 @@ def _kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr,
 
 
 _kde = triton.autotune(
-    _configs({"BLOCK_M": 16}, 4,
-             [({"BLOCK_M": 8}, 4), ({"BLOCK_M": 16}, 4), ({"BLOCK_M": 16}, 8),
-              ({"BLOCK_M": 32}, 8)]),
+    configs({"BLOCK_M": 16}, 4,
+            [({"BLOCK_M": 8}, 4), ({"BLOCK_M": 16}, 4), ({"BLOCK_M": 16}, 8),
+             ({"BLOCK_M": 32}, 8)]),
     key=["S", "Z", "L", "INTERP", "BLOCK_L", "BLOCK_Z"])(_kde_kernel)
 
 #: The raw @triton.jit kernels, for ahead-of-time compilation checks.
@@ -276,7 +276,7 @@ KERNELS = (_kde_kernel,)
 
 
 # ----------------------------------------------------------------------------
-# Host interface (mirrors fastcam.kernels.cpu)
+# Host interface (as fastcam.kernels.cpp's)
 # ----------------------------------------------------------------------------
 @functools.lru_cache(maxsize=64)
 def _tables_cpu(L: int, M: int) -> tuple[float, tuple[float, ...], Tensor]:
@@ -294,15 +294,9 @@ def _tables_cpu(L: int, M: int) -> tuple[float, tuple[float, ...], Tensor]:
 def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor, Tensor]:
     """See reference_kde.adaptive_kde: samples (N, S) -> density (N, Z) float64 on
     linspace(0, 1, Z) (Z = grid_size, default S) and peaks (N,) int64."""
-    if samples.device.type != "cuda" and not _INTERPRET:
-        raise RuntimeError("fastcam Triton kernels run CUDA tensors (or CPU tensors when "
-                           "TRITON_INTERPRET=1 was set before importing them), got "
-                           f"{samples.device.type}")
     x = samples.to(_F64).contiguous()
     N, S = x.shape
     Z = S if grid_size is None else int(grid_size)
-    if Z < 2:
-        raise ValueError(f"the evaluation grid needs at least 2 points, got {Z}")
     dev = x.device
     density = torch.zeros(N, Z, dtype=_F64, device=dev)
     peaks = torch.zeros(N, dtype=torch.long, device=dev)
@@ -328,7 +322,7 @@ def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor,
         gsr_buf = torch.empty(n, M, BLOCK_L, dtype=_F64, device=dev)
         wv_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
         yo_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
-        with _on(dev):
+        with on_device(dev):
             _kde[(n,)](x, idx, W_t, ext, density, peaks, y_buf, c_buf, gsr_buf, wv_buf, yo_buf,
                        prm, S, Z, L, M, _ref.MAX_ITER, INTERP=L != Z, BLOCK_L=BLOCK_L, BLOCK_Z=BLOCK_Z, BLOCK_S=BLOCK_S,
                        NSTEP=max(1, (BLOCK_L - 1).bit_length()))

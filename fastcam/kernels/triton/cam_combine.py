@@ -1,7 +1,7 @@
 """Triton kernels of cam_combine: ``minmax(up(ReLU(Σ_k w_k A_k)))`` per map, forward
 and exact backward. The definition is :mod:`fastcam.kernels.reference`
 (``cam_combine_with_stats`` / ``cam_combine_backward``); the interface mirrors
-:mod:`fastcam.kernels.cpu` and the per-element maths mirrors
+:mod:`fastcam.kernels.cpp` and the per-element maths mirrors
 ``csrc/common/cam_math.h`` (bilinear taps as ATen's upsample_bilinear2d, min-max
 scaling by IEEE division, min/max subgradients spread evenly over ties).
 
@@ -38,63 +38,18 @@ inputs are loaded and stored in their dtype, computed in float32).
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-def _configs(interpret_cfg: dict, interpret_warps: int, gpu: list[tuple[dict, int]]):
-    """Autotuning configurations: several on GPU, exactly one under the interpreter
-    (where benchmarking is meaningless and every program instance costs ~1 ms)."""
-    if _INTERPRET:
-        return [triton.Config(interpret_cfg, num_warps=interpret_warps)]
-    return [triton.Config(kw, num_warps=nw) for kw, nw in gpu]
+from ._common import configs, div_rn, on_device, taps, upsampled
 
 
 # ----------------------------------------------------------------------------
 # Device helpers
 # ----------------------------------------------------------------------------
-@triton.jit
-def _div(a, b, F64: tl.constexpr):
-    """a / b rounded to nearest (IEEE). Triton's float32 ``/`` is approximate on
-    NVIDIA GPUs; min-max scaling needs x/x == 1 exactly so that the backward pass
-    can find the maximum by ``y == 1`` (as cam_math.h's minmax_scale)."""
-    if F64:
-        q = a / b
-    else:
-        q = tl.math.div_rn(a, b)
-    return q
-
-
-@triton.jit
-def _taps(dst, in_size, out_size, ALIGN: tl.constexpr, F64: tl.constexpr):
-    """Source taps (i0, i1) and weights (l0, l1) of output index ``dst`` when
-    resizing ``in_size`` -> ``out_size`` linearly, as ATen's
-    area_pixel_compute_source_index + guard_index_and_lambda (and cam_math.h's
-    bilinear_tap): align_corners=False: src = max(0, (dst + 0.5) * in/out - 0.5);
-    align_corners=True: src = dst * (in - 1)/(out - 1) (0 when out == 1)."""
-    ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    d = dst.to(ACC)
-    if ALIGN:
-        scale = _div((in_size - 1).to(ACC), tl.maximum(out_size - 1, 1).to(ACC), F64)
-        scale = tl.where(out_size > 1, scale, 0.0)
-        src = scale * d
-    else:
-        scale = _div(in_size.to(ACC), out_size.to(ACC), F64)
-        src = tl.maximum(scale * (d + 0.5) - 0.5, 0.0)
-    i0 = tl.minimum(src.to(tl.int32), in_size - 1)
-    i1 = i0 + (i0 < in_size - 1).to(tl.int32)
-    l1 = tl.minimum(tl.maximum(src - i0.to(ACC), 0.0), 1.0)
-    l0 = 1.0 - l1
-    return i0, i1, l0, l1
-
-
 @triton.jit
 def _window_start(x, in_size, out_size, ALIGN: tl.constexpr):
     """A lower bound on the first output index whose taps touch input index x.
@@ -167,20 +122,7 @@ def _upsample_minmax_kernel(s_ptr, out_ptr, stats_ptr, h, w, H, W,
     for q0 in range(0, HWo, BLOCK):
         q = q0 + tl.arange(0, BLOCK)
         qmask = q < HWo
-        i = q // W
-        j = q % W
-        y0, y1, ly0, ly1 = _taps(i, h, H, ALIGN, F64)
-        x0, x1, lx0, lx1 = _taps(j, w, W, ALIGN, F64)
-        a = tl.load(s_base + y0 * w + x0, mask=qmask, other=0.0).to(ACC)
-        b = tl.load(s_base + y0 * w + x1, mask=qmask, other=0.0).to(ACC)
-        c = tl.load(s_base + y1 * w + x0, mask=qmask, other=0.0).to(ACC)
-        d = tl.load(s_base + y1 * w + x1, mask=qmask, other=0.0).to(ACC)
-        if RELU:
-            a = tl.maximum(a, 0.0)
-            b = tl.maximum(b, 0.0)
-            c = tl.maximum(c, 0.0)
-            d = tl.maximum(d, 0.0)
-        v = ly0 * (lx0 * a + lx1 * b) + ly1 * (lx0 * c + lx1 * d)
+        v = upsampled(s_base, q, qmask, h, w, H, W, RELU, ALIGN, F64)
         vs = v.to(out_ptr.dtype.element_ty)
         tl.store(o_base + q, vs, mask=qmask)
         v = vs.to(ACC)  # min/max of the values as stored (matters for fp16 outputs)
@@ -198,7 +140,7 @@ def _upsample_minmax_kernel(s_ptr, out_ptr, stats_ptr, h, w, H, W,
             q = q0 + tl.arange(0, BLOCK)
             qmask = q < HWo
             v = tl.load(o_base + q, mask=qmask, other=0.0).to(ACC)
-            y = tl.where(pos, _div(v - lo, safe, F64), 0.0)
+            y = tl.where(pos, div_rn(v - lo, safe, F64), 0.0)
             tl.store(o_base + q, y.to(out_ptr.dtype.element_ty), mask=qmask)
 
 
@@ -265,7 +207,7 @@ def _upsample_adjoint_cols_kernel(g_ptr, y_ptr, stats_ptr, shares_ptr, t_ptr, w,
     acc = tl.zeros([BLOCK], ACC)
     for dj in range(0, win_w):
         j = j_start + dj
-        x0, x1, l0, l1 = _taps(j, w, W, ALIGN, F64)
+        x0, x1, l0, l1 = taps(j, w, W, ALIGN, F64)
         wt = tl.where(x0 == x, l0, 0.0) + tl.where(x1 == x, l1, 0.0)
         valid = emask & (j < W) & (wt != 0.0)
         g = tl.load(g_ptr + row + j, mask=valid, other=0.0).to(ACC)
@@ -299,7 +241,7 @@ def _upsample_adjoint_rows_kernel(t_ptr, s_ptr, gs_ptr, h, w, H, win_h,
     acc = tl.zeros([BLOCK], ACC)
     for di in range(0, win_h):
         i = i_start + di
-        y0, y1, l0, l1 = _taps(i, h, H, ALIGN, F64)
+        y0, y1, l0, l1 = taps(i, h, H, ALIGN, F64)
         wt = tl.where(y0 == y, l0, 0.0) + tl.where(y1 == y, l1, 0.0)
         valid = pmask & (i < H) & (wt != 0.0)
         tv = tl.load(t_base + i * w + x, mask=valid, other=0.0)
@@ -314,31 +256,31 @@ def _upsample_adjoint_rows_kernel(t_ptr, s_ptr, gs_ptr, h, w, H, win_h,
 # Autotuned launchers (one config under TRITON_INTERPRET=1)
 # ----------------------------------------------------------------------------
 _weighted_sum = triton.autotune(
-    _configs({"BLOCK_K": 32, "BLOCK_P": 256}, 4,
-             [({"BLOCK_K": 32, "BLOCK_P": 64}, 2), ({"BLOCK_K": 32, "BLOCK_P": 128}, 4),
-              ({"BLOCK_K": 16, "BLOCK_P": 256}, 4), ({"BLOCK_K": 64, "BLOCK_P": 128}, 4),
-              ({"BLOCK_K": 32, "BLOCK_P": 256}, 8)]),
+    configs({"BLOCK_K": 32, "BLOCK_P": 256}, 4,
+            [({"BLOCK_K": 32, "BLOCK_P": 64}, 2), ({"BLOCK_K": 32, "BLOCK_P": 128}, 4),
+             ({"BLOCK_K": 16, "BLOCK_P": 256}, 4), ({"BLOCK_K": 64, "BLOCK_P": 128}, 4),
+             ({"BLOCK_K": 32, "BLOCK_P": 256}, 8)]),
     key=["K", "HW", "F64"])(_weighted_sum_kernel)
 
 _upsample_minmax = triton.autotune(
-    _configs({"BLOCK": 1024}, 4,
-             [({"BLOCK": 256}, 2), ({"BLOCK": 512}, 4), ({"BLOCK": 1024}, 4),
-              ({"BLOCK": 2048}, 8)]),
+    configs({"BLOCK": 1024}, 4,
+            [({"BLOCK": 256}, 2), ({"BLOCK": 512}, 4), ({"BLOCK": 1024}, 4),
+             ({"BLOCK": 2048}, 8)]),
     key=["h", "w", "H", "W", "F64"])(_upsample_minmax_kernel)
 
 _minmax_shares = triton.autotune(
-    _configs({"BLOCK": 1024}, 4,
-             [({"BLOCK": 512}, 4), ({"BLOCK": 1024}, 4), ({"BLOCK": 2048}, 8)]),
+    configs({"BLOCK": 1024}, 4,
+            [({"BLOCK": 512}, 4), ({"BLOCK": 1024}, 4), ({"BLOCK": 2048}, 8)]),
     key=["HW", "F64"])(_minmax_shares_kernel)
 
 _adjoint_cols = triton.autotune(
-    _configs({"BLOCK": 256}, 4,
-             [({"BLOCK": 64}, 2), ({"BLOCK": 128}, 4), ({"BLOCK": 256}, 4), ({"BLOCK": 512}, 8)]),
+    configs({"BLOCK": 256}, 4,
+            [({"BLOCK": 64}, 2), ({"BLOCK": 128}, 4), ({"BLOCK": 256}, 4), ({"BLOCK": 512}, 8)]),
     key=["w", "H", "W", "F64"])(_upsample_adjoint_cols_kernel)
 
 _adjoint_rows = triton.autotune(
-    _configs({"BLOCK": 256}, 4,
-             [({"BLOCK": 64}, 2), ({"BLOCK": 128}, 4), ({"BLOCK": 256}, 4), ({"BLOCK": 512}, 8)]),
+    configs({"BLOCK": 256}, 4,
+            [({"BLOCK": 64}, 2), ({"BLOCK": 128}, 4), ({"BLOCK": 256}, 4), ({"BLOCK": 512}, 8)]),
     key=["h", "w", "H", "F64"])(_upsample_adjoint_rows_kernel)
 
 #: The raw @triton.jit kernels, for ahead-of-time compilation checks.
@@ -347,24 +289,8 @@ KERNELS = (_weighted_sum_kernel, _upsample_minmax_kernel, _minmax_shares_kernel,
 
 
 # ----------------------------------------------------------------------------
-# Host interface (mirrors fastcam.kernels.cpu)
+# Host interface (as fastcam.kernels.cpp's)
 # ----------------------------------------------------------------------------
-def _check(A: Tensor, w: Tensor) -> None:
-    if A.dtype not in _DTYPES or w.dtype != A.dtype:
-        raise TypeError(f"fastcam Triton kernels take A and w of one dtype among "
-                        f"{_DTYPES}, got {A.dtype} and {w.dtype}")
-    if A.device.type != "cuda" and not _INTERPRET:
-        raise RuntimeError("fastcam Triton kernels run CUDA tensors (or CPU tensors when "
-                           "TRITON_INTERPRET=1 was set before importing them), got "
-                           f"{A.device.type}")
-
-
-def _on(device: torch.device):
-    """Make ``device`` current so that Triton launches there (on its current stream)."""
-    import contextlib
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -374,9 +300,6 @@ def cam_combine_forward(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normal
     """A (B,K,h,w) and w (B,G,K), contiguous, same dtype -> (out (B,G,H,W),
     s_low (B,G,h,w) the pre-ReLU sum, stats (B,G,2) = (min, max - min) of the
     upsampled map before scaling). See the module docstring for the kernels."""
-    _check(A, w)
-    A = A.contiguous()
-    w = w.contiguous()
     B, K, h, wd = A.shape
     G = w.shape[1]
     H, W = int(H), int(W)
@@ -387,7 +310,7 @@ def cam_combine_forward(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normal
     if maps == 0:
         return out, s_low, stats
     f64 = A.dtype == torch.float64
-    with _on(A.device):
+    with on_device(A.device):
         if h * wd > 0:
             _weighted_sum[lambda META: (maps, triton.cdiv(h * wd, META["BLOCK_P"]))](
                 A, w, s_low, G, K, h * wd, F64=f64)
@@ -403,9 +326,6 @@ def cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_
     min/max shares -> adjoint of the column then the row interpolation (gathers,
     no atomics) -> ReLU mask, giving g_s (B,G,h,w); then grad_w = g_s·Aᵀ and
     grad_A = wᵀ·g_s as torch.bmm (cuBLAS on GPU)."""
-    _check(A, w)
-    grad_out, out, A, w = grad_out.contiguous(), out.contiguous(), A.contiguous(), w.contiguous()
-    s_low, stats = s_low.contiguous(), stats.contiguous()
     B, K, h, wd = A.shape
     G, H, W = out.shape[1:]
     maps = B * G
@@ -415,7 +335,7 @@ def cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_
     if maps > 0 and h * wd > 0 and H * W > 0:
         t = torch.empty(B, G, H, wd, dtype=acc, device=A.device)  # column-adjoint rows
         shares = torch.zeros(B, G, 2, dtype=acc, device=A.device)
-        with _on(A.device):
+        with on_device(A.device):
             if normalize:
                 _minmax_shares[(maps,)](grad_out, out, stats, shares, H * W, F64=f64)
             _adjoint_cols[lambda META: (maps, triton.cdiv(H * wd, META["BLOCK"]))](

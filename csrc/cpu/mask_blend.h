@@ -13,13 +13,4 @@ void mask_blend(const T* x, const T* baseline, const T* maps, const int64_t* ind
                 const T* mean, const T* inv_std, T* out, int64_t n, int64_t C, int64_t H,
                 int64_t W, int64_t h, int64_t w, T eps, bool align_corners, int num_threads);
 
-// Perturbed copies revealing pixels in a given order (insertion / deletion):
-//   out[j] = norm(rank[index[j]] < counts[j] ? src[index[j]] : dst[index[j]]).
-// src, dst (B,C,H,W), either may be null (zeros); rank (B,H*W): position of
-// each pixel in the order; counts, index (n,).
-template <typename T>
-void rank_reveal(const T* src, const T* dst, const int64_t* rank, const int64_t* counts,
-                 const int64_t* index, const T* mean, const T* inv_std, T* out, int64_t n,
-                 int64_t C, int64_t HW, int num_threads);
-
 }  // namespace fastcam::cpu

@@ -1,10 +1,11 @@
-// CUDA kernels that build chunks of perturbed model inputs (mask_blend,
-// rank_reveal), already normalised for the model. The definitions are
-// fastcam/kernels/reference.py; this mirrors csrc/cpu/masked_inputs.cpp and uses
-// the same per-element math (csrc/common/cam_math.h: bilinear_tap,
-// bilinear_mix, mask_scale, blend_pixel).
+// CUDA kernels of mask_blend: a chunk of perturbed model inputs built from
+// low-resolution maps, already normalised for the model. The definition is
+// fastcam/kernels/reference.py; this mirrors csrc/cpu/mask_blend.cpp and uses
+// the same per-element math (csrc/common/cam_math.h: bilinear_tap, mask_scale,
+// blend_pixel; and bilinear_mix, the formula the OpenMP kernel evaluates
+// separably).
 //
-// mask_blend, two launches:
+// Two launches:
 //   1. map_minmax_kernel: one block per map j (a grid-stride loop over maps when
 //      n exceeds the grid cap). The low-res map is staged in shared memory when
 //      it fits; threads stride over the H*W output pixels evaluating the
@@ -20,13 +21,8 @@
 //      m = mask_scale(u, lo, range, eps), and writes all C channels
 //      blend_pixel(x, b, m, mean[c], inv_std[c]) of image index[j]. A warp's
 //      loads and stores are 32 consecutive elements of one channel (coalesced).
-// rank_reveal, one launch:
-//   rank_reveal_kernel: the same 1-D grid over (copy, pixel tile); each thread
-//   reads rank[index[j], p] once, keep = rank < counts[j], then for every
-//   channel loads only the selected source (src where kept, else dst; a null
-//   one is 0) and writes (v - mean[c]) * inv_std[c], as the OpenMP kernel.
 // Element offsets are int64 (n*C*H*W may exceed 2^31).
-#include "masked_inputs.cuh"
+#include "mask_blend.cuh"
 
 #include <cuda_runtime.h>
 
@@ -42,11 +38,6 @@ namespace {
 
 using namespace detail;
 
-unsigned capped_grid(int64_t blocks) {
-  if (blocks > kMaxGrid) blocks = kMaxGrid;
-  return unsigned(blocks < 1 ? 1 : blocks);
-}
-
 // Output pixel q = i * W + j of the bilinear upsampling (H,W) <- (h,w) of the
 // low-res map `map` (row-major h x w), with ATen's taps and evaluation order.
 // Both mask_blend kernels evaluate u through this function, so the u scaled by
@@ -61,9 +52,6 @@ __device__ __forceinline__ T upsampled(const T* __restrict__ map, int q, int h, 
   const T* r1 = map + ty.i1 * w;
   return bilinear_mix(r0[tx.i0], r0[tx.i1], r1[tx.i0], r1[tx.i1], ty, tx);
 }
-
-// ---------------------------------------------------------------------------
-// mask_blend
 
 template <typename T>
 __global__ void __launch_bounds__(kMapThreads)
@@ -124,34 +112,6 @@ __global__ void __launch_bounds__(kFlatThreads)
   }
 }
 
-// ---------------------------------------------------------------------------
-// rank_reveal
-
-template <typename T>
-__global__ void __launch_bounds__(kFlatThreads)
-    rank_reveal_kernel(const T* __restrict__ src, const T* __restrict__ dst,
-                       const int64_t* __restrict__ rank, const int64_t* __restrict__ counts,
-                       const int64_t* __restrict__ index, const T* __restrict__ mean,
-                       const T* __restrict__ inv_std, T* __restrict__ out, int64_t C, int64_t HW,
-                       int64_t tiles, int64_t n_blocks) {
-  for (int64_t blk = blockIdx.x; blk < n_blocks; blk += gridDim.x) {
-    const int64_t j = blk / tiles;
-    const int64_t p = (blk - j * tiles) * kFlatThreads + threadIdx.x;
-    if (p >= HW) continue;
-    const int64_t b = index[j];
-    const bool keep = rank[b * HW + p] < counts[j];
-    const T* sel = keep ? src : dst;  // null: zeros
-    const T* sp = sel ? sel + b * C * HW + p : nullptr;
-    T* op = out + j * C * HW + p;
-#pragma unroll 4
-    for (int64_t c = 0; c < C; ++c) {
-      const T mu = mean ? mean[c] : T(0), is = inv_std ? inv_std[c] : T(1);
-      const T v = sp ? sp[c * HW] : T(0);
-      op[c * HW] = (v - mu) * is;
-    }
-  }
-}
-
 }  // namespace
 
 template <typename T>
@@ -163,8 +123,6 @@ void mask_blend(const T* x, const T* baseline, const T* maps, const int64_t* ind
     throw std::invalid_argument("fastcam CUDA mask_blend: negative size");
   const int64_t HW = H * W, hw = h * w;
   if (n == 0 || C == 0 || HW == 0) return;
-  if (hw == 0)
-    throw std::invalid_argument("fastcam CUDA mask_blend: maps of size 0 cannot be upsampled");
   if (HW > INT_MAX || hw > INT_MAX)
     throw std::invalid_argument("fastcam CUDA mask_blend: an image or map has more than "
                                 "2^31 - 1 pixels");
@@ -172,40 +130,23 @@ void mask_blend(const T* x, const T* baseline, const T* maps, const int64_t* ind
 
   const size_t map_bytes = size_t(hw) * sizeof(T);
   const bool map_in_smem = map_bytes <= kSmemBytes;
-  map_minmax_kernel<T><<<capped_grid(n), map_threads(HW), map_in_smem ? map_bytes : 0, st>>>(
-      maps, stats, n, int(h), int(w), int(H), int(W), align_corners, map_in_smem);
+  map_minmax_kernel<T>
+      <<<grid_blocks(n, 1), map_threads(HW), map_in_smem ? map_bytes : 0, st>>>(
+          maps, stats, n, int(h), int(w), int(H), int(W), align_corners, map_in_smem);
   check_launch("mask_blend/map_minmax");
 
   const int64_t tiles = (HW + kFlatThreads - 1) / kFlatThreads;
   const int64_t n_blocks = n * tiles;
-  mask_blend_kernel<T><<<capped_grid(n_blocks), kFlatThreads, 0, st>>>(
+  mask_blend_kernel<T><<<grid_blocks(n_blocks, 1), kFlatThreads, 0, st>>>(
       x, baseline, maps, index, mean, inv_std, stats, out, C, int(h), int(w), int(H), int(W),
       tiles, n_blocks, eps, align_corners);
   check_launch("mask_blend/blend");
 }
 
-template <typename T>
-void rank_reveal(const T* src, const T* dst, const int64_t* rank, const int64_t* counts,
-                 const int64_t* index, const T* mean, const T* inv_std, T* out, int64_t n,
-                 int64_t C, int64_t HW, std::uintptr_t stream) {
-  if (n < 0 || C < 0 || HW < 0)
-    throw std::invalid_argument("fastcam CUDA rank_reveal: negative size");
-  if (n == 0 || C == 0 || HW == 0) return;
-  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
-  const int64_t tiles = (HW + kFlatThreads - 1) / kFlatThreads;
-  const int64_t n_blocks = n * tiles;
-  rank_reveal_kernel<T><<<capped_grid(n_blocks), kFlatThreads, 0, st>>>(
-      src, dst, rank, counts, index, mean, inv_std, out, C, HW, tiles, n_blocks);
-  check_launch("rank_reveal");
-}
-
 #define FASTCAM_CUDA_INSTANTIATE(T)                                                            \
   template void mask_blend<T>(const T*, const T*, const T*, const int64_t*, const T*,         \
                               const T*, T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t,   \
-                              int64_t, T, bool, std::uintptr_t);                               \
-  template void rank_reveal<T>(const T*, const T*, const int64_t*, const int64_t*,            \
-                               const int64_t*, const T*, const T*, T*, int64_t, int64_t,      \
-                               int64_t, std::uintptr_t);
+                              int64_t, T, bool, std::uintptr_t);
 FASTCAM_CUDA_INSTANTIATE(float)
 FASTCAM_CUDA_INSTANTIATE(double)
 

@@ -1,6 +1,6 @@
-// CUDA kernels of the perturbation ops mask_blend and rank_reveal (definitions:
-// fastcam/kernels/reference.py; the OpenMP versions: csrc/cpu/masked_inputs.h,
-// whose argument conventions these follow). Plain C++ declarations, so the
+// CUDA kernels of the mask_blend op (definition: fastcam/kernels/reference.py;
+// the OpenMP version: csrc/cpu/mask_blend.h, whose argument conventions these
+// follow). Plain C++ declarations, so the
 // host-compiled bindings can include this file; the stream is a cudaStream_t
 // passed as an integer (torch.cuda.current_stream().cuda_stream; 0 = the legacy
 // default stream). All pointers are device pointers to contiguous tensors on
@@ -23,13 +23,5 @@ void mask_blend(const T* x, const T* baseline, const T* maps, const int64_t* ind
                 const T* mean, const T* inv_std, T* out, T* stats, int64_t n, int64_t C,
                 int64_t H, int64_t W, int64_t h, int64_t w, T eps, bool align_corners,
                 std::uintptr_t stream);
-
-// out[j] = norm(rank[index[j]] < counts[j] ? src[index[j]] : dst[index[j]]).
-// src, dst (B,C,H,W), either may be null (zeros); rank (B,H*W) int64; counts,
-// index (n,) int64; mean, inv_std (C) may be null; out (n,C,H,W).
-template <typename T>
-void rank_reveal(const T* src, const T* dst, const int64_t* rank, const int64_t* counts,
-                 const int64_t* index, const T* mean, const T* inv_std, T* out, int64_t n,
-                 int64_t C, int64_t HW, std::uintptr_t stream);
 
 }  // namespace fastcam::cuda

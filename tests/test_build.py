@@ -1,0 +1,167 @@
+"""What the build of fastcam._C contains: the entry points, device code for sm_80
+and sm_90 of every CUDA kernel, and CUDA entry points that fail cleanly without a
+GPU. The kernels' numerics are tested beside their op's other backends
+(tests/test_<op>.py)."""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from fastcam._ext import extension_available, load_extension
+
+pytestmark = pytest.mark.skipif(not extension_available(), reason="fastcam._C is not built")
+
+
+def _C():
+    return load_extension()
+
+
+def _cuda_compiled() -> bool:
+    return extension_available() and bool(_C().cuda_compiled)
+
+
+needs_cuda_build = pytest.mark.skipif(not _cuda_compiled(), reason="built without CUDA")
+
+
+def _no_gpu() -> bool:
+    # torch (even a CPU-only build) sees no GPU and there is no NVIDIA device node.
+    return not torch.cuda.is_available() and not glob.glob("/dev/nvidia[0-9]*")
+
+
+def _find_cuobjdump() -> str | None:
+    candidates = ["/usr/local/cuda/bin/cuobjdump", shutil.which("cuobjdump")]
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            candidates.append(os.path.join(os.environ[var], "bin", "cuobjdump"))
+    try:  # triton's wheel ships one
+        import triton
+
+        candidates.append(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
+                                       "bin", "cuobjdump"))
+    except ImportError:
+        pass
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+# --- (a) what the build contains ---------------------------------------------
+
+
+@needs_cuda_build
+def test_cuda_architectures_attribute():
+    assert _C().cuda_architectures == "80;90"
+
+
+@needs_cuda_build
+def test_cuda_entry_points_exist():
+    for name in ("cam_combine_forward_cuda", "cam_combine_backward_cuda", "mask_blend_cuda",
+                 "rank_reveal_cuda", "cuda_device_count"):
+        assert callable(getattr(_C(), name, None)), name
+
+
+@needs_cuda_build
+def test_device_code_for_sm80_and_sm90():
+    tool = _find_cuobjdump()
+    if tool is None:
+        pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
+    so = _C().__file__
+    elf = subprocess.run([tool, "--list-elf", so], capture_output=True, text=True, check=True)
+    archs = set(re.findall(r"\.(sm_\d+)\.cubin", elf.stdout))
+    assert {"sm_80", "sm_90"} <= archs, elf.stdout
+    # PTX too, so GPUs newer than sm_90 can JIT-compile the kernels.
+    ptx = subprocess.run([tool, "--list-ptx", so], capture_output=True, text=True, check=True)
+    assert "sm_90" in set(re.findall(r"\.(sm_\d+)\.ptx", ptx.stdout)), ptx.stdout
+
+
+# Every CUDA kernel, by source file; the templates in float and double.
+_KERNELS = [(source, kernel, template)
+            for source, kernels, template in [
+                ("cam_combine", ("weighted_sum_kernel", "upsample_minmax_kernel",
+                                 "upsample_backward_kernel", "grad_wt_kernel", "grad_A_kernel"),
+                 True),
+                ("mask_blend", ("map_minmax_kernel", "mask_blend_kernel"), True),
+                ("rank_reveal", ("rank_reveal_kernel",), True),
+                ("adaptive_kde", ("kde_grid_kernel", "kde_channel_kernel"), False)]
+            for kernel in kernels]
+
+
+@needs_cuda_build
+def test_every_kernel_in_both_cubins():
+    tool = _find_cuobjdump()
+    if tool is None:
+        pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
+    text = subprocess.run([tool, "--list-text", _C().__file__], capture_output=True, text=True,
+                          check=True).stdout
+    for source, kernel, template in _KERNELS:
+        for t in ("IfE", "IdE") if template else ("",):  # float, double
+            for arch in ("sm_80", "sm_90"):
+                assert re.search(rf"{source}_cu\w*{kernel}{t}\w*\.{arch}\.elf", text), \
+                    (kernel, t, arch)
+
+
+# --- (b) no GPU: clean errors, never a crash ------------------------------------
+
+
+@needs_cuda_build
+@pytest.mark.skipif(not _no_gpu(), reason="a GPU is present")
+def test_device_count_is_zero_without_gpu():
+    assert _C().cuda_device_count() == 0
+
+
+_CALL_WITHOUT_GPU = textwrap.dedent("""
+    import fastcam._C as C
+    for name, args in [
+        ("cam_combine_forward_cuda",
+         (0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, True, True, False, 0, "float32")),
+        ("cam_combine_backward_cuda",
+         (0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, True, True, False, 0, "float64")),
+        ("mask_blend_cuda",
+         (0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 8, 8, 2, 2, 0.0, False, 0, "float32")),
+        ("rank_reveal_cuda", (0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 64, 0, "float64")),
+        ("adaptive_kde_cuda", (0, 0, 0, 0, 0, 42 * 8, 1, 8, 8, 10, 30, 1e-5, 0)),
+    ]:
+        try:
+            getattr(C, name)(*args)
+        except RuntimeError as e:
+            print(name, "RuntimeError:", e)
+        else:
+            print(name, "returned")
+    print("still alive")
+""")
+
+
+@needs_cuda_build
+@pytest.mark.skipif(not _no_gpu(), reason="a GPU is present")
+def test_cuda_call_without_gpu_raises_runtime_error():
+    # In a subprocess: a crash (abort, segfault) must show as a failed test, not
+    # take pytest down.
+    p = subprocess.run([sys.executable, "-c", _CALL_WITHOUT_GPU], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    lines = p.stdout.splitlines()
+    assert lines[-1] == "still alive", p.stdout
+    for name in ("cam_combine_forward_cuda", "cam_combine_backward_cuda", "mask_blend_cuda",
+                 "rank_reveal_cuda", "adaptive_kde_cuda"):
+        line = next(x for x in lines if x.startswith(name + " "))
+        assert "RuntimeError: fastcam CUDA kernels: no usable CUDA device" in line, line
+
+
+# --- adaptive_kde (one thread per channel, csrc/common/kde_math.h) --------------
+
+@needs_cuda_build
+def test_adaptive_kde_cuda_entry_points_and_scratch_size():
+    C = _C()
+    assert callable(getattr(C, "adaptive_kde_cuda", None))
+    # kde_scratch_size(L, M) = (3M + 12) L doubles per channel
+    assert C.adaptive_kde_scratch_size(49, 10) == 42 * 49
+    assert C.adaptive_kde_scratch_size(1000, 2) == 18 * 1000
