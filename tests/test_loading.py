@@ -21,7 +21,7 @@ def test_normalize_means_the_models_own_statistics():
     tv = load_model("torchvision:resnet18", size=32)
     assert resolve_normalize("imagenet", tv) == (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
     assert resolve_normalize("0.1,0.2,0.3/1,2,3", tv) == ((0.1, 0.2, 0.3), (1.0, 2.0, 3.0))
-    with pytest.raises(UsageError):
+    with pytest.raises(EvalError):
         resolve_normalize("1,2/0,1", tv)
 
 

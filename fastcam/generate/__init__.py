@@ -11,7 +11,11 @@ that a re-run resumes and any number of ``torchrun`` processes fill together::
 
 Re-running the same command skips what is done, with any number of processes.
 See :func:`generate` for the arguments and :mod:`fastcam.generate.store` for
-the layout. (``fastcam.generate`` is the function; import the submodules with
+the layout. A run is :mod:`.config` (what identifies it) -> :mod:`.plan` (the
+chunks to do) -> :mod:`.compute` (one chunk, no I/O) -> the store's commit ->
+:mod:`.summary`, driven by :mod:`.run` over :mod:`.distributed` ranks;
+:mod:`.dataset` lists and decodes the images, :mod:`.command` is the CLI.
+(``fastcam.generate`` is the function; import the submodules with
 ``from fastcam.generate import store``.)
 """
 from ..models.loading import UsageError

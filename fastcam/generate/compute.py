@@ -6,6 +6,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
+from ..methods import BaseCAM
 from .dataset import ChunkBatch
 from .store import STATUS_DONE, STATUS_FAILED
 
@@ -21,7 +22,7 @@ class ChunkResult(NamedTuple):
     status: np.ndarray         # (n,) uint8, done or failed
 
 
-def compute_chunk(cam, batch: ChunkBatch, targets: Optional[np.ndarray], *, seed: int, size: int,
+def compute_chunk(cam: BaseCAM, batch: ChunkBatch, targets: Optional[np.ndarray], *, seed: int, size: int,
                   dtype: torch.dtype, device: torch.device) -> ChunkResult:
     """The maps, predicted classes and their probabilities of the chunk's decoded
     images, and a failed status with the decoding error for the others.

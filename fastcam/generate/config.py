@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..inputs import Normalize
+from ..methods import METHODS
 from ..models.loading import LoadedModel, UsageError, build_explainer, resolve_normalize
 from .dataset import ImageList, read_targets
 from .store import FORMAT
@@ -49,8 +50,6 @@ class RunConfig:
 
 def method_spec(method: str, options: Optional[dict]) -> tuple[str, type, dict]:
     """(canonical name, class, every keyword option with its effective value)."""
-    from ..methods import METHODS
-
     cls = METHODS.get(str(method).lower())
     if cls is None:
         raise UsageError(f"unknown method {method!r}; choose from {sorted(METHODS)}")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..methods import METHODS, BaseCAM
 from ..models.loading import BUNDLED, UsageError, build_explainer, load_model
 from .compute import compute_chunk
 from .config import DTYPES, resolve_config
@@ -60,9 +61,10 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
             per process minus one, 1 to 8).
         size, dtype: the square input/map size and the maps' dtype (float16|float32).
         device: default ``cuda`` when available (``cuda:LOCAL_RANK`` under torchrun).
-        normalize: ``"auto"`` (the bundled model's own, ImageNet mean/std otherwise),
-            None or ``(mean, std)``; images are pixel-space in [0, 1]. (Every form
-            :func:`fastcam.models.loading.resolve_normalize` takes.)
+        normalize: ``"auto"`` (the model's own ``normalization``, ImageNet mean/std
+            otherwise), None, ``(mean, std)``, or another form
+            :func:`fastcam.models.loading.resolve_normalize` takes; images are
+            pixel-space in [0, 1].
         retry_failed: also recompute chunks holding failed images.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this with the same
@@ -98,8 +100,6 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
             plan = dist.receive()
             store = SaliencyStore.attach(out, storage_options)
             loaded = load_model(model, weights, layer=plan.config.layer, device=dist.device, hash_weights=False)
-        from ..methods import METHODS
-
         config = plan.config
         cam = build_explainer(METHODS[config.method], loaded.model, config.layer, config.normalize,
                               config.options)
@@ -121,7 +121,7 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
         dist.close()
 
 
-def _compute_share(dist: Distributed, plan: Plan, store: SaliencyStore, cam, *, workers: int,
+def _compute_share(dist: Distributed, plan: Plan, store: SaliencyStore, cam: BaseCAM, *, workers: int,
                    progress: bool) -> tuple[int, int]:
     """Compute and commit this rank's chunks; (images computed, of which failed)."""
     mine = plan.chunks_of(dist.rank, dist.world)
