@@ -24,8 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
     and write a PNG grid."""
     from . import explain, models
     from .data import IMAGENET_CLASSES, load_photos
-    from .evaluate.models import predict
-    from .evaluate.runner import parse_list
+    from .evaluate.runner import parse_list, predict
     from .methods import METHODS
     from .visualize import save_grid
 
@@ -64,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated methods, one column each (default: %(default)s)")
     demo.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     demo.set_defaults(func=_demo)
-    from .generate.run import add_arguments as _generate_arguments, run_cli as _generate_run
+    from .generate.command import add_arguments as _generate_arguments, run_cli as _generate_run
     gen = sub.add_parser("generate", help="saliency maps for a whole image folder into a resumable "
                          "Zarr store (one process or torchrun)",
                          description="Saliency maps for every image of a folder or path list into one "

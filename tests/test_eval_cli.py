@@ -12,10 +12,7 @@ import torchvision
 from PIL import Image
 
 from fastcam.cli import main
-from fastcam.data import IMAGENET_MEAN, IMAGENET_STD
-from fastcam.evaluate import files, tables
-from fastcam.evaluate.errors import EvalError
-from fastcam.evaluate.models import load_model, resolve_normalize
+from fastcam.evaluate import EvalError, files, tables
 
 TINY = ["--model", "torchvision:resnet18", "--size", "64", "--no-progress"]
 
@@ -185,14 +182,3 @@ def test_t_interval_hand_computed():
     assert half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)      # t_{0.975, 2} · s/√n, s = 1
     n, mean, half = tables.t_interval(np.array([5.0]))
     assert n == 1 and mean == 5.0 and math.isnan(half)
-
-
-def test_normalize_means_the_models_own_statistics():
-    bundled = load_model("efficientnet_lite0")
-    assert resolve_normalize("imagenet", bundled) == ((0.5,) * 3, (0.5,) * 3)
-    assert resolve_normalize("none", bundled) is None
-    tv = load_model("torchvision:resnet18", size=32)
-    assert resolve_normalize("imagenet", tv) == (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
-    assert resolve_normalize("0.1,0.2,0.3/1,2,3", tv) == ((0.1, 0.2, 0.3), (1.0, 2.0, 3.0))
-    with pytest.raises(EvalError):
-        resolve_normalize("1,2/0,1", tv)

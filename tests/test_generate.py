@@ -239,3 +239,33 @@ def test_other_options_refuse_to_resume(images, tmp_path):
         fastcam.generate(four[:3], out, "opticam", options={"max_iter": 1}, **kw)
     # the default spelled out is the same run
     assert fastcam.generate(four, out, "opticam", options={"max_iter": 1, "lr": 0.1}, **kw).skipped == 4
+
+
+def test_config_is_what_the_store_checks():
+    from dataclasses import fields
+
+    from fastcam.generate.config import RunConfig
+    from fastcam.generate.store import CHECKED_KEYS
+
+    assert ("format", *(f.name for f in fields(RunConfig))) == CHECKED_KEYS
+
+
+def test_compute_chunk_records_failed_images_and_repeats_itself():
+    from fastcam.generate.compute import compute_chunk
+    from fastcam.generate.dataset import ChunkBatch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    batch = ChunkBatch(torch.arange(4, 7), x, torch.tensor([True, False, True]), ["", "OSError: bad", ""])
+    cam = fastcam.GradCAM(net, target_layers=["1"])
+    kw = dict(seed=3, size=16, dtype=torch.float16, device=torch.device("cpu"))
+    r = compute_chunk(cam, batch, np.array([0, 1, 2]), **kw)
+    assert list(r.status) == [STATUS_DONE, STATUS_FAILED, STATUS_DONE] and r.error[1] == "OSError: bad"
+    assert r.maps.dtype == np.float16 and r.maps.shape == (3, 16, 16)
+    assert np.isnan(r.maps[1]).all() and not np.isnan(r.maps[[0, 2]]).any()
+    assert list(r.target) == [0, -1, 2] and r.predicted[1] == -1 and np.isnan(r.probability[1])
+    again = compute_chunk(cam, batch, np.array([0, 1, 2]), **kw)
+    for name, a in r._asdict().items():
+        np.testing.assert_array_equal(a, getattr(again, name), err_msg=name)

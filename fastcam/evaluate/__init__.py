@@ -1,13 +1,15 @@
 """The evaluation harness behind ``fastcam eval`` and ``fastcam explain``:
-model loading (:mod:`.models`), image/labels/boxes files (:mod:`.files`),
-running methods and metrics in batches with timings (:mod:`.runner`), and the
-tables (:mod:`.tables`)."""
-from .errors import EvalError
+image/labels/boxes files (:mod:`.files`), running methods and metrics in
+batches with timings (:mod:`.runner`), the tables (:mod:`.tables`) and the
+commands (:mod:`.commands`); the model comes from :mod:`fastcam.models.loading`."""
+from ..models.loading import UsageError
 from .files import ImageBatch, load_images, read_boxes, read_labels, transform_boxes
-from .models import LoadedModel, load_model, resolve_normalize
-from .runner import METRICS, EvalResult, evaluate
-from .tables import markdown_table, read_table_csv, t_interval, write_outputs
+from .runner import METRICS, EvalResult, evaluate, predict
+from .tables import describe_normalize, markdown_table, read_table_csv, t_interval, write_outputs
+
+#: what the harness raises on a usage error (:class:`fastcam.models.loading.UsageError`)
+EvalError = UsageError
 
 __all__ = ["EvalError", "ImageBatch", "load_images", "read_boxes", "read_labels", "transform_boxes",
-           "LoadedModel", "load_model", "resolve_normalize", "METRICS", "EvalResult", "evaluate",
+           "METRICS", "EvalResult", "evaluate", "predict", "describe_normalize",
            "markdown_table", "read_table_csv", "t_interval", "write_outputs"]

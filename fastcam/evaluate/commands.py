@@ -15,12 +15,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..generate.run import BUNDLED, key_value
-from .errors import EvalError
+from ..models.loading import BUNDLED, UsageError, key_value, load_model, resolve_normalize
 from .files import list_image_names, load_images, read_boxes, read_labels, transform_boxes
-from .models import describe_normalize, load_model, predict, resolve_normalize
-from .runner import METRICS, evaluate, parse_list
-from .tables import class_name, markdown_table, write_outputs
+from .runner import METRICS, evaluate, parse_list, predict
+from .tables import class_name, describe_normalize, markdown_table, write_outputs
 
 DEFAULT_EVAL_METHODS = "cam,gradcam,gradcam++,scorecam,liftcam,shapcam,opticam,advise"
 DEFAULT_EVAL_METRICS = "ad,ai,ag,add,insertion,deletion"
@@ -92,24 +90,25 @@ def _options(items, methods) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for method, key, value in items:
         if method not in methods:
-            raise EvalError(f"-o {method}.{key}: {method!r} is not among the methods {methods}")
+            raise UsageError(f"-o {method}.{key}: {method!r} is not among the methods {methods}")
         out.setdefault(method, {})[key] = value
     return out
 
 
 def _setup(args):
-    loaded = load_model(args.model, args.weights, args.layer, args.size, args.device)
+    loaded = load_model(args.model, args.weights, layer=args.layer, size=args.size, device=args.device,
+                        hash_weights=False)
     return loaded, resolve_normalize(args.normalize, loaded)
 
 
 def usage_errors(command: str):
-    """Wrap a subcommand: an :class:`EvalError` becomes a one-line message and exit code 2."""
+    """Wrap a subcommand: a :class:`UsageError` becomes a one-line message and exit code 2."""
     def wrap(run):
         @functools.wraps(run)
         def guarded(args: argparse.Namespace) -> int:
             try:
                 return run(args)
-            except EvalError as e:
+            except UsageError as e:
                 print(f"fastcam {command}: error: {e}", file=sys.stderr)
                 return 2
         return guarded
@@ -125,7 +124,7 @@ def run_eval(args: argparse.Namespace) -> int:
     metrics = parse_list(args.metrics, "metrics", list(METRICS))
     options = _options(args.option, methods)
     if any(METRICS[k].needs_boxes for k in metrics) and not args.boxes:
-        raise EvalError(f"metric(s) {[k for k in metrics if METRICS[k].needs_boxes]} need --boxes FILE")
+        raise UsageError(f"metric(s) {[k for k in metrics if METRICS[k].needs_boxes]} need --boxes FILE")
     root, names = list_image_names(args.images)
     loaded, normalize = _setup(args)
     t_load = time.perf_counter()
@@ -141,7 +140,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not keep:
         for n, why in failed:
             print(f"fastcam eval: {n}: {why}", file=sys.stderr)
-        raise EvalError(f"none of the {len(names)} image(s) in {args.images!r} could be evaluated")
+        raise UsageError(f"none of the {len(names)} image(s) in {args.images!r} could be evaluated")
     names_ok = [batch.names[i] for i in keep]
     x = batch.x[keep].to(args.device)
     load_s = time.perf_counter() - t_load
@@ -200,13 +199,13 @@ def run_explain(args: argparse.Namespace) -> int:
 
     method = parse_list(args.method, "methods", list(METHODS))
     if len(method) != 1:
-        raise EvalError("--method takes one method (fastcam eval compares several)")
+        raise UsageError("--method takes one method (fastcam eval compares several)")
     method = method[0]
     options = _options(args.option, [method]).get(method, {})
     target: Optional[int] = None
     if str(args.target).lower() != "predicted":
         if not str(args.target).isdigit():
-            raise EvalError(f"--target {args.target!r}: 'predicted' or a class index")
+            raise UsageError(f"--target {args.target!r}: 'predicted' or a class index")
         target = int(args.target)
     paths = [str(p) for p in args.images]
     loaded, normalize = _setup(args)
@@ -215,13 +214,13 @@ def run_explain(args: argparse.Namespace) -> int:
     if not batch.names:
         for n, why in failed:
             print(f"fastcam explain: {n}: {why}", file=sys.stderr)
-        raise EvalError("none of the images could be read")
+        raise UsageError("none of the images could be read")
     x = batch.x.to(args.device)
     probs = predict(loaded.model, x, normalize)
     top_p, top_c = probs.max(1)
     targets = top_c if target is None else torch.full_like(top_c, target)
     if target is not None and target >= probs.shape[1]:
-        raise EvalError(f"--target {target}: the model has {probs.shape[1]} classes")
+        raise UsageError(f"--target {target}: the model has {probs.shape[1]} classes")
     t0 = time.perf_counter()
     maps = explain(loaded.model, x, method, [loaded.layer], targets, normalize=normalize, **options)
     seconds = time.perf_counter() - t0

@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 
 from ..data import load_image
-from ..generate.dataset import GenerateError, list_images
-from .errors import EvalError
+from ..generate.dataset import list_images
+from ..models.loading import UsageError
 
 Box = tuple[float, float, float, float]
 
@@ -50,12 +50,8 @@ class ImageBatch:
 def list_image_names(folder: str) -> tuple[str, list[str]]:
     """(root, sorted relative paths) of the images below ``folder``."""
     if not os.path.isdir(folder):
-        raise EvalError(f"--images {folder!r}: no such folder")
-    try:
-        found = list_images(folder)
-    except GenerateError as e:
-        raise EvalError(str(e).replace("no images found in the folder", "no images in the folder")) from None
-    return folder, list(found.paths)
+        raise UsageError(f"--images {folder!r}: no such folder")
+    return folder, list(list_images(folder).paths)
 
 
 def load_images(paths: list[str], names: list[str], size: int = 224) -> ImageBatch:
@@ -85,7 +81,7 @@ def load_images(paths: list[str], names: list[str], size: int = 224) -> ImageBat
 
 def _rows(path: str, what: str, min_fields: int) -> list[tuple[int, list[str]]]:
     if not os.path.isfile(path):
-        raise EvalError(f"--{what} {path!r}: no such file")
+        raise UsageError(f"--{what} {path!r}: no such file")
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -95,7 +91,7 @@ def _rows(path: str, what: str, min_fields: int) -> list[tuple[int, list[str]]]:
             fields = [p.strip() for p in re.split(r"[,\t]", line)] if re.search(r"[,\t]", line) \
                 else line.split()
             if len(fields) < min_fields:
-                raise EvalError(f"{path}:{n}: expected at least {min_fields} fields, got {line!r}")
+                raise UsageError(f"{path}:{n}: expected at least {min_fields} fields, got {line!r}")
             rows.append((n, fields))
     return rows
 
@@ -124,10 +120,10 @@ def read_labels(path: str, names: list[str]) -> dict[str, int]:
         if not re.fullmatch(r"-?\d+", fields[1]):
             if i == 0:
                 continue          # a header line
-            raise EvalError(f"{path}:{n}: class {fields[1]!r} is not a class index")
+            raise UsageError(f"{path}:{n}: class {fields[1]!r} is not a class index")
         c = int(fields[1])
         if c < 0:
-            raise EvalError(f"{path}:{n}: negative class index {c}")
+            raise UsageError(f"{path}:{n}: negative class index {c}")
         name = match(fields[0])
         if name is not None:
             out[name] = c
@@ -144,10 +140,10 @@ def read_boxes(path: str, names: list[str]) -> dict[str, list[Box]]:
         except ValueError:
             if i == 0:
                 continue          # a header line
-            raise EvalError(f"{path}:{n}: box coordinates must be numbers, got {fields[1:5]}") from None
+            raise UsageError(f"{path}:{n}: box coordinates must be numbers, got {fields[1:5]}") from None
         x0, y0, x1, y1 = box
         if x1 <= x0 or y1 <= y0:
-            raise EvalError(f"{path}:{n}: empty box {box} (need x0 < x1 and y0 < y1)")
+            raise UsageError(f"{path}:{n}: empty box {box} (need x0 < x1 and y0 < y1)")
         name = match(fields[0])
         if name is not None:
             out.setdefault(name, []).append(box)   # type: ignore[arg-type]

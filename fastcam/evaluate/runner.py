@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..inputs import Normalize
+from ..inputs import Normalize, normalizer
 from ..methods import METHODS
-from .errors import EvalError
+from ..models.loading import UsageError, build_explainer
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,12 @@ def parse_list(text: str, what: str, known: Sequence[str]) -> list[str]:
     """A comma-separated list, checked against ``known`` (one-line error)."""
     items = [t.strip().lower() for t in str(text).split(",") if t.strip()]
     if not items:
-        raise EvalError(f"--{what}: empty list")
+        raise UsageError(f"--{what}: empty list")
     unknown = [t for t in items if t not in known]
     if unknown:
-        raise EvalError(f"unknown {what[:-1]}(s) {unknown}; choose from {sorted(known)}")
+        raise UsageError(f"unknown {what[:-1]}(s) {unknown}; choose from {sorted(known)}")
     if len(set(items)) < len(items):
-        raise EvalError(f"--{what}: {items} names one twice")
+        raise UsageError(f"--{what}: {items} names one twice")
     return items
 
 
@@ -104,6 +104,14 @@ class EvalResult:
         return {k: sum(v for (_, m), v in self.metric_seconds.items() if m == k) for k in self.metrics}
 
 
+def predict(model: nn.Module, x: Tensor, normalize: Normalize, batch_size: int = 32) -> Tensor:
+    """Softmax probabilities (B, classes) of the clean images."""
+    norm = normalizer(normalize, x)
+    with torch.inference_mode():
+        return torch.cat([model(norm(x[i:i + batch_size])).softmax(1)
+                          for i in range(0, len(x), batch_size)])
+
+
 def _step(bar: tqdm, what: str) -> None:
     bar.set_postfix_str(what, refresh=False)
     bar.update(1)
@@ -127,13 +135,13 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     values ×100 and timings."""
     N = len(x)
     if N == 0:
-        raise EvalError("no readable images to evaluate")
+        raise UsageError("no readable images to evaluate")
     if len(names) != N or len(targets) != N:
-        raise EvalError("names and targets must have one entry per image")
+        raise UsageError("names and targets must have one entry per image")
     specs = [METRICS[m] for m in metrics]
     if any(s.needs_boxes for s in specs) and boxes is None:
         need = [s.name for s in specs if s.needs_boxes]
-        raise EvalError(f"metric(s) {need} need --boxes")
+        raise UsageError(f"metric(s) {need} need --boxes")
     device = next(model.parameters()).device
     classes = torch.as_tensor(list(targets), dtype=torch.int64, device=device)
     values = {(m, k): np.full(N, np.nan) for m in methods for k in metrics}
@@ -146,11 +154,8 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     bar = tqdm(total=len(chunks) * len(methods) * steps_per_map, desc="eval", dynamic_ncols=True,
                file=sys.stderr, disable=not progress)
     t_start = time.perf_counter()
-    try:
-        explainers = {m: METHODS[m](model, [layer] if layer else None, normalize=normalize,
-                                    **(method_options or {}).get(m, {})) for m in methods}
-    except (TypeError, ValueError) as e:
-        raise EvalError(f"method options: {e}") from None
+    explainers = {m: build_explainer(METHODS[m], model, layer, normalize, (method_options or {}).get(m))
+                  for m in methods}
     try:
         for lo, hi in chunks:
             xb = x[lo:hi].to(device)
@@ -162,7 +167,7 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
                 try:
                     maps = explainers[m](xb, cb)
                 except ValueError as e:      # e.g. CAM on a model without a linear head
-                    raise EvalError(f"method {m}: {e}") from None
+                    raise UsageError(f"method {m}: {e}") from None
                 _sync(device)
                 method_s[m] += time.perf_counter() - t0
                 _step(bar, f"{m} [{lo}:{hi}]")
@@ -186,8 +191,6 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     finally:
         bar.close()
     if predicted is None:
-        from .models import predict
-
         predicted = predict(model, x.to(device), normalize).argmax(1).tolist()
     return EvalResult(list(names), [int(t) for t in targets], [int(p) for p in predicted], list(methods), list(metrics),
                       values, method_s, metric_s, time.perf_counter() - t_start)

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..data import IMAGENET_CLASSES
+from ..inputs import Normalize
 from .runner import METRICS, EvalResult
 
 #: the output files, in ``--out``
@@ -51,6 +52,15 @@ def _cell(n: int, mean: float, half: float) -> str:
     if n == 0:
         return "–"
     return f"{mean:.1f}" if math.isnan(half) else f"{mean:.1f} ± {half:.1f}"
+
+
+def describe_normalize(normalize: Normalize) -> str:
+    """One line for the table's header."""
+    if normalize is None:
+        return "none (the model sees [0, 1] pixels; masks multiply them)"
+    mean, std = normalize
+    fmt = lambda v: "(" + ", ".join(f"{x:g}" for x in v) + ")"   # noqa: E731
+    return f"masks multiply [0, 1] pixels before (x - mean)/std, mean={fmt(mean)}, std={fmt(std)}"
 
 
 def markdown_table(result: EvalResult, header: Optional[str] = None) -> str:

@@ -11,12 +11,21 @@ that a re-run resumes and any number of ``torchrun`` processes fill together::
 
 Re-running the same command skips what is done, with any number of processes.
 See :func:`generate` for the arguments and :mod:`fastcam.generate.store` for
-the layout. (``fastcam.generate`` is the function; import the submodules with
+the layout. A run is :mod:`.config` (what identifies it) -> :mod:`.plan` (the
+chunks to do) -> :mod:`.compute` (one chunk, no I/O) -> the store's commit ->
+:mod:`.summary`, driven by :mod:`.run` over :mod:`.distributed` ranks;
+:mod:`.dataset` lists and decodes the images, :mod:`.command` is the CLI.
+(``fastcam.generate`` is the function; import the submodules with
 ``from fastcam.generate import store``.)
 """
-from .dataset import IMAGE_EXTENSIONS, GenerateError, list_images
-from .run import GenerateSummary, generate
+from ..models.loading import UsageError
+from .dataset import IMAGE_EXTENSIONS, list_images
+from .run import generate
 from .store import STATUS_DONE, STATUS_FAILED, STATUS_PENDING, SaliencyStore, read_store
+from .summary import GenerateSummary
+
+#: what :func:`generate` raises on a usage error (:class:`fastcam.models.loading.UsageError`)
+GenerateError = UsageError
 
 __all__ = ["generate", "GenerateSummary", "GenerateError", "SaliencyStore", "read_store", "list_images",
            "IMAGE_EXTENSIONS", "STATUS_PENDING", "STATUS_DONE", "STATUS_FAILED"]

@@ -11,12 +11,14 @@ float32 in [0, 1].
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,17 +26,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import load_image
+from ..models.loading import UsageError
 
 #: file name endings (case-insensitive) taken from an image folder
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm", ".pnm")
 
 ImagesSpec = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
-
-
-class GenerateError(ValueError):
-    """A problem with the arguments, the inputs or the store; the message is
-    one line meant for the user (the CLI prints it and exits with status 2)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,7 @@ def list_images(images: ImagesSpec) -> ImageList:
             paths = [p for p in paths if p and not p.startswith("#")]
             root, kind = str(src.parent), "list file"
         else:
-            raise GenerateError(f"--images {str(images)!r}: no such folder or file")
+            raise UsageError(f"--images {str(images)!r}: no such folder or file")
         source = str(images)
     else:
         paths = [os.fspath(p) for p in images]
@@ -109,7 +107,7 @@ def list_images(images: ImagesSpec) -> ImageList:
         warnings.warn(f"{len(paths) - len(unique)} duplicate path(s) in the {kind} were dropped",
                       stacklevel=3)
     if not unique:
-        raise GenerateError(f"no images found in the {kind} {source!r}")
+        raise UsageError(f"no images found in the {kind} {source!r}")
     return ImageList(unique, root, source)
 
 
@@ -126,11 +124,11 @@ def read_targets(target: Union[str, int, os.PathLike, None], images: ImageList
     if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
         c = int(target)
         if c < 0:
-            raise GenerateError(f"--target {c}: a class index must be >= 0")
+            raise UsageError(f"--target {c}: a class index must be >= 0")
         return np.full(len(images.paths), c, dtype=np.int64), {"class": c}
     path = Path(target)
     if not path.is_file():
-        raise GenerateError(f"--target {str(target)!r}: neither 'predicted', a class index nor a file")
+        raise UsageError(f"--target {str(target)!r}: neither 'predicted', a class index nor a file")
     wanted: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -139,7 +137,7 @@ def read_targets(target: Union[str, int, os.PathLike, None], images: ImageList
                 continue
             parts = line.replace(",", " ").replace("\t", " ").rsplit(None, 1)
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise GenerateError(f"{path}:{n}: expected 'PATH CLASS', got {line!r}")
+                raise UsageError(f"{path}:{n}: expected 'PATH CLASS', got {line!r}")
             wanted[parts[0].strip()] = int(parts[1])
     out = np.empty(len(images.paths), dtype=np.int64)
     missing = []
@@ -150,10 +148,10 @@ def read_targets(target: Union[str, int, os.PathLike, None], images: ImageList
         else:
             out[i] = c
     if missing:
-        raise GenerateError(f"--target {str(target)!r} has no class for {len(missing)} image(s), "
+        raise UsageError(f"--target {str(target)!r} has no class for {len(missing)} image(s), "
                             f"e.g. {missing[0]!r}")
     if (out < 0).any():
-        raise GenerateError(f"--target {str(target)!r}: negative class index")
+        raise UsageError(f"--target {str(target)!r}: negative class index")
     digest = hashlib.sha256(out.astype("<i8").tobytes()).hexdigest()
     return out, {"file": path.name, "sha256": digest}
 
@@ -205,13 +203,40 @@ def collate_chunk(samples: Sequence[Sample]) -> ChunkBatch:
     return ChunkBatch(indices, images, ok, [s.error for s in samples])
 
 
-def chunk_loader(dataset: ImageDataset, chunks: Sequence[Sequence[int]], *, workers: int,
-                 pin_memory: bool, prefetch: int = 2) -> DataLoader:
-    """A DataLoader that yields one :class:`ChunkBatch` per chunk, in order.
-    ``workers`` processes decode and resize; with ``pin_memory`` (GPU) the
-    batches are page-locked so the host-to-device copy can be asynchronous."""
+def chunk_batches(dataset: ImageDataset, chunks: Sequence[Sequence[int]], *, workers: int,
+                  pin_memory: bool, prefetch: int = 2) -> Iterator[ChunkBatch]:
+    """One :class:`ChunkBatch` per chunk, in order, from a DataLoader whose
+    ``workers`` processes decode and resize (started here: they fork this
+    process); with ``pin_memory`` (GPU) the batches are page-locked so the
+    host-to-device copy can be asynchronous."""
+    if not chunks:
+        return iter(())
     kwargs = {}
     if workers > 0:
         kwargs = {"prefetch_factor": prefetch, "persistent_workers": False}
-    return DataLoader(dataset, batch_sampler=[list(c) for c in chunks], collate_fn=collate_chunk,
-                      num_workers=workers, pin_memory=pin_memory, **kwargs)
+    loader = DataLoader(dataset, batch_sampler=[list(c) for c in chunks], collate_fn=collate_chunk,
+                        num_workers=workers, pin_memory=pin_memory, **kwargs)
+    if workers == 0:
+        return iter(loader)
+    _release_free_heap()
+    gc.freeze()       # the workers' garbage collector leaves the inherited objects' pages shared
+    try:
+        return iter(loader)
+    finally:
+        gc.unfreeze()
+
+
+def _release_free_heap() -> None:
+    """Return the C heap's free pages to the OS before the loader forks its
+    workers. Pages shared with a forked child are copied on the parent's next
+    write to them (copy-on-write); in a process that had already computed large
+    batches (a notebook, a benchmark) the allocator reuses gigabytes of such
+    pages, which made the first batch after the fork about 5x slower."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc
+        pass

@@ -37,7 +37,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .dataset import GenerateError
+from ..models.loading import UsageError
 
 STATUS_PENDING, STATUS_DONE, STATUS_FAILED = 0, 1, 2
 FORMAT = 1
@@ -59,9 +59,9 @@ def _zarr():
     try:
         import zarr
     except ImportError as e:  # pragma: no cover - a declared dependency (Python >= 3.11)
-        raise GenerateError("fastcam generate needs zarr >= 3.1 (Python >= 3.11): pip install 'zarr>=3.1'") from e
+        raise UsageError("fastcam generate needs zarr >= 3.1 (Python >= 3.11): pip install 'zarr>=3.1'") from e
     if int(zarr.__version__.split(".")[0]) < 3:
-        raise GenerateError(f"fastcam generate needs zarr >= 3.1, found {zarr.__version__}")
+        raise UsageError(f"fastcam generate needs zarr >= 3.1, found {zarr.__version__}")
     return zarr
 
 
@@ -132,7 +132,7 @@ class SaliencyStore:
     def open_or_create(cls, location: str, meta: dict, paths: Sequence[str], *,
                        chunk_size: int, storage_options: Optional[dict] = None) -> "SaliencyStore":
         """Open ``location`` for this run: create it, or check that its metadata
-        matches ``meta`` (else :class:`GenerateError`). A store whose creation
+        matches ``meta`` (else :class:`UsageError`). A store whose creation
         was interrupted is created again; anything else that is not a fastcam
         store is never overwritten."""
         zarr = _zarr()
@@ -142,15 +142,15 @@ class SaliencyStore:
                 group = zarr.open_group(location, mode="r+", storage_options=storage_options)
                 stored = group.attrs.get("fastcam")
             except Exception as e:  # noqa: BLE001
-                raise GenerateError(f"{location} exists and is not a fastcam store "
+                raise UsageError(f"{location} exists and is not a fastcam store "
                                     f"({type(e).__name__}); choose another --out") from None
             if not isinstance(stored, dict):
-                raise GenerateError(f"{location} is a Zarr group without fastcam metadata; "
+                raise UsageError(f"{location} is a Zarr group without fastcam metadata; "
                                     "choose another --out")
             if stored.get("state") == "ready":
                 diff = describe_mismatch(stored, meta)
                 if diff:
-                    raise GenerateError(f"{location} was made by a different run ("
+                    raise UsageError(f"{location} was made by a different run ("
                                         + "; ".join(diff) + "); use another --out or the same arguments")
                 if stored.get("fastcam_version") != meta.get("fastcam_version"):
                     warnings.warn(f"{location} was made by fastcam {stored.get('fastcam_version')}, "

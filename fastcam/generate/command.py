@@ -1,0 +1,55 @@
+"""``fastcam generate`` on the command line: its options and :func:`run_cli`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..models.loading import BUNDLED, UsageError, key_value
+from .config import DTYPES
+from .run import generate
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``fastcam generate`` options."""
+    a = parser.add_argument
+    a("--images", required=True, help="folder of images (recursive) or a text file of paths")
+    a("--method", default="gradcam", help="explainer name (default: %(default)s)")
+    a("-o", "--option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+      help="a method option (value parsed as JSON, else a string), repeatable: -o max_iter=50")
+    a("--model", default=BUNDLED, help=f"{BUNDLED} (bundled, pretrained; default) or torchvision:NAME")
+    a("--weights", default=None, metavar="FILE", help="state dict for the model")
+    a("--layer", default=None, help="target layer (default: the model's last spatial layer)")
+    a("--target", default="predicted",
+      help="'predicted' (default), a class index, or a file of 'PATH CLASS' lines")
+    a("--out", required=True, metavar="STORE.zarr", help="Zarr store (local path or fsspec URL)")
+    a("--batch-size", type=int, default=32, help="images per batch and per chunk (default: %(default)s)")
+    a("--workers", type=int, default=None, help="decoding processes (default: CPUs per process - 1)")
+    a("--size", type=int, default=224, help="input and map size (default: %(default)s)")
+    a("--dtype", default="float16", choices=sorted(DTYPES), help="maps dtype (default: %(default)s)")
+    a("--device", default=None, help="default: cuda when available (cuda:LOCAL_RANK under torchrun)")
+    a("--storage-option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+      help="fsspec storage option for a remote --out, repeatable")
+    a("--retry-failed", action="store_true", help="recompute chunks that hold failed images")
+    a("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``fastcam generate``: 0 on success (failed images included), 1 when images are
+    still pending, 2 on a usage error, 130 when interrupted."""
+    try:
+        summary = generate(args.images, args.out, args.method, options=dict(args.option),
+                           model=args.model, weights=args.weights, layer=args.layer, target=args.target,
+                           batch_size=args.batch_size, workers=args.workers, size=args.size,
+                           dtype=args.dtype, device=args.device,
+                           storage_options=dict(args.storage_option) or None,
+                           retry_failed=args.retry_failed, progress=not args.no_progress)
+    except UsageError as e:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"fastcam generate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nfastcam generate: interrupted; the finished chunks are in the store, run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    return 0 if summary.pending == 0 else 1
