@@ -13,6 +13,7 @@ import pkgutil
 import sys
 import warnings
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -132,6 +133,19 @@ def test_without_grad_cam_a_delegated_name_says_to_install_it(monkeypatch):
         exec("from fastcam.compat.pytorch_grad_cam import HiResCAM", {})
     # native names do not need grad-cam
     assert our_targets.FinerWeightedTarget(0, [1], 1.0)(torch.tensor([1.0, 2.0])).shape == ()
+
+
+def test_a_missing_dependency_of_grad_cam_is_not_reported_as_grad_cam_missing(monkeypatch):
+    from fastcam.compat.pytorch_grad_cam import _delegate, hirescam
+
+    def import_module(name):
+        raise ModuleNotFoundError("No module named 'ttach'", name="ttach")
+
+    monkeypatch.setattr(_delegate, "importlib", SimpleNamespace(import_module=import_module,
+                                                                util=importlib.util))
+    monkeypatch.delitem(vars(hirescam), "HiResCAM", raising=False)
+    with pytest.raises(ModuleNotFoundError, match="ttach"):
+        hirescam.HiResCAM
 
 
 # -- targets -------------------------------------------------------------------------

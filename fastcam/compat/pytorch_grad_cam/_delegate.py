@@ -52,8 +52,8 @@ def load_delegated(module_name: str, name: str) -> Any:
     try:
         module = importlib.import_module(theirs)
     except ImportError as err:
-        if err.name is None or not (err.name == GRAD_CAM or theirs.startswith(err.name)):
-            raise
+        if err.name is None or not (theirs == err.name or theirs.startswith(err.name + ".")):
+            raise                       # grad-cam is there, one of its dependencies is not
         raise ImportError(f"fastcam does not implement pytorch-grad-cam's {name}; install "
                           "grad-cam (pip install grad-cam) to use its own implementation",
                           name=theirs) from None
