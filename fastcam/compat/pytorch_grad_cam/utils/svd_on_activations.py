@@ -106,6 +106,7 @@ def kernel_principal_projection(activations: Tensor, kernel: str = "sigmoid",
 
 
 def _sign_corrected(activations: Tensor) -> Tensor:
+    """:func:`principal_projection`, negated per image where ``|min| > |max|``."""
     p = principal_projection(activations)
     flat = p.reshape(p.shape[0], -1)
     flip = flat.amin(dim=1).abs() > flat.amax(dim=1).abs()
