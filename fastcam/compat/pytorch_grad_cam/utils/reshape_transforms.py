@@ -3,12 +3,18 @@
 
 Pass one as ``reshape_transform=``: the target layer's output (B, N, D) becomes
 a CNN-like activation (B, D, h, w), and its gradient is transformed the same way.
+:func:`fasterrcnn_reshape_transform` does the same for a detection backbone's
+feature pyramid.
 """
 from __future__ import annotations
 
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["vit_reshape_transform", "swinT_reshape_transform"]
+__all__ = ["vit_reshape_transform", "swinT_reshape_transform", "fasterrcnn_reshape_transform"]
 
 
 def _tokens_to_grid(tokens: Tensor, height: int, width: int) -> Tensor:
@@ -30,3 +36,17 @@ def swinT_reshape_transform(tensor: Tensor, height: int = 7, width: int = 7) -> 
     if tensor.dim() == 4:
         return tensor.permute(0, 3, 1, 2)
     return _tokens_to_grid(tensor, height, width)
+
+
+def fasterrcnn_reshape_transform(x: Mapping[str, Tensor]) -> Tensor:
+    """A feature pyramid (torchvision's FPN output: an ordered dict of (B, K_l, h_l, w_l)
+    levels including ``'pool'``) -> one (B, Σ K_l, h, w) activation at the
+    ``'pool'`` level's size: each level's absolute value resized bilinearly
+    (``align_corners=False``), concatenated along the channels in the dict's
+    order — pytorch-grad-cam's transform for Faster R-CNN target layers."""
+    if "pool" not in x:
+        raise ValueError("fasterrcnn_reshape_transform needs the FPN's dict of levels with a "
+                         f"'pool' level; got keys {list(x)}")
+    size = tuple(x["pool"].shape[-2:])
+    return torch.cat([F.interpolate(level.abs(), size=size, mode="bilinear", align_corners=False)
+                      for level in x.values()], dim=1)
