@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from .evaluate.commands import usage_errors
+from .evaluate.commands import check_common, usage_errors
 
 DEFAULT_DEMO_METHODS = ("cam", "gradcam", "gradcam++", "liftcam", "shapcam")
 
@@ -29,6 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .visualize import save_grid
 
     methods = parse_list(args.methods, "methods", list(METHODS))
+    check_common(args)
     device = torch.device(args.device)
     model = models.efficientnet_lite0(pretrained=True).to(device).eval()
     x, names = load_photos()

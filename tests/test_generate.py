@@ -180,7 +180,7 @@ def test_kill_9_then_resume_on_two_processes(images, reference, tmp_path):
     partial = read_store(out)
     assert (partial["status"][:8] != 0).all() and (partial["status"][8:] == 0).all()
     blocker.unlink()
-    shutil.copy(images / paths[10], blocker)
+    shutil.copy2(images / paths[10], blocker)      # the same file again: size and mtime (its fingerprint)
     result = _torchrun("--images", str(listing), "--out", str(out), *ARGS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "8 already in the store" in result.stdout

@@ -15,8 +15,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..models.loading import BUNDLED, UsageError, key_value, load_model, resolve_normalize
-from .files import list_image_names, load_images, read_boxes, read_labels, transform_boxes
+from ..models.loading import (BUNDLED, UsageError, check_device, check_out_dir, check_size, count_classes,
+                              key_value, load_model, resolve_normalize)
+from .files import (check_label_range, list_image_names, load_images, match_boxes, match_labels,
+                    read_box_rows, read_label_rows, transform_boxes)
 from .runner import METRICS, evaluate, parse_list, predict
 from .tables import class_name, describe_normalize, markdown_table, write_outputs
 
@@ -87,12 +89,27 @@ def add_photos_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _options(items, methods) -> dict[str, dict]:
+    """Method -> its ``-o`` options, each checked against the method's keyword options."""
+    from ..generate.config import method_spec
+
     out: dict[str, dict] = {}
     for method, key, value in items:
         if method not in methods:
             raise UsageError(f"-o {method}.{key}: {method!r} is not among the methods {methods}")
         out.setdefault(method, {})[key] = value
+    for method, opts in out.items():
+        method_spec(method, opts)
     return out
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """The checks of ``--size``, ``--device`` and ``--out`` every command makes
+    before any work (those it has)."""
+    if hasattr(args, "size"):
+        check_size(args.size)
+    if hasattr(args, "device"):
+        check_device(args.device)
+    check_out_dir(args.out)
 
 
 def _setup(args):
@@ -125,18 +142,23 @@ def run_eval(args: argparse.Namespace) -> int:
     options = _options(args.option, methods)
     if any(METRICS[k].needs_boxes for k in metrics) and not args.boxes:
         raise UsageError(f"metric(s) {[k for k in metrics if METRICS[k].needs_boxes]} need --boxes FILE")
+    check_common(args)
     root, names = list_image_names(args.images)
+    label_rows = read_label_rows(args.labels) if args.labels else None
+    box_rows = read_box_rows(args.boxes) if args.boxes else None
     loaded, normalize = _setup(args)
+    if label_rows is not None:
+        check_label_range(args.labels, label_rows, count_classes(loaded, args.size))
     t_load = time.perf_counter()
     batch = load_images([os.path.join(root, n) for n in names], names, args.size)
     failed = list(batch.failed)
     keep = list(range(len(batch.names)))
-    labels = read_labels(args.labels, batch.names) if args.labels else None
+    labels = match_labels(args.labels, label_rows, batch.names) if label_rows is not None else None
     if labels is not None:
         missing = [batch.names[i] for i in keep if batch.names[i] not in labels]
         failed += [(n, f"no class for it in {args.labels}") for n in missing]
         keep = [i for i in keep if batch.names[i] in labels]
-    boxes_by_name = read_boxes(args.boxes, batch.names) if args.boxes else None
+    boxes_by_name = match_boxes(box_rows, batch.names) if box_rows is not None else None
     if not keep:
         for n, why in failed:
             print(f"fastcam eval: {n}: {why}", file=sys.stderr)
@@ -207,6 +229,7 @@ def run_explain(args: argparse.Namespace) -> int:
         if not str(args.target).isdigit():
             raise UsageError(f"--target {args.target!r}: 'predicted' or a class index")
         target = int(args.target)
+    check_common(args)
     paths = [str(p) for p in args.images]
     loaded, normalize = _setup(args)
     batch = load_images(paths, paths, args.size)
@@ -249,6 +272,7 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+@usage_errors("photos")
 def run_photos(args: argparse.Namespace) -> int:
     """``fastcam photos``: write the bundled real photos as PNG files at their
     original resolution (the input of the committed ``fastcam eval`` run)."""
@@ -256,6 +280,7 @@ def run_photos(args: argparse.Namespace) -> int:
 
     from ..data import PHOTO_NAMES, photo_array
 
+    check_common(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in PHOTO_NAMES:

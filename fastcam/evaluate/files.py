@@ -8,11 +8,14 @@ boxes file, and the preprocessing of images and boxes.
   centre crop ``size``); an unreadable file is reported, not fatal.
 * Labels file: lines ``IMAGE,CLASS`` (comma, tab or spaces), ``CLASS`` an
   ImageNet class index; further columns (a class name for the reader) ignored;
-  ``#`` comments, blank lines and one header line allowed.
+  ``#`` comments, blank lines, a UTF-8 BOM and one header line (a first line
+  whose class field does not look like a number) allowed; the whole file is
+  checked before any work, an error names its line; an image given two
+  different classes is an error, a repeated identical line is accepted.
 * Boxes file: lines ``IMAGE,X0,Y0,X1,Y1`` in the *original* image's pixel
   coordinates (x = column, y = row, x1/y1 exclusive, as
   :mod:`fastcam.metrics.localisation` defines them); one line per box, several
-  lines for several boxes. They are mapped through the resize and crop.
+  lines for several boxes (the same header, BOM and line-numbered errors). They are mapped through the resize and crop.
 
 ``IMAGE`` is the relative path, or the file name without extension when that is
 unambiguous (``chelsea``).
@@ -80,20 +83,43 @@ def load_images(paths: list[str], names: list[str], size: int = 224) -> ImageBat
 
 
 def _rows(path: str, what: str, min_fields: int) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every data line of a UTF-8 text file (a BOM
+    allowed); ``#`` comments and blank lines skipped."""
+    if os.path.isdir(path):
+        raise UsageError(f"--{what} {path!r} is a folder, not a file")
     if not os.path.isfile(path):
         raise UsageError(f"--{what} {path!r}: no such file")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            fields = [p.strip() for p in re.split(r"[,\t]", line)] if re.search(r"[,\t]", line) \
-                else line.split()
-            if len(fields) < min_fields:
-                raise UsageError(f"{path}:{n}: expected at least {min_fields} fields, got {line!r}")
-            rows.append((n, fields))
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--{what} {path!r} is not a UTF-8 text file (byte {e.start}: {e.reason})") from None
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = [p.strip() for p in re.split(r"[,\t]", line)] if re.search(r"[,\t]", line) \
+            else line.split()
+        if len(fields) < min_fields:
+            raise UsageError(f"{_where(path, n)}: expected at least {min_fields} fields, got {line!r}")
+        rows.append((n, fields))
     return rows
+
+
+def _where(path: str, n: int) -> str:
+    return f"{os.path.basename(path)} line {n}"
+
+
+def _numeric_looking(text: str) -> bool:
+    """Whether ``text`` reads as a number (``3``, ``-1``, ``2.5``, ``1e3``): such a
+    field makes its line a data row, never a header."""
+    return re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text) is not None
+
+
+def _is_header(i: int, values: list[str]) -> bool:
+    """The first data line is a header when none of its ``values`` looks numeric."""
+    return i == 0 and not any(_numeric_looking(v) for v in values)
 
 
 def _matcher(names: list[str]):
@@ -111,43 +137,101 @@ def _matcher(names: list[str]):
     return match
 
 
+@dataclass(frozen=True)
+class LabelRow:
+    """One line of a labels file: its line number, image key and class index."""
+
+    line: int
+    key: str
+    label: int
+
+
+def read_label_rows(path: str) -> list[LabelRow]:
+    """Every row of a labels file, checked: each class a non-negative integer,
+    one header line at most (its class field not numeric-looking), and no image
+    key given two different classes (identical repeats are accepted)."""
+    out: list[LabelRow] = []
+    seen: dict[str, LabelRow] = {}
+    for i, (n, fields) in enumerate(_rows(path, "labels", 2)):
+        if _is_header(i, fields[1:2]):
+            continue
+        if not re.fullmatch(r"\d+", fields[1]):
+            kind = "negative class index" if re.fullmatch(r"-\d+", fields[1]) else "not a class index"
+            raise UsageError(f"{_where(path, n)}: class {fields[1]!r}: {kind}")
+        row = LabelRow(n, fields[0], int(fields[1]))
+        _check_repeat(path, seen, row.key, row)
+        out.append(row)
+    return out
+
+
+def _check_repeat(path: str, seen: dict, key: str, row: LabelRow) -> None:
+    first = seen.setdefault(key, row)
+    if first.label != row.label:
+        raise UsageError(f"{_where(path, row.line)}: {row.key!r} has class {row.label}, but line "
+                         f"{first.line} gives it class {first.label}")
+
+
+def check_label_range(path: str, rows: list[LabelRow], n_classes: int) -> None:
+    """:class:`UsageError` naming the first row whose class the model does not have."""
+    for row in rows:
+        if row.label >= n_classes:
+            raise UsageError(f"{_where(path, row.line)}: class {row.label} out of range for a model "
+                             f"with {n_classes} classes")
+
+
+def match_labels(path: str, rows: list[LabelRow], names: list[str]) -> dict[str, int]:
+    """Image name -> class for the rows that name one of ``names``; two keys
+    naming one image with different classes (``cat`` and ``cat.png``) are an error."""
+    match = _matcher(names)
+    out: dict[str, int] = {}
+    seen: dict[str, LabelRow] = {}
+    for row in rows:
+        name = match(row.key)
+        if name is not None:
+            _check_repeat(path, seen, name, row)
+            out[name] = row.label
+    return out
+
+
 def read_labels(path: str, names: list[str]) -> dict[str, int]:
     """Image name -> class index for the names found in the file (an image the
     file does not name is left out: the caller reports it)."""
+    return match_labels(path, read_label_rows(path), names)
+
+
+def read_box_rows(path: str) -> list[tuple[str, Box]]:
+    """(image key, box) of every row of a boxes file, checked: numeric
+    coordinates, non-empty boxes, one header line at most (no numeric-looking
+    coordinate)."""
+    out: list[tuple[str, Box]] = []
+    for i, (n, fields) in enumerate(_rows(path, "boxes", 5)):
+        if _is_header(i, fields[:5]):
+            continue
+        try:
+            box = tuple(float(v) for v in fields[1:5])
+        except ValueError:
+            raise UsageError(f"{_where(path, n)}: box coordinates must be numbers, got {fields[1:5]}") from None
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise UsageError(f"{_where(path, n)}: empty box {box} (need x0 < x1 and y0 < y1)")
+        out.append((fields[0], box))   # type: ignore[arg-type]
+    return out
+
+
+def match_boxes(rows: list[tuple[str, Box]], names: list[str]) -> dict[str, list[Box]]:
+    """Image name -> its boxes, for the rows that name one of ``names``."""
     match = _matcher(names)
-    out: dict[str, int] = {}
-    for i, (n, fields) in enumerate(_rows(path, "labels", 2)):
-        if not re.fullmatch(r"-?\d+", fields[1]):
-            if i == 0:
-                continue          # a header line
-            raise UsageError(f"{path}:{n}: class {fields[1]!r} is not a class index")
-        c = int(fields[1])
-        if c < 0:
-            raise UsageError(f"{path}:{n}: negative class index {c}")
-        name = match(fields[0])
+    out: dict[str, list[Box]] = {}
+    for key, box in rows:
+        name = match(key)
         if name is not None:
-            out[name] = c
+            out.setdefault(name, []).append(box)
     return out
 
 
 def read_boxes(path: str, names: list[str]) -> dict[str, list[Box]]:
     """Image name -> its boxes (original pixel coordinates)."""
-    match = _matcher(names)
-    out: dict[str, list[Box]] = {}
-    for i, (n, fields) in enumerate(_rows(path, "boxes", 5)):
-        try:
-            box = tuple(float(v) for v in fields[1:5])
-        except ValueError:
-            if i == 0:
-                continue          # a header line
-            raise UsageError(f"{path}:{n}: box coordinates must be numbers, got {fields[1:5]}") from None
-        x0, y0, x1, y1 = box
-        if x1 <= x0 or y1 <= y0:
-            raise UsageError(f"{path}:{n}: empty box {box} (need x0 < x1 and y0 < y1)")
-        name = match(fields[0])
-        if name is not None:
-            out.setdefault(name, []).append(box)   # type: ignore[arg-type]
-    return out
+    return match_boxes(read_box_rows(path), names)
 
 
 def crop_geometry(height: int, width: int, size: int = 224) -> tuple[float, float, int, int]:

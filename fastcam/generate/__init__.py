@@ -14,7 +14,9 @@ See :func:`generate` for the arguments and :mod:`fastcam.generate.store` for
 the layout. A run is :mod:`.config` (what identifies it) -> :mod:`.plan` (the
 chunks to do) -> :mod:`.compute` (one chunk, no I/O) -> the store's commit ->
 :mod:`.summary`, driven by :mod:`.run` over :mod:`.distributed` ranks;
-:mod:`.dataset` lists and decodes the images, :mod:`.command` is the CLI.
+:mod:`.dataset` lists and decodes the images, :mod:`.fingerprint` records what
+each image file was (a resume recomputes changed images and missing chunks),
+:mod:`.verify` checks a store (``--verify``), :mod:`.command` is the CLI.
 (``fastcam.generate`` is the function; import the submodules with
 ``from fastcam.generate import store``.)
 """

@@ -7,13 +7,15 @@ import sys
 
 from ..models.loading import BUNDLED, UsageError, key_value
 from .config import DTYPES
+from .fingerprint import FINGERPRINTS
 from .run import generate
+from .verify import verify_store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``fastcam generate`` options."""
     a = parser.add_argument
-    a("--images", required=True, help="folder of images (recursive) or a text file of paths")
+    a("--images", default=None, help="folder of images (recursive) or a text file of paths")
     a("--method", default="gradcam", help="explainer name (default: %(default)s)")
     a("-o", "--option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
       help="a method option (value parsed as JSON, else a string), repeatable: -o max_iter=50")
@@ -31,19 +33,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--storage-option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
       help="fsspec storage option for a remote --out, repeatable")
     a("--retry-failed", action="store_true", help="recompute chunks that hold failed images")
+    a("--fingerprint", default="stat", choices=FINGERPRINTS,
+      help="what a new store records of each image to see it change: stat (size and mtime; "
+           "default) or sha256 (a hash of the file)")
+    a("--verify", action="store_true",
+      help="check --out instead of computing: every chunk marked done has its maps and, with "
+           "--images, no image changed; exit 1 on a problem")
     a("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """``fastcam generate``: 0 on success (failed images included), 1 when images are
-    still pending, 2 on a usage error, 130 when interrupted."""
+    still pending, 2 on a usage error, 130 when interrupted. With ``--verify``:
+    0 when the store checks out, 1 on a problem."""
     try:
+        if args.verify:
+            report = verify_store(args.out, args.images, dict(args.storage_option) or None)
+            print(report.format())
+            return 0 if report.ok else 1
+        if args.images is None:
+            raise UsageError("--images is required (except with --verify)")
         summary = generate(args.images, args.out, args.method, options=dict(args.option),
                            model=args.model, weights=args.weights, layer=args.layer, target=args.target,
                            batch_size=args.batch_size, workers=args.workers, size=args.size,
                            dtype=args.dtype, device=args.device,
                            storage_options=dict(args.storage_option) or None,
-                           retry_failed=args.retry_failed, progress=not args.no_progress)
+                           retry_failed=args.retry_failed, fingerprint=args.fingerprint,
+                           progress=not args.no_progress)
     except UsageError as e:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"fastcam generate: error: {e}", file=sys.stderr)

@@ -14,7 +14,7 @@ import torch
 
 from ..inputs import Normalize
 from ..methods import METHODS
-from ..models.loading import LoadedModel, UsageError, build_explainer, resolve_normalize
+from ..models.loading import LoadedModel, UsageError, build_explainer, count_classes, resolve_normalize
 from .dataset import ImageList, read_targets
 from .store import FORMAT
 
@@ -80,9 +80,7 @@ def resolve_config(loaded: LoadedModel, images: ImageList, *, method: str, optio
     build_explainer(cls, loaded.model, loaded.layer, norm, full_options)
     targets, target_record = read_targets(target, images)
     if targets is not None:
-        with torch.no_grad():
-            n_classes = loaded.model(torch.zeros(1, 3, size, size,
-                                                 device=next(loaded.model.parameters()).device)).shape[-1]
+        n_classes = count_classes(loaded, size)
         if int(targets.max()) >= n_classes:
             raise UsageError(f"--target: class {int(targets.max())} out of range for a model "
                              f"with {n_classes} classes")

@@ -25,13 +25,15 @@ import torch
 from torch import nn
 
 from ..methods import METHODS, BaseCAM
-from ..models.loading import BUNDLED, UsageError, build_explainer, load_model
+from ..models.loading import BUNDLED, UsageError, build_explainer, check_device, check_out_dir, check_size, \
+    load_model
 from .compute import compute_chunk
 from .config import DTYPES, resolve_config
 from .dataset import ImageDataset, ImagesSpec, chunk_batches, list_images
 from .distributed import Distributed
+from .fingerprint import check_kind, fingerprints
 from .plan import Plan
-from .store import STATUS_FAILED, SaliencyStore
+from .store import STATUS_FAILED, SaliencyStore, is_url
 from .summary import GenerateSummary
 
 
@@ -42,7 +44,7 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
              workers: Optional[int] = None, size: int = 224, dtype: str = "float16",
              device: Union[str, torch.device, None] = None, normalize: Any = "auto",
              storage_options: Optional[dict] = None, retry_failed: bool = False,
-             progress: bool = True, verbose: bool = True) -> GenerateSummary:
+             fingerprint: str = "stat", progress: bool = True, verbose: bool = True) -> GenerateSummary:
     """Saliency maps for every image of ``images`` into the Zarr store ``out``.
 
     Args:
@@ -66,21 +68,27 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
             :func:`fastcam.models.loading.resolve_normalize` takes; images are
             pixel-space in [0, 1].
         retry_failed: also recompute chunks holding failed images.
+        fingerprint: what a new store records of each image file (``"stat"``:
+            size and mtime; ``"sha256"``: a hash); a resume recomputes the chunks
+            holding an image whose fingerprint changed (an existing store keeps
+            its kind), and the done chunks whose maps are missing.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this with the same
     arguments; each computes a disjoint share of the pending chunks.
     """
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    size, batch_size = int(size), int(batch_size)
-    if size < 8:
-        raise UsageError(f"--size must be at least 8, got {size}")
+    size, batch_size = check_size(size), int(batch_size)
+    check_kind(fingerprint)
+    check_device(device)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     workers = _default_workers() if workers is None else int(workers)
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
     out = os.fspath(out)
+    if not is_url(out):
+        check_out_dir(out[len("file://"):] if out.startswith("file://") else out)
     dist = Distributed.start(device)
     try:
         if dist.rank == 0:
@@ -89,7 +97,8 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
                 image_list = list_images(images)
                 config, targets = resolve_config(loaded, image_list, method=method, options=options,
                                                  target=target, size=size, dtype=dtype, normalize=normalize)
-                store = SaliencyStore.open_or_create(out, config.metadata(image_list.source), image_list.paths,
+                meta = {**config.metadata(image_list.source), "fingerprint": fingerprint}
+                store = SaliencyStore.open_or_create(out, meta, image_list.paths,
                                                      chunk_size=batch_size, storage_options=storage_options)
                 plan = Plan.make(config, image_list, targets, store, retry_failed)
             dist.broadcast(plan)
@@ -103,6 +112,11 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
         config = plan.config
         cam = build_explainer(METHODS[config.method], loaded.model, config.layer, config.normalize,
                               config.options)
+        if verbose and dist.rank == 0 and (plan.changed or plan.missing):
+            shown = ", ".join(plan.changed[:5]) + (" ..." if len(plan.changed) > 5 else "")
+            print(f"fastcam generate: recomputing {len(plan.changed)} image(s) changed since they were "
+                  f"computed ({shown}) and {len(plan.missing)} chunk(s) whose maps are missing "
+                  f"{plan.missing[:5]}", file=sys.stderr, flush=True)
         if verbose and dist.rank == 0:
             print(f"fastcam generate: {config.n_images} images, {plan.n_pending} to compute in "
                   f"{len(plan.pending)} chunk(s) of {store.chunk_size}, {plan.skipped} already done; "
@@ -146,7 +160,8 @@ def _compute_share(dist: Distributed, plan: Plan, store: SaliencyStore, cam: Bas
                 raise RuntimeError("the loader delivered chunks out of order")
             result = compute_chunk(cam, batch, None if plan.targets is None else plan.targets[idx], seed=c,
                                    size=config.size, dtype=DTYPES[config.dtype], device=dist.device)
-            writer.put(c, paths=[plan.images.paths[i] for i in idx], **result._asdict())
+            prints = None if plan.fingerprint is None else fingerprints(plan.images, idx, plan.fingerprint)
+            writer.put(c, paths=[plan.images.paths[i] for i in idx], fingerprint=prints, **result._asdict())
             computed += len(idx)
             failed += int((result.status == STATUS_FAILED).sum())
             if bar is not None:

@@ -13,6 +13,9 @@ Layout (Zarr format 3, one group; N images, C = chunk size = batch size)::
       probability/         (N,) float32 its softmax probability (NaN: failed)
       target/              (N,) int32   the class explained (-1: failed)
       error/               (N,) str     "" or the decoding error
+      fingerprint/         (N,) str     the image file's fingerprint when computed
+                                        (attrs "fingerprint": its kind; absent in
+                                        stores made before fastcam recorded it)
       status/              (N,) uint8   0 pending, 1 done, 2 failed -- written LAST
 
 Every per-image array is chunked by C along the image axis, so chunk ``c``
@@ -21,7 +24,9 @@ exactly one process, all at once, data first and ``status`` last. Chunk
 ``c`` is done iff its ``status`` chunk exists (status is never 0 once
 written): a process killed at any moment leaves each chunk either complete or
 without a status record, and a re-run recomputes exactly the latter
-(overwriting any data it had written). Local stores write every object to a
+(overwriting any data it had written), as well as the done chunks whose
+``maps`` chunk is missing or that hold an image whose fingerprint changed
+(:mod:`.plan`). Local stores write every object to a
 temporary file and rename it (Zarr's ``LocalStore``), object stores put whole
 objects; a torn record found anyway (a non-atomic fsspec file system) fails
 to decode and counts as not done.
@@ -125,7 +130,9 @@ class SaliencyStore:
         self.meta: dict = dict(group.attrs["fastcam"])
         self.n_images: int = int(self.meta["n_images"])
         self.chunk_size: int = int(self.meta["chunk_size"])
-        self.arrays = {name: group[name] for name in ("maps", *PER_IMAGE)}
+        #: the fingerprint kind of :mod:`.fingerprint`, None for a store made without
+        self.fingerprint_kind: Optional[str] = self.meta.get("fingerprint")
+        self.arrays = {name: group[name] for name in array_names(self.meta)}
 
     # -- opening -----------------------------------------------------------
     @classmethod
@@ -152,6 +159,13 @@ class SaliencyStore:
                 if diff:
                     raise UsageError(f"{location} was made by a different run ("
                                         + "; ".join(diff) + "); use another --out or the same arguments")
+                if stored.get("fingerprint") is None:
+                    warnings.warn(f"{location} was made before fastcam recorded image fingerprints: "
+                                  "images changed since are not detected", stacklevel=3)
+                elif stored["fingerprint"] != meta.get("fingerprint"):
+                    raise UsageError(f"{location} records {stored['fingerprint']} fingerprints, this run "
+                                     f"asked for {meta.get('fingerprint')}; use --fingerprint "
+                                     f"{stored['fingerprint']}")
                 if stored.get("fastcam_version") != meta.get("fastcam_version"):
                     warnings.warn(f"{location} was made by fastcam {stored.get('fastcam_version')}, "
                                   f"this is {meta.get('fastcam_version')}", stacklevel=3)
@@ -180,6 +194,10 @@ class SaliencyStore:
                 extra = {"attributes": {"codes": {"0": "pending", "1": "done", "2": "failed"}}}
             group.create_array(name, shape=(n,), chunks=(chunk_size,), dtype=dtype,
                                fill_value=fill, dimension_names=("image",), **extra)
+        if meta.get("fingerprint"):
+            group.create_array("fingerprint", shape=(n,), chunks=(chunk_size,), dtype=str, fill_value="",
+                               dimension_names=("image",),
+                               attributes={"kind": meta["fingerprint"]})
         attrs["fastcam"]["state"] = "ready"       # the store is usable from here on
         group.attrs.update(attrs)
         return cls(group, location)
@@ -230,10 +248,42 @@ class SaliencyStore:
         return StoreCounts(self.n_images, int((status == STATUS_DONE).sum()),
                            int((status == STATUS_FAILED).sum()))
 
+    def missing_map_chunks(self, status: Optional[np.ndarray] = None) -> list[int]:
+        """Chunks holding a done image whose ``maps`` chunk is not in the store
+        (deleted by hand: it would read back as the fill value)."""
+        from zarr.core.sync import sync
+
+        status = self.status() if status is None else status
+        maps = self.arrays["maps"]
+
+        async def stored_keys() -> set:     # one listing, not one request per chunk
+            return {k async for k in self.group.store.list_prefix(f"{maps.path}/")}
+
+        keys = sync(stored_keys())
+        out = []
+        for c in range(self.n_chunks):
+            r = self.chunk_range(c)
+            if (status[r.start:r.stop] == STATUS_DONE).any() and \
+                    f"{maps.path}/{maps.metadata.encode_chunk_key((c, 0, 0))}" not in keys:
+                out.append(c)
+        return out
+
+    def changed_images(self, current: dict[int, str], status: Optional[np.ndarray] = None) -> list[int]:
+        """The computed (done or failed) images among ``current`` (index ->
+        fingerprint now) whose recorded fingerprint differs; [] for a store
+        without fingerprints."""
+        if self.fingerprint_kind is None or not current:
+            return []
+        status = self.status() if status is None else status
+        recorded = np.asarray(self.arrays["fingerprint"][:], dtype=object)
+        return sorted(i for i, fp in current.items()
+                      if status[i] != STATUS_PENDING and recorded[i] != fp)
+
     def write_chunk(self, c: int, *, maps: np.ndarray, paths: Sequence[str], predicted: np.ndarray,
                     probability: np.ndarray, target: np.ndarray, error: Sequence[str],
-                    status: np.ndarray) -> None:
-        """Write chunk ``c`` of every array: the data first, ``status`` last."""
+                    status: np.ndarray, fingerprint: Optional[Sequence[str]] = None) -> None:
+        """Write chunk ``c`` of every array: the data first, then the images'
+        fingerprints (when the store records them), ``status`` last."""
         r = self.chunk_range(c)
         s = slice(r.start, r.stop)
         if len(maps) != len(r) or len(status) != len(r):
@@ -247,6 +297,10 @@ class SaliencyStore:
         a["probability"][s] = probability
         a["target"][s] = target
         a["error"][s] = np.asarray(list(error), dtype=object)
+        if "fingerprint" in a:
+            if fingerprint is None or len(fingerprint) != len(r):
+                raise ValueError(f"chunk {c}: the store records fingerprints, give one per image")
+            a["fingerprint"][s] = np.asarray(list(fingerprint), dtype=object)
         a["status"][s] = status            # the chunk's "done" record
 
     def finalize(self) -> StoreCounts:
@@ -259,6 +313,11 @@ class SaliencyStore:
             self.group.attrs.update({"fastcam": meta})
             self.meta = meta
         return counts
+
+
+def array_names(meta: dict) -> tuple[str, ...]:
+    """The arrays of a store with metadata ``meta``."""
+    return ("maps", *PER_IMAGE, *(("fingerprint",) if meta.get("fingerprint") else ()))
 
 
 def _remove_partial_files(location: str) -> None:
@@ -279,6 +338,7 @@ def _remove_partial_files(location: str) -> None:
 def read_store(location: str, storage_options: Optional[dict] = None) -> dict:
     """The whole store as NumPy arrays plus ``attrs`` (tests, small stores)."""
     group = _zarr().open_group(os.fspath(location), mode="r", storage_options=storage_options)
-    out: dict = {name: np.asarray(group[name][:]) for name in ("maps", *PER_IMAGE)}
-    out["attrs"] = dict(group.attrs)
+    attrs = dict(group.attrs)
+    out: dict = {name: np.asarray(group[name][:]) for name in array_names(attrs.get("fastcam", {}))}
+    out["attrs"] = attrs
     return out

@@ -8,6 +8,7 @@ import argparse
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -19,6 +20,10 @@ from ..inputs import Normalize
 
 #: the bundled pretrained model's name
 BUNDLED = "efficientnet_lite0"
+#: the smallest ``--size``: EfficientNet-Lite0 (and the torchvision CNNs) reduce
+#: the input 32-fold, so 64 is the first size whose target layer has more than one
+#: position (2x2); below 32 the bundled model does not run at all
+MIN_SIZE = 64
 #: the ``normalize`` names (a literal ``MEAN/STD`` text or a (mean, std) pair is accepted too)
 NORMALIZE_CHOICES = ("auto", "imagenet", "model", "none")
 
@@ -192,6 +197,13 @@ def resolve_layer(model: nn.Module, layer: Optional[str], size: int = 224, bundl
     return layer
 
 
+def count_classes(loaded: LoadedModel, size: int) -> int:
+    """The number of classes the model outputs (one forward of a zero image)."""
+    with torch.no_grad():
+        return int(loaded.model(torch.zeros(1, 3, size, size,
+                                            device=next(loaded.model.parameters()).device)).shape[-1])
+
+
 def resolve_normalize(normalize: Union[str, Normalize], loaded: LoadedModel) -> Normalize:
     """What the model sees, and where masks apply, as float tuples.
 
@@ -241,6 +253,48 @@ def build_explainer(cls: type, model: nn.Module, layer: Optional[str], normalize
         return cls(model, [layer] if layer else None, normalize=normalize, **(options or {}))
     except (ValueError, TypeError) as e:
         raise UsageError(f"method options: {e}") from None
+
+
+# -- argument checks (before any work) -------------------------------------------------
+def check_size(size: int) -> int:
+    """``size`` as an int, or :class:`UsageError` below :data:`MIN_SIZE`."""
+    size = int(size)
+    if size < MIN_SIZE:
+        raise UsageError(f"--size {size}: must be at least {MIN_SIZE} (the model reduces the input "
+                         f"32-fold; a smaller input leaves the target layer a single position or none)")
+    return size
+
+
+def check_device(device: Union[str, torch.device, None]) -> None:
+    """:class:`UsageError` for a device name torch does not know, or CUDA without a GPU."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(f"--device {str(device)!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {str(device)!r}: no CUDA GPU is available (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {str(device)!r}: only {torch.cuda.device_count()} GPU(s)")
+
+
+def check_out_dir(path: PathLike, flag: str = "--out") -> None:
+    """:class:`UsageError` unless ``path`` is a folder, or can be made one, that
+    this process can write into; creates nothing that was not there."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path!r} is a file, not a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {path!r}: {existing!r} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path!r}: cannot write in {existing!r} ({e.strerror or e})") from None
 
 
 # -- command line --------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""``fastcam generate --verify``: :func:`verify_store` checks a finished store
+against what it claims, and :class:`VerifyReport` says what it found."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..models.loading import UsageError
+from .dataset import ImagesSpec, list_images
+from .fingerprint import fingerprints
+from .store import SaliencyStore, _zarr
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_store` found; ``ok`` when there is no problem."""
+
+    store: str
+    n_images: int
+    done: int
+    failed: int
+    pending: int
+    missing_chunks: list = field(default_factory=list)   # done chunks without their maps
+    changed: list = field(default_factory=list)          # paths whose fingerprint differs
+    notes: list = field(default_factory=list)            # what could not be checked
+    problems: list = field(default_factory=list)         # other problems, one line each
+
+    @property
+    def ok(self) -> bool:
+        return not (self.pending or self.missing_chunks or self.changed or self.problems)
+
+    def format(self) -> str:
+        lines = [f"fastcam generate --verify {self.store}: {self.n_images} images, {self.done} done, "
+                 f"{self.failed} failed, {self.pending} pending"]
+        if self.missing_chunks:
+            lines.append(f"  {len(self.missing_chunks)} chunk(s) marked done have no maps: "
+                         f"{self.missing_chunks[:10]}")
+        if self.changed:
+            lines.append(f"  {len(self.changed)} image(s) changed since computed: "
+                         + ", ".join(self.changed[:10]) + (" ..." if len(self.changed) > 10 else ""))
+        lines += [f"  {p}" for p in self.problems] + [f"  note: {n}" for n in self.notes]
+        lines.append("  OK" if self.ok else "  PROBLEMS: run the same fastcam generate command again to "
+                     "recompute them")
+        return "\n".join(lines)
+
+
+def verify_store(location: str, images: Optional[ImagesSpec] = None,
+                 storage_options: Optional[dict] = None) -> VerifyReport:
+    """Check every chunk marked done has its ``maps`` chunk in the store and,
+    given ``images``, that the image list is the store's and every computed
+    image's fingerprint is unchanged. A location that is not a readable
+    fastcam store raises :class:`UsageError`."""
+    location = os.fspath(location)
+    try:
+        group = _zarr().open_group(location, mode="r", storage_options=storage_options)
+        store = SaliencyStore(group, location)
+    except Exception as e:  # noqa: BLE001
+        raise UsageError(f"--out {location!r} is not a readable fastcam store "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    status = store.status()
+    counts = store.counts(status)
+    report = VerifyReport(location, counts.n_images, counts.done, counts.failed, counts.pending,
+                          missing_chunks=store.missing_map_chunks(status))
+    if images is None:
+        report.notes.append("no --images given: fingerprints not checked")
+        return report
+    image_list = list_images(images)
+    if image_list.digest() != store.meta.get("paths_sha256"):
+        report.problems.append(f"the image list of {images} differs from the store's (other files or paths)")
+        return report
+    if store.fingerprint_kind is None:
+        report.notes.append("the store was made before fastcam recorded fingerprints: changed images "
+                            "cannot be detected")
+        return report
+    computed = [i for i in range(store.n_images) if status[i] != 0]
+    current = dict(zip(computed, fingerprints(image_list, computed, store.fingerprint_kind)))
+    report.changed = [image_list.paths[i] for i in store.changed_images(current, status)]
+    return report
