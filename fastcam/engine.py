@@ -1,4 +1,4 @@
-"""The execution engine: every pass of a network that a method or a metric makes.
+"""The execution engine: the passes of a network that the methods and metrics make.
 
 DESIGN.md's data flow is methods → ops → kernels, with the network run in one
 place. Three kinds of pass exist, one function each:
@@ -14,6 +14,8 @@ place. Three kinds of pass exist, one function each:
 
 The network is the user's model or a part of it (a :func:`fastcam.network.split`
 tail); it runs in its own dtype and memory format (fp32 NCHW for an fp32 model).
+Not yet here: the target-layer search's dry run (:func:`fastcam.network.layers.find_spatial_layer`),
+the split's first-call check and hook-mode tail, and DeepLIFT's tail pass.
 """
 from __future__ import annotations
 
