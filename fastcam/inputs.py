@@ -24,6 +24,15 @@ def check_images(x: Tensor) -> None:
     check_finite(x, "input")
 
 
+HALF = (torch.float16, torch.bfloat16)
+
+
+def at_least_fp32(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is half precision (fp16/bf16), else as it is: the
+    dtype the CAM algebra, scores and optimiser state run in."""
+    return t.float() if t.dtype in HALF else t
+
+
 def all_finite(t: Tensor) -> bool:
     """Whether ``t`` holds no NaN and no ±inf."""
     if not t.numel():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..inputs import Normalize, check_finite
+from ..inputs import Normalize, at_least_fp32, check_finite
 from ..metrics.avx import avx_of_pairs
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
@@ -139,8 +139,7 @@ class ADVISE(BaseCAM):
         check_finite(g1, "the gradient of c1's probability w.r.t. the activation")
         check_finite(g2, "the gradient of c2's probability w.r.t. the activation")
         # the KDE, the candidates' algebra and AVX run in fp32 for a half-precision model
-        A, g1, g2 = (t.detach().float() if t.dtype in (torch.float16, torch.bfloat16)
-                     else t.detach() for t in (A, g1, g2))
+        A, g1, g2 = (at_least_fp32(t.detach()) for t in (A, g1, g2))
         t_net = time.perf_counter()
         seconds["network"] = t_net - t_start
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import Engine
-from ..inputs import Normalize, all_finite, check_finite, check_images, normalizer
+from ..inputs import Normalize, all_finite, at_least_fp32, check_finite, check_images, normalizer
 from ..network.hooks import Transform
 from ..network.layers import LayerSpec, find_spatial_layer, layer_name, resolve_layers
 from ..network.split import Prefix, Tail, split
@@ -149,11 +149,11 @@ class BaseCAM:
         per layer with w = :meth:`channel_weights`, several layers averaged and
         rescaled; sets ``ctx.weights`` and ``ctx.low_res``. The algebra runs in
         float32 for a half-precision model."""
-        ctx.weights = [_at_least_fp32(w.detach()) for w in self.channel_weights(ctx)]
+        ctx.weights = [at_least_fp32(w.detach()) for w in self.channel_weights(ctx)]
         for w in ctx.weights:
             check_finite(w, f"{type(self).__name__}'s channel weights")
         with torch.no_grad():
-            activations = [_at_least_fp32(A.detach()) for A in ctx.activations]
+            activations = [at_least_fp32(A.detach()) for A in ctx.activations]
             maps = [self.combine(A, w, ctx.size)
                     for A, w in zip(activations, ctx.weights, strict=True)]
             ctx.low_res = [torch.relu(torch.einsum("bk,bkhw->bhw", w.to(A.dtype), A))
@@ -261,10 +261,6 @@ def gradients(scores: Tensor, activations: list[Tensor]) -> list[Tensor]:
     for g in grads:
         check_finite(g, "the gradient of the target scores w.r.t. the activations")
     return grads
-
-
-def _at_least_fp32(t: Tensor) -> Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _check_activation(model: nn.Module, layer: nn.Module, A: Tensor) -> None:

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import Engine, engine_for
-from ..inputs import Normalize, normalizer
+from ..inputs import HALF, Normalize, normalizer
 from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities
 
@@ -162,7 +162,7 @@ def avx_of_pairs(model: Union[nn.Module, Engine], x: Tensor, map_c1: Tensor, map
             fsim.append(piq.fsim(pm, ps, data_range=1.0, reduction="none",
                                  chromatic=x.shape[1] == 3))
             mse.append(((pm - ps) ** 2).mean(dim=(1, 2, 3)))
-    dt = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    dt = torch.float32 if x.dtype in HALF else x.dtype
     if N == 0:
         empty = torch.zeros(0, dtype=dt, device=dev)
         flag = torch.zeros(0, dtype=torch.bool, device=dev)
