@@ -1,4 +1,4 @@
-"""The execution engine: the passes of a network that the methods and metrics make.
+"""The execution engine: how the network runs for the methods and metrics.
 
 DESIGN.md's data flow is methods → ops → kernels, with the network run in one
 place. Three kinds of pass exist, one function each:
@@ -12,15 +12,39 @@ place. Three kinds of pass exist, one function each:
   scored under inference mode (Score-CAM, the faithfulness metrics, Shap-CAM's
   coalitions through a tail).
 
+How the network runs (the same for every pass, set once per engine):
+
+- ``precision``: ``"fp32"`` (default: the network in its own dtype) or
+  ``"bf16"``/``"fp16"``: the network runs under ``torch.autocast`` of the
+  input's device with that dtype. Only the network does: its outputs are cast
+  back to float32, and the CAM algebra, scores, softmax and optimiser state
+  of the methods stay float32. A precision the device cannot run is a
+  ``ValueError`` (:func:`check_precision`), never a silent fallback.
+- ``channels_last`` (default True): a 4-D input of a network that holds a
+  ``Conv2d`` is given in channels-last memory format (oneDNN and cuDNN run
+  NHWC convolutions faster). Only the input is converted; the user's model
+  (its parameters' memory format, dtype, ``requires_grad``, mode, hooks) is
+  never changed.
+- A network whose floating-point parameters are bf16/fp16 gets its input in
+  that dtype (float32 images work with a half-precision model).
+- ``compile`` (default False): :meth:`forward` and :meth:`stream_scores` run
+  ``torch.compile`` of the network (compiled once per network and engine
+  options, recompiled by torch per input shape). :meth:`capture` never does:
+  it hooks layers of the eager network.
+- ``stream_scores``' ``chunk_size`` is an upper bound: the engine picks the
+  chunk (≤ the bound) with the best measured throughput, see :meth:`Engine.stream_scores`.
+
 The network is the user's model or a part of it (a :func:`fastcam.network.split`
-tail); it runs in its own dtype and memory format (fp32 NCHW for an fp32 model).
-Not yet here: the target-layer search's dry run (:func:`fastcam.network.layers.find_spatial_layer`),
-the split's first-call check and hook-mode tail, and DeepLIFT's tail pass.
+tail, :meth:`Engine.part`). Not through the engine: the target-layer search's
+dry run (:func:`fastcam.network.layers.find_spatial_layer`) and the split's
+first-call check (both in the network's own fp32, as the user gave it).
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Optional, Sequence, Union
+import time
+import weakref
+from typing import Callable, Iterator, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -29,16 +53,123 @@ from .network.hooks import ActivationCapture, Transform
 
 #: ``score_fn(outputs, image_index)``: one score per row of a chunk's outputs
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
+Precision = Literal["fp32", "bf16", "fp16"]
+
+#: precision name -> the autocast dtype (None: no autocast)
+PRECISIONS: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16,
+                                                "fp16": torch.float16}
+_HALF = (torch.bfloat16, torch.float16)
+
+
+def check_precision(precision: str, device: Optional[torch.device] = None) -> Optional[torch.dtype]:
+    """The autocast dtype of ``precision``; ``ValueError`` for an unknown name or,
+    with ``device``, a precision that device cannot run natively (CPU: oneDNN's
+    bf16/fp16 support; CUDA: bf16 needs compute capability ≥ 8.0)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None or device is None:
+        return dtype
+    device = torch.device(device)
+    if device.type == "cpu":
+        mkldnn = torch.backends.mkldnn.is_available()
+        ok = mkldnn and (torch.ops.mkldnn._is_mkldnn_bf16_supported() if dtype == torch.bfloat16
+                         else torch.ops.mkldnn._is_mkldnn_fp16_supported())
+        why = "this CPU has no native support for it (oneDNN needs AVX512-BF16/AMX for bf16, " \
+              "AVX512-FP16/AMX-FP16 for fp16)"
+    elif device.type == "cuda":
+        ok = dtype == torch.float16 or torch.cuda.is_bf16_supported(including_emulation=False)
+        why = f"{torch.cuda.get_device_name(device)} does not support bf16 natively"
+    else:
+        ok = torch.amp.is_autocast_available(device.type)
+        why = f"torch has no autocast for device type {device.type!r}"
+    if not ok:
+        raise ValueError(f"precision={precision!r} cannot run on {device}: {why}; "
+                         "use precision='fp32'")
+    return dtype
+
+
+#: compiled networks: network -> {(options): compiled module}; weak, so no model is kept alive
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+#: measured seconds per input row: network -> {(shape, dtype, device, options): {chunk: seconds}}
+_CHUNK_TIMES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+#: the chunk sizes the calibration tries below the caller's bound (the bound itself too)
+_CANDIDATES = (4, 8, 16, 32, 64, 128, 256)
 
 
 class Engine:
     """Runs ``network`` (an ``nn.Module``) for the methods and metrics; see the module docstring."""
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module, *, precision: Precision = "fp32",
+                 channels_last: bool = True, compile: bool = False):
         if not isinstance(network, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(network).__name__}")
         self.network = network
+        self.precision = precision
+        self.autocast_dtype = check_precision(precision)
+        self.channels_last = bool(channels_last)
+        self.compile = bool(compile)
+        self._has_conv: Optional[bool] = None
 
+    def part(self, network: nn.Module) -> "Engine":
+        """An engine for a part of the network (a split's prefix or tail) with these options."""
+        return Engine(network, precision=self.precision, channels_last=self.channels_last,
+                      compile=self.compile)
+
+    def __repr__(self) -> str:
+        return (f"Engine({type(self.network).__name__}, precision={self.precision!r}, "
+                f"channels_last={self.channels_last}, compile={self.compile})")
+
+    # -- how one pass runs -----------------------------------------------------
+    def prepare(self, x: Tensor) -> Tensor:
+        """The input as the network gets it: in a half-precision network's dtype,
+        channels-last for a convolutional network (differentiable w.r.t. ``x``)."""
+        dtype = self._param_dtype()
+        if dtype in _HALF and x.is_floating_point() and x.dtype != dtype:
+            x = x.to(dtype)
+        if self.channels_last and x.dim() == 4 and self._convolutional():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @contextlib.contextmanager
+    def running(self, device: torch.device) -> Iterator[None]:
+        """The precision scope of a pass on ``device`` (autocast for bf16/fp16).
+        Checks that the device runs the precision."""
+        if self.autocast_dtype is None:
+            yield
+            return
+        check_precision(self.precision, device)
+        with torch.autocast(torch.device(device).type, dtype=self.autocast_dtype):
+            yield
+
+    def _run(self, x: Tensor, *, compiled: bool = False) -> Tensor:
+        net = self._compiled() if compiled and self.compile else self.network
+        with self.running(x.device):
+            out = net(self.prepare(x))
+        if not isinstance(out, Tensor):
+            raise ValueError(f"the model returned {type(out).__name__}; fastcam needs "
+                             "a tensor of logits (B, C)")
+        return out.float() if out.dtype in _HALF else out
+
+    def _param_dtype(self) -> Optional[torch.dtype]:
+        for p in self.network.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return None
+
+    def _convolutional(self) -> bool:
+        if self._has_conv is None:
+            self._has_conv = any(isinstance(m, nn.Conv2d) for m in self.network.modules())
+        return self._has_conv
+
+    def _compiled(self) -> nn.Module:
+        per_net = _COMPILED.setdefault(self.network, {})
+        key = (self.precision, self.channels_last)
+        if key not in per_net:
+            per_net[key] = torch.compile(self.network)
+        return per_net[key]
+
+    # -- the three passes --------------------------------------------------------
     def capture(self, x: Tensor, layers: Sequence[nn.Module], *, grad: bool,
                 transform: Optional[Transform] = None) -> tuple[list[Tensor], Tensor]:
         """(activations per layer (B,K,h,w), output) of one forward of ``x``.
@@ -47,20 +178,18 @@ class Engine:
         backward stops there); else no autograd at all (``torch.no_grad``, so the
         tensors may still enter autograd later, unlike inference-mode tensors).
         ``transform``: a layer's raw output → (B,K,h,w) (see
-        :class:`~fastcam.network.hooks.ActivationCapture`)."""
+        :class:`~fastcam.network.hooks.ActivationCapture`). Activations come in
+        the precision the network ran in; the output is float32 for bf16/fp16."""
         mode = torch.enable_grad() if grad else torch.no_grad()
         with mode, ActivationCapture(layers, track_grad=grad, transform=transform) as hooks:
-            out = self.network(x)
-            if not isinstance(out, Tensor):
-                raise ValueError(f"the model returned {type(out).__name__}; fastcam needs "
-                                 "a tensor of logits (B, C)")
+            out = self._run(x)
         return hooks.collected(), out
 
     def forward(self, x: Tensor, *, grad: bool = False) -> Tensor:
         """The output on ``x``; with ``grad`` differentiable (w.r.t. the input,
         and the parameters unless inside :meth:`frozen`)."""
         with torch.enable_grad() if grad else torch.no_grad():
-            return self.network(x)
+            return self._run(x, compiled=True)
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
@@ -93,21 +222,72 @@ class Engine:
     def stream_scores(self, n: int, build: Callable[[int, int], Tensor], image: Tensor,
                       score_fn: ScoreFn, chunk_size: int) -> Tensor:
         """Scores (n,) of the network on the copies ``build(start, stop)`` (one
-        chunk of inputs at a time, ``chunk_size`` copies), under inference mode;
-        ``image[j]`` is the image copy j belongs to, passed to ``score_fn``."""
+        chunk of inputs at a time), under inference mode; ``image[j]`` is the
+        image copy j belongs to, passed to ``score_fn`` (with float32 outputs).
+
+        ``chunk_size`` bounds the copies in memory at once. Within it the engine
+        uses the chunk with the lowest measured time per copy: when a call has
+        copies enough (twice the candidates' total), its first chunks try the
+        sizes 4, 8, 16, … below the bound and the bound (each twice, the second
+        run timed, all of them real work), and the times are kept per network,
+        input shape, dtype, device and engine options for later calls. Rows are
+        independent, so the chunking changes the scores only by the rounding of
+        the network's batched kernels."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         out: Optional[Tensor] = None
         with torch.inference_mode():
-            for start in range(0, n, chunk_size):
-                stop = min(n, start + chunk_size)
-                s = score_fn(self.network(build(start, stop)), image[start:stop])
+            start = 0
+            for size, timed in self._chunk_plan(n, build, chunk_size):
+                stop = min(n, start + size)
+                if timed is not None:
+                    _sync(image.device)
+                    t0 = time.perf_counter()
+                s = score_fn(self._run(build(start, stop), compiled=True), image[start:stop])
+                if timed is not None:
+                    _sync(image.device)
+                    timed[size] = (time.perf_counter() - t0) / (stop - start)
                 if out is None:
                     out = torch.empty(n, dtype=s.dtype, device=s.device)
                 out[start:stop] = s
+                start = stop
+                if start >= n:
+                    break
         return out if out is not None else torch.empty(0, device=image.device)
+
+    def _chunk_plan(self, n: int, build: Callable[[int, int], Tensor], bound: int
+                    ) -> Iterator[tuple[int, Optional[dict]]]:
+        """(chunk size, the dict to record its time in or None) until n is covered."""
+        candidates = [c for c in _CANDIDATES if c < bound] + [bound]
+        if n == 0:
+            return
+        if len(candidates) == 1:
+            yield from _repeat(bound)
+            return
+        sample = build(0, 1)
+        key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), self.precision,
+               self.channels_last, self.compile)
+        times = _CHUNK_TIMES.setdefault(self.network, {}).setdefault(key, {})
+        missing = [c for c in candidates if c not in times]
+        if missing and n >= 2 * sum(missing):
+            for c in missing:
+                yield c, None          # the first run of a shape pays its setup
+                yield c, times
+        measured = [c for c in candidates if c in times]
+        best = min(measured, key=times.__getitem__) if measured else bound
+        yield from _repeat(best)
+
+
+def _repeat(size: int) -> Iterator[tuple[int, None]]:
+    while True:
+        yield size, None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def engine_for(model: Union[nn.Module, Engine]) -> Engine:
-    """``model``'s engine: the Engine itself, or a new one around an ``nn.Module``."""
+    """``model``'s engine: the Engine itself, or a new one (fp32) around an ``nn.Module``."""
     return model if isinstance(model, Engine) else Engine(model)

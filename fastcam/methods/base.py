@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator, Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from ..engine import Engine
+from ..engine import Engine, Precision
 from ..inputs import Normalize, all_finite, at_least_fp32, check_finite, check_images, normalizer
 from ..network.hooks import Transform
 from ..network.layers import LayerSpec, find_spatial_layer, layer_name, resolve_layers
@@ -107,6 +107,12 @@ class BaseCAM:
             (pytorch-grad-cam's convention).
         normalize: None (the model sees the tensor given) or ``(mean, std)``: the
             input is pixel-space in [0, 1] and the model sees ``(x − mean)/std``.
+        precision: ``"fp32"`` (default) or ``"bf16"``/``"fp16"``: every pass of
+            the model runs under autocast in that dtype; the method's algebra
+            stays float32 (see :mod:`fastcam.engine`). A precision the input's
+            device cannot run is a ``ValueError``.
+        compile: run the model's plain forwards (the masked batches of Score-CAM,
+            Opti-CAM's loop, the metrics' passes) through ``torch.compile``.
 
     Use as ``cam(x, targets)`` or in a ``with`` block; hooks live only during a
     call and are removed on return and on error; errors are never swallowed.
@@ -125,8 +131,9 @@ class BaseCAM:
     capture: ClassVar[Capture] = "gradient"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None):
-        self.engine = Engine(model)
+                 normalize: Normalize = None, precision: Precision = "fp32",
+                 compile: bool = False):
+        self.engine = Engine(model, precision=precision, compile=compile)
         self.model = model
         self.normalize = normalize
         self.target_layers = resolve_layers(model, target_layers)
@@ -194,12 +201,14 @@ class BaseCAM:
                 activations, outputs = [], []
                 for layer in layers:
                     prefix, tail = split(self.model, layer)
-                    A = prefix(x_model)
+                    with self.engine.running(x_model.device):
+                        A = prefix(self.engine.prepare(x_model))
                     if A.dim() != 4:
                         raise ValueError(f"target layer {type(layer).__name__} has no spatial "
                                          f"output: its output has shape {tuple(A.shape)}, "
                                          "expected (B,K,h,w)")
-                    out, run = self.tail_forward(tail, A)
+                    with self.engine.running(x_model.device):
+                        out, run = self.tail_forward(tail, A)
                     activations.append(A)
                     outputs.append(out)
                     splits.append((prefix, tail))
@@ -211,6 +220,7 @@ class BaseCAM:
                     transform=self.reshape_transform)
             for layer, A in zip(layers, activations):
                 _check_activation(self.model, layer, A)
+            logits = at_least_fp32(logits)
             check_finite(logits, "the model's output (logits)")
             resolved = resolve_targets(targets, logits)
             scores = resolved.scores(logits)
@@ -250,7 +260,8 @@ class BaseCAM:
         return out.float()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(target_layers={self.target_layers}, normalize={self.normalize})"
+        return (f"{type(self).__name__}(target_layers={self.target_layers}, normalize={self.normalize}, "
+                f"precision={self.engine.precision!r})")
 
 
 def gradients(scores: Tensor, activations: list[Tensor]) -> list[Tensor]:

@@ -5,6 +5,7 @@ from typing import Optional, Union
 
 from torch import Tensor, nn
 
+from ..engine import Precision
 from ..network.layers import LayerSpec, resolve_layers
 from .base import BaseCAM, CallContext
 
@@ -24,8 +25,10 @@ class CAM(BaseCAM):
     capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 fc_layer: Union[None, str, nn.Module] = None, normalize=None):
-        super().__init__(model, target_layers, normalize=normalize)
+                 fc_layer: Union[None, str, nn.Module] = None, normalize=None,
+                 precision: Precision = "fp32", compile: bool = False):
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
         if self.target_layers is not None and len(self.target_layers) != 1:
             raise ValueError("CAM takes exactly one target layer (the one before the pooling)")
         self.fc_layer: Optional[nn.Module] = None if fc_layer is None else resolve_layers(model, fc_layer)[0]

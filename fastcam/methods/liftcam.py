@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..engine import Precision
 from ..network.deeplift import DeepLift, DeepLiftPass
 from ..network.layers import LayerSpec
 from ..network.split import Tail
@@ -50,8 +51,9 @@ class LiftCAM(BaseCAM):
     capture = "split"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, normalize=None,
-                 eps: float = 1e-6):
-        super().__init__(model, target_layers, normalize=normalize)
+                 eps: float = 1e-6, precision: Precision = "fp32", compile: bool = False):
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
         self.eps = float(eps)
         self._engines: dict[int, tuple[Tail, DeepLift]] = {}
 

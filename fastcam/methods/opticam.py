@@ -8,6 +8,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
+from ..engine import Precision
 from ..inputs import Normalize, check_finite, normalizer
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
@@ -54,8 +55,10 @@ class OptiCAM(BaseCAM):
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, max_iter: int = 100, lr: float = 0.1,
                  stop: Stop = "paper", mask_norm: MaskNorm = "minmax",
-                 objective: Objective = "logit"):
-        super().__init__(model, target_layers, normalize=normalize)
+                 objective: Objective = "logit", precision: Precision = "fp32",
+                 compile: bool = False):
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
         if stop not in ("paper", "official", None):
             raise ValueError(f"stop must be 'paper', 'official' or None, got {stop!r}")
         if mask_norm not in ("minmax", "max", "sigmoid"):
