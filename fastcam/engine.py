@@ -72,9 +72,7 @@ def check_precision(precision: str, device: Optional[torch.device] = None) -> Op
         return dtype
     device = torch.device(device)
     if device.type == "cpu":
-        mkldnn = torch.backends.mkldnn.is_available()
-        ok = mkldnn and (torch.ops.mkldnn._is_mkldnn_bf16_supported() if dtype == torch.bfloat16
-                         else torch.ops.mkldnn._is_mkldnn_fp16_supported())
+        ok = cpu_supports(dtype)
         why = "this CPU has no native support for it (oneDNN needs AVX512-BF16/AMX for bf16, " \
               "AVX512-FP16/AMX-FP16 for fp16)"
     elif device.type == "cuda":
@@ -87,6 +85,15 @@ def check_precision(precision: str, device: Optional[torch.device] = None) -> Op
         raise ValueError(f"precision={precision!r} cannot run on {device}: {why}; "
                          "use precision='fp32'")
     return dtype
+
+
+def cpu_supports(dtype: torch.dtype) -> bool:
+    """Whether oneDNN runs ``dtype`` (bf16/fp16) natively on this CPU."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
 
 
 #: compiled networks: network -> {(options): compiled module}; weak, so no model is kept alive

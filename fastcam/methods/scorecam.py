@@ -6,6 +6,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..engine import Precision
 from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
@@ -48,8 +49,10 @@ class ScoreCAM(BaseCAM):
     capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32, mode: Mode = "default"):
-        super().__init__(model, target_layers, normalize=normalize)
+                 normalize: Normalize = None, batch_size: int = 32, mode: Mode = "default",
+                 precision: Precision = "fp32", compile: bool = False):
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
         self.mode = mode

@@ -10,6 +10,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
+from ..engine import Precision
 from ..inputs import Normalize, check_finite
 from ..network.layers import LayerSpec
 from ..network.linear_head import find_linear_head
@@ -59,8 +60,10 @@ class ShapCAM(BaseCAM):
                  std_error: Optional[float] = None, baseline: Literal["mean", "zero"] = "mean",
                  worth: Literal["probability", "logit"] = "probability", antithetic: bool = False,
                  seed: int = 0, chunk_size: int = 128, round_size: int = 4,
-                 fast_path: Literal["auto", "never"] = "auto"):
-        super().__init__(model, target_layers, normalize=normalize)
+                 fast_path: Literal["auto", "never"] = "auto", precision: Precision = "fp32",
+                 compile: bool = False):
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
         if self.target_layers is not None and len(self.target_layers) != 1:
             raise ValueError("Shap-CAM takes one target layer")
         if baseline not in ("mean", "zero"):
@@ -131,9 +134,10 @@ class ShapCAM(BaseCAM):
                         # a pre-activation row is far smaller than a masked activation:
                         # as many rows as fit in chunk_size activations' memory
                         rows = max(self.chunk_size, self.chunk_size * K * h * w // head.linear.out_features)
-                        v = head_worths(head, tables, perms, score_fn, rows)
+                        v = head_worths(head, tables, perms, score_fn, rows, engine=self.engine)
                     else:
-                        v = general_worths(tail, Ab, base, perms, score_fn, self.chunk_size)
+                        v = general_worths(self.engine.part(tail), Ab, base, perms, score_fn,
+                                           self.chunk_size)
                 marg = torch.zeros(size, n, dtype=torch.float64, device=A.device)
                 marg.scatter_(1, perms, (v[:, 1:] - v[:, :-1]).double())
                 if self.antithetic:          # a pair's average is one sample

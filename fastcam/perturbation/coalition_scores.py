@@ -16,13 +16,13 @@ the others by a per-channel baseline. Two paths, chosen by the caller:
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..network.linear_head import LinearHead
-from ..engine import Engine, ScoreFn
+from ..engine import Engine, ScoreFn, engine_for
 from ..ops import rank_reveal
 
 
@@ -33,9 +33,10 @@ def inverse_permutations(perms: Tensor) -> Tensor:
     return rank
 
 
-def general_worths(tail: nn.Module, A: Tensor, base: Tensor, perms: Tensor, score_fn: ScoreFn,
+def general_worths(tail: Union[nn.Module, Engine], A: Tensor, base: Tensor, perms: Tensor, score_fn: ScoreFn,
                    chunk_size: int) -> Tensor:
-    """Worths (m, n+1) of one image's coalitions. A: (1,K,h,w); base: (K,)."""
+    """Worths (m, n+1) of one image's coalitions. A: (1,K,h,w); base: (K,).
+    ``tail``: the tail, or its :class:`~fastcam.engine.Engine` (precision, memory format)."""
     m, n = perms.shape
     _, K, h, w = A.shape
     rank = inverse_permutations(perms)
@@ -48,7 +49,7 @@ def general_worths(tail: nn.Module, A: Tensor, base: Tensor, perms: Tensor, scor
     def build(a: int, b: int) -> Tensor:
         return rank_reveal(rank, counts[a:b], rows[a:b], src, dst)
 
-    return Engine(tail).stream_scores(m * (n + 1), build, image, score_fn, chunk_size).view(m, n + 1)
+    return engine_for(tail).stream_scores(m * (n + 1), build, image, score_fn, chunk_size).view(m, n + 1)
 
 
 class HeadTables:
@@ -128,15 +129,16 @@ def window_weights(head: LinearHead, K: int, windows: int) -> Tensor:
 
 
 def head_worths(head: LinearHead, tables: HeadTables, perms: Tensor, score_fn: ScoreFn,
-                chunk_size: int) -> Tensor:
+                chunk_size: int, engine: Optional[Engine] = None) -> Tensor:
     """Worths (m, n+1) through the linear head: cumulative pre-activations, then
-    only ``head.rest`` per coalition."""
+    only ``head.rest`` per coalition (run with ``engine``'s options when given)."""
     m, n = perms.shape
     d = tables.deltas(perms)
     pre = torch.cat([tables.pre0.expand(m, 1, -1), tables.pre0 + torch.cumsum(d, dim=1)], dim=1)
     pre = pre.reshape(m * (n + 1), -1)
     image = torch.zeros(m * (n + 1), dtype=torch.long, device=pre.device)
-    return Engine(head.rest).stream_scores(m * (n + 1), lambda a, b: pre[a:b], image, score_fn,
+    rest = engine.part(head.rest) if engine is not None else Engine(head.rest)
+    return rest.stream_scores(m * (n + 1), lambda a, b: pre[a:b], image, score_fn,
                                            chunk_size).view(m, n + 1)
 
 
