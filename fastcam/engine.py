@@ -117,11 +117,16 @@ class Engine:
         self.channels_last = bool(channels_last)
         self.compile = bool(compile)
         self._has_conv: Optional[bool] = None
+        self._whole = network          # whose parameters' dtype and layers decide `prepare`
 
     def part(self, network: nn.Module) -> "Engine":
-        """An engine for a part of the network (a split's prefix or tail) with these options."""
-        return Engine(network, precision=self.precision, channels_last=self.channels_last,
-                      compile=self.compile)
+        """An engine for a part of the network (a split's prefix or tail, which may not
+        register the model's modules) with these options; its input is prepared as the
+        whole network's is."""
+        e = Engine(network, precision=self.precision, channels_last=self.channels_last,
+                   compile=self.compile)
+        e._whole = self._whole
+        return e
 
     def __repr__(self) -> str:
         return (f"Engine({type(self.network).__name__}, precision={self.precision!r}, "
@@ -159,14 +164,14 @@ class Engine:
         return out.float() if out.dtype in _HALF else out
 
     def _param_dtype(self) -> Optional[torch.dtype]:
-        for p in self.network.parameters():
+        for p in self._whole.parameters():
             if p.is_floating_point():
                 return p.dtype
         return None
 
     def _convolutional(self) -> bool:
         if self._has_conv is None:
-            self._has_conv = any(isinstance(m, nn.Conv2d) for m in self.network.modules())
+            self._has_conv = any(isinstance(m, nn.Conv2d) for m in self._whole.modules())
         return self._has_conv
 
     def _compiled(self) -> nn.Module:
