@@ -19,7 +19,7 @@ import torch
 
 import fastcam
 from _backends import BACKENDS, device_of, needs_gpu, triton_interp, triton_module
-from _triton_aot import assert_compiled, compile_for_gpu
+from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 
 F32, F64 = torch.float32, torch.float64
@@ -433,6 +433,8 @@ def aot_results(tmp_path_factory):
             for cc in (80, 90) for fn, tuner in _TUNERS.items()
             for data, acc, flag in [("fp32", "fp32", True), ("fp32", "fp32", False),
                                     ("fp64", "fp64", True), ("bf16", "fp32", True)]]
+    # and for sm_90 with each size argument equal to 1, as the JIT specialises it
+    jobs += size_one_jobs([j for j in jobs if j["cc"] == 90 and j["dtype"] == "fp32"])
     return compile_for_gpu(jobs, {_MODULE: _TUNERS}, tmp_path_factory)
 
 
@@ -440,6 +442,16 @@ def aot_results(tmp_path_factory):
 @pytest.mark.parametrize("cc", [80, 90])
 def test_triton_kernels_compile_for_gpu(cc, aot_results):
     assert_compiled(aot_results, cc, tk, variants=4)
+
+
+@triton_interp
+def test_triton_kernels_compile_with_size_one_arguments(aot_results):
+    # h, w, H or W equal to 1 (1x1 and 1-row maps, a single output pixel) reach
+    # the kernels as constexprs: Python ints, not tensors.
+    assert_size_one_compiled(aot_results, 90, tk)
+    ones = {o for r in aot_results if r["kernel"] == "_upsample_minmax_kernel"
+            for o in r["ones"]}
+    assert {"h", "w", "H", "W"} <= ones
 
 
 # ----------------------------------------------------------------------------

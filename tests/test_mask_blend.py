@@ -19,7 +19,7 @@ import torch
 import fastcam
 from _backends import (BACKENDS, assert_kernel_inputs, device_of, needs_gpu, spy, triton_interp,
                        triton_module)
-from _triton_aot import assert_compiled, compile_for_gpu
+from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 from fastcam.ops import mask_blend
 
@@ -345,6 +345,8 @@ def aot_results(tmp_path_factory):
                  types=dict(index_ptr="*i64", eps="fp64"))
             for cc in (80, 90) for fn, tuner in _TUNERS.items()
             for data in ("fp32", "fp64") for flag in (True, False)]
+    # and for sm_90 with each size argument equal to 1, as the JIT specialises it
+    jobs += size_one_jobs([j for j in jobs if j["cc"] == 90 and j["dtype"] == "fp32"])
     return compile_for_gpu(jobs, {_MODULE: _TUNERS}, tmp_path_factory)
 
 
@@ -352,6 +354,14 @@ def aot_results(tmp_path_factory):
 @pytest.mark.parametrize("cc", [80, 90])
 def test_triton_kernels_compile_for_gpu(cc, aot_results):
     assert_compiled(aot_results, cc, tk, variants=4)
+
+
+@triton_interp
+def test_triton_kernels_compile_with_size_one_arguments(aot_results):
+    # A size equal to 1 reaches the kernel as a constexpr (a Python int).
+    assert_size_one_compiled(aot_results, 90, tk)
+    ones = {o for r in aot_results if r["kernel"] == "_mask_blend_kernel" for o in r["ones"]}
+    assert {"C", "h", "w", "H", "W"} <= ones
 
 
 # ----------------------------------------------------------------------------

@@ -57,12 +57,14 @@ def _window_start(x, in_size, out_size, ALIGN: tl.constexpr):
     i.e. src ∈ [x-1, x+1); inverting src(dst) gives dst >= (x - 0.5)*out/in - 0.5
     (align_corners=False) or dst >= (x - 1)*(out-1)/(in-1) (True). One index of
     margin absorbs rounding; the host's window length covers the upper end."""
-    xf = x.to(tl.float32)
+    xf = tl.cast(x, tl.float32)
+    n_in = tl.cast(in_size, tl.int32)    # tensors also when the JIT made a size equal
+    n_out = tl.cast(out_size, tl.int32)  # to 1 a constexpr
     if ALIGN:
-        inv = (out_size - 1).to(tl.float32) / tl.maximum(in_size - 1, 1).to(tl.float32)
+        inv = tl.cast(n_out - 1, tl.float32) / tl.cast(tl.maximum(n_in - 1, 1), tl.float32)
         est = (xf - 1.0) * inv
     else:
-        inv = out_size.to(tl.float32) / in_size.to(tl.float32)
+        inv = tl.cast(n_out, tl.float32) / tl.cast(n_in, tl.float32)
         est = (xf - 0.5) * inv - 0.5
     return tl.maximum(est.to(tl.int32) - 1, 0)
 
