@@ -13,6 +13,8 @@
   and compiled ahead of time for sm_80 and sm_90 (tests/_triton_aot.py).
 - CUDA: the kernels against the reference and the C++ kernel, on a GPU only.
 """
+import importlib
+
 import pytest
 import torch
 
@@ -185,8 +187,48 @@ def test_op_errors():
 
 def test_index_out_of_range():
     x = torch.rand(2, 3, 8, 8)
-    with pytest.raises(ValueError, match="index must lie"):
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 2\), got 2"):
         mask_blend(x, torch.rand(1, 2, 2), torch.tensor([2]))
+
+
+def _counting_checks(monkeypatch):
+    """Count the index range checks (each one a device sync on GPU)."""
+    import fastcam.ops._inputs as inputs
+    op_mb = importlib.import_module("fastcam.ops.mask_blend")
+    op_rr = importlib.import_module("fastcam.ops.rank_reveal")
+    ms = importlib.import_module("fastcam.perturbation.masked_scores")
+
+    calls = []
+
+    def counted(index, size, name="index"):
+        calls.append(index.numel())
+        return inputs.check_index(index, size, name)
+
+    for mod, attr in ((op_mb, "_check_index"), (op_rr, "_check_index"), (ms, "check_index")):
+        monkeypatch.setattr(mod, attr, counted)
+    return calls
+
+
+def test_masked_scores_checks_the_index_once_not_per_chunk(monkeypatch):
+    from fastcam.perturbation.masked_scores import class_score, masked_scores
+
+    calls = _counting_checks(monkeypatch)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    x, maps = torch.rand(2, 3, 8, 8), torch.rand(10, 2, 2)
+    index = torch.tensor([0, 1] * 5)
+    scores = masked_scores(model, x, maps, index, class_score(torch.tensor([1, 3])), chunk_size=3)
+    assert calls == [10]                                  # one check of all 10, 4 chunks
+    expected = model(mask_blend(x, maps, index))[torch.arange(10), torch.tensor([1, 3] * 5)]
+    torch.testing.assert_close(scores, expected)
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 2\), got 2"):
+        masked_scores(model, x, maps, torch.tensor([0, 1] * 4 + [2, 0]),
+                      class_score(torch.tensor([1, 3])), chunk_size=3)
+
+
+def test_op_without_index_check_gives_the_same_chunk():
+    x, maps, index = torch.rand(3, 2, 5, 4), torch.rand(4, 2, 3), torch.tensor([2, 0, 1, 2])
+    torch.testing.assert_close(mask_blend(x, maps, index, check_index=False),
+                               mask_blend(x, maps, index))
 
 
 # ----------------------------------------------------------------------------
