@@ -481,6 +481,20 @@ def test_triton_kernels_compile_for_gpu(cc, aot_results):
 
 
 @triton_interp
+def test_triton_float32_divisions_are_ieee_rounded(aot_results):
+    # Triton's float32 "/" is div.full.f32 (2 ulp) on NVIDIA GPUs: every kernel
+    # divides through div_rn (div.rn.f32), forward and backward, so that y == 1
+    # finds the maximum and the gradient shares are correctly rounded.
+    fp32 = [r for r in aot_results if r["dtype"] == "fp32" and not r.get("size_one")]
+    assert fp32
+    for r in fp32:
+        assert "div.full.f32" not in r["ptx"] and "div.approx" not in r["ptx"], r["kernel"]
+    for kernel in ("_minmax_shares_kernel", "_upsample_adjoint_cols_kernel",
+                   "_upsample_minmax_kernel"):
+        assert all("div.rn.f32" in r["ptx"] for r in fp32 if r["kernel"] == kernel), kernel
+
+
+@triton_interp
 def test_triton_kernels_compile_with_size_one_arguments(aot_results):
     # h, w, H or W equal to 1 (1x1 and 1-row maps, a single output pixel) reach
     # the kernels as constexprs: Python ints, not tensors.
