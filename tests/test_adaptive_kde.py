@@ -436,6 +436,50 @@ def _kde_samples(n=96, S=49, seed=0):
     return x
 
 
+def _assert_gpu_kde_agrees(d, p, d0, p0, max_flipped=0.05):
+    """What can be promised of the CUDA kernel against a CPU result (d0, p0):
+    its device code contracts products into FMAs and uses the GPU's exp (within
+    1 ulp, not glibc's), so values differ by rounding, and where two bandwidth
+    costs or two golden-section costs tie to rounding the decision can flip,
+    after which that channel's estimate legitimately differs. So: exactly the
+    same channels without an estimate (decided by comparisons of the samples);
+    on every channel a finite, non-negative density whose peak count is exactly
+    count_peaks of that density; and densities within 1e-6 relative (peak counts
+    equal) on all but ``max_flipped`` of the channels."""
+    from fastcam.kernels import reference_kde as rkde
+
+    d, p = d.cpu(), p.cpu()
+    assert d.shape == d0.shape and p.shape == p0.shape and p.dtype == torch.long
+    none0 = (d0 == 0).all(-1)
+    assert torch.equal((d == 0).all(-1), none0) and (p[none0] == 0).all()
+    assert torch.isfinite(d).all() and (d >= 0).all()
+    assert torch.equal(p, rkde.count_peaks(d))
+    scale = d0.abs().amax(-1).clamp(min=1e-300)
+    close = ((d - d0).abs().amax(-1) <= 1e-6 * scale) & (p == p0)
+    assert (~close).float().mean() <= max_flipped, (~close).nonzero().flatten().tolist()
+
+
+def test_gpu_agreement_rule_on_the_cpp_kernel():
+    # The rule the CUDA tests apply, checked here: the C++ kernel passes it, and
+    # it fails a density changed on more than max_flipped of the channels or a
+    # peak count that is not the density's own.
+    from fastcam.kernels import cpp as kcpu
+    from fastcam.kernels import reference_kde as rkde
+
+    x = _kde_samples(n=40, S=30)
+    d, p = kcpu.adaptive_kde(x)
+    d0, p0 = rkde.adaptive_kde(x)
+    _assert_gpu_kde_agrees(d, p, d0, p0)
+    bad = d.clone()
+    bad[10:14] *= 1.01                                # 10% of the channels off by 1%
+    with pytest.raises(AssertionError):
+        _assert_gpu_kde_agrees(bad, p, d0, p0)
+    wrong = p.clone()
+    wrong[0] += 1
+    with pytest.raises(AssertionError):
+        _assert_gpu_kde_agrees(d, wrong, d0, p0)
+
+
 @needs_gpu
 @pytest.mark.parametrize("S,Z", [(49, None), (49, 20), (30, 49), (196, None), (100, 169)])
 def test_adaptive_kde_cuda_matches_reference(S, Z):
@@ -447,8 +491,7 @@ def test_adaptive_kde_cuda_matches_reference(S, Z):
     torch.cuda.synchronize()
     assert d.device.type == "cuda" and d.dtype == torch.float64 and p.dtype == torch.long
     d0, p0 = rkde.adaptive_kde(x, Z)
-    torch.testing.assert_close(d.cpu(), d0, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu(), p0)
+    _assert_gpu_kde_agrees(d, p, d0, p0)
 
 
 @needs_gpu
@@ -459,13 +502,11 @@ def test_adaptive_kde_cuda_matches_cpu_kernel_and_float32_input():
     x = _kde_samples(n=300, S=64, seed=3)
     d, p = kcuda.adaptive_kde(x.cuda())
     dc, pc = kcpu.adaptive_kde(x)
-    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu(), pc)
+    _assert_gpu_kde_agrees(d, p, dc, pc)
     x32 = x.float()
     d, p = kcuda.adaptive_kde(x32.cuda(), 40)
     dc, pc = kcpu.adaptive_kde(x32, 40)
-    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu(), pc)
+    _assert_gpu_kde_agrees(d, p, dc, pc)
 
 
 
@@ -500,5 +541,4 @@ def test_adaptive_kde_cuda_through_op_on_side_stream():
     torch.cuda.synchronize()
     assert d.shape == (2, 12, 36) and p.shape == (2, 12) and d.is_cuda
     d0, p0 = rkde.adaptive_kde(x.reshape(24, 49), 36)
-    torch.testing.assert_close(d.cpu().reshape(24, 36), d0, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu().reshape(24), p0)
+    _assert_gpu_kde_agrees(d.reshape(24, 36), p.reshape(24), d0, p0)
