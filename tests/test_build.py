@@ -225,3 +225,33 @@ def test_adaptive_kde_cuda_entry_points_and_scratch_size():
     # kde_scratch_size(L, M) = (3M + 12) L doubles per channel
     assert C.adaptive_kde_scratch_size(49, 10) == 42 * 49
     assert C.adaptive_kde_scratch_size(1000, 2) == 18 * 1000
+
+
+# --- (d) the test suite refuses an unbuilt fastcam ------------------------------
+
+
+def test_suite_fails_clearly_on_an_unbuilt_source_tree(tmp_path):
+    # The checkout's Python files without fastcam._C, imported first (as from
+    # the checkout root after a non-editable install): conftest.py must stop the
+    # run with what to do instead of skipping every compiled test. Python runs
+    # with -S, so no installed (editable) fastcam is found, and the
+    # site-packages directories come back through PYTHONPATH.
+    import fastcam
+
+    src = os.path.dirname(os.path.abspath(fastcam.__file__))
+    shutil.copytree(src, tmp_path / "fastcam",
+                    ignore=shutil.ignore_patterns("_C*", "*.so", "*.pyd", "__pycache__"))
+    (tmp_path / "tests").mkdir()
+    shutil.copy(os.path.join(os.path.dirname(__file__), "conftest.py"), tmp_path / "tests")
+    (tmp_path / "tests" / "test_one.py").write_text("def test_one():\n    assert True\n")
+    site = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    env = {k: v for k, v in os.environ.items() if k != "FASTCAM_TESTS_ALLOW_UNBUILT"}
+    env["PYTHONPATH"] = os.pathsep.join(site)
+    cmd = [sys.executable, "-S", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "has no compiled fastcam._C" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert str(tmp_path / "fastcam") in p.stdout + p.stderr
+    env["FASTCAM_TESTS_ALLOW_UNBUILT"] = "1"
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
