@@ -276,9 +276,10 @@ def kde_config(BLOCK_L: int) -> tuple[int, int]:
     BLOCK_M x BLOCK_L tiles hold at most TILE_PER_THREAD values per thread.
 
     One configuration per block size, no autotuning: the kernel's compile time
-    grows steeply with BLOCK_L (about 20 s at BLOCK_L = 256 for sm_90 on a CPU
-    core), and an autotuner keyed on the data-dependent grid size L compiled and
-    benchmarked every configuration again for each new L, one of them spilling."""
+    grows steeply with BLOCK_L (14 to 35 s per configuration at BLOCK_L = 256 for
+    sm_90, measured on one shared CPU core), and an autotuner keyed on the
+    data-dependent grid size L compiled and benchmarked every configuration again
+    for each new L (one of them spilled registers)."""
     num_warps = max(4, min(16, BLOCK_L // 32))
     bm = 16
     while bm > 1 and bm * BLOCK_L > TILE_PER_THREAD * 32 * num_warps:
