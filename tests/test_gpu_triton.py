@@ -49,3 +49,25 @@ def test_parity_subprocess_reports_what_ran(tmp_path):
     assert r["tests"] == 2 and r["skipped"] == 0 and len(r["passed"]) == 2, r
     assert all(t.startswith("test_parity[triton-") and t.endswith("-map1x1]")
                for t in r["passed"])
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and _has_triton()),
+                    reason="needs a CUDA GPU and triton")
+def test_cam_combine_map_above_the_2d_grid_limit_on_gpu():
+    # 4.4 M low-res pixels: with 64-pixel tiles on grid axis 1 this exceeded
+    # CUDA's 65,535 limit; the kernels' grids are 1-D now.
+    import fastcam
+    from fastcam.kernels import reference
+
+    fastcam.set_backend("triton")
+    A = torch.randn(1, 2, 2100, 2100, device="cuda", requires_grad=True)
+    w = torch.randn(1, 2, device="cuda", requires_grad=True)
+    out = fastcam.ops.cam_combine(A, w, (2100, 2100))
+    g = torch.randn_like(out)
+    gA, gw = torch.autograd.grad(out, (A, w), g)
+    rA, rw = A.detach().double().requires_grad_(True), w.detach().double().requires_grad_(True)
+    r = reference.cam_combine(rA, rw, (2100, 2100))
+    r_gA, r_gw = torch.autograd.grad(r, (rA, rw), g.double())
+    torch.testing.assert_close(out.double(), r, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gA.double(), r_gA, rtol=1e-3, atol=1e-3 * r_gA.abs().max().item())
+    torch.testing.assert_close(gw.double(), r_gw, rtol=1e-3, atol=1e-3 * r_gw.abs().max().item())
