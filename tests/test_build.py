@@ -59,7 +59,8 @@ def _find_cuobjdump() -> str | None:
 
 @needs_cuda_build
 def test_cuda_architectures_attribute():
-    assert _C().cuda_architectures == ARCHS
+    # the default list, or a superset (benchmarks/gpu_check.sh adds the GPU's own)
+    assert set(ARCHS.split(";")) <= set(_C().cuda_architectures.split(";"))
 
 
 ARCHS = "75;80;90"  # the default of CMakeLists.txt and pyproject.toml: T4, A100, H100
