@@ -10,6 +10,8 @@ last configuration for one compute capability:
     dict(module=..., kernel="_x_kernel", tuner="_x", cc=80, dtype="fp32",
          constexprs={...}, types={...}, **tags)
 
+(or, for a kernel launched with a configuration its launcher computes, no tuner
+and ``config=dict(kwargs={...}, num_warps=n)``).
 ``constexprs`` are set where the kernel has an argument of that name (over the
 configuration's); an argument's type is ``types[name]``, else ``"*" + dtype``
 for a pointer (a name ending in ``_ptr`` or ``_buf``), else ``"i32"``; pointers
@@ -17,6 +19,10 @@ get 16-byte divisibility. A result is the job with ``n_configs`` (the
 autotuner's configurations on GPU), ``ptx`` and ``cubin`` (its size, None when
 ptxas was not run). ``kernels`` maps each module to the names of its kernels
 and tuners; the subprocess checks it is the module's whole ``KERNELS`` tuple.
+A job marked ``size_one`` (``size_one_jobs``) is compiled with every integer
+argument the JIT would specialise set to 1 in turn, as the JIT does at run time
+(an int argument equal to 1 becomes a constexpr), so code that only works on
+tensor sizes fails here, on CPU.
 When triton's CUDA backend cannot be loaded the calling test is skipped."""
 import json
 import os
@@ -45,13 +51,11 @@ for module, tuners in spec["kernels"].items():
     mod = importlib.import_module(module)
     assert {getattr(mod, k) for k in tuners} == set(mod.KERNELS), \
         f"{module}: KERNELS and the autotuned launchers disagree"
-results = []
-for job in spec["jobs"]:
-    mod = importlib.import_module(job["module"])
-    fn, tuner = getattr(mod, job["kernel"]), getattr(mod, job["tuner"])
-    cfg = tuner.configs[-1]
+
+def compile_one(job, fn, tuner, cfg, ones):
     constexprs = dict(cfg.kwargs)
     constexprs.update({k: v for k, v in job["constexprs"].items() if k in fn.arg_names})
+    constexprs.update({n: 1 for n in ones})  # what the JIT does with an int equal to 1
     sig = {}
     for n in fn.arg_names:
         if n in constexprs:
@@ -67,8 +71,35 @@ for job in spec["jobs"]:
     k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
                        target=GPUTarget("cuda", job["cc"], 32),
                        options={"num_warps": cfg.num_warps})
-    results.append(dict(job, n_configs=len(tuner.configs), ptx=k.asm["ptx"],
-                        cubin=len(k.asm["cubin"]) if "cubin" in k.asm else None))
+    return dict(job, ones=sorted(ones), n_configs=len(tuner.configs), ptx=k.asm["ptx"],
+                cubin=len(k.asm["cubin"]) if "cubin" in k.asm else None)
+
+
+def specialisable_ints(job, fn):
+    # The integer arguments the JIT turns into constexprs when they equal 1: not
+    # constexpr, not a pointer or typed argument, not in do_not_specialize.
+    dns = {fn.arg_names[i] if isinstance(i, int) else i for i in fn.do_not_specialize}
+    return [n for n, p in zip(fn.arg_names, fn.params)
+            if not p.is_constexpr and not p.annotation and n not in job["constexprs"] and n not in job["types"]
+            and not n.endswith(("_ptr", "_buf")) and n not in dns]
+
+
+results = []
+for job in spec["jobs"]:
+    mod = importlib.import_module(job["module"])
+    fn, tuner = getattr(mod, job["kernel"]), getattr(mod, job.get("tuner") or job["kernel"])
+    if "config" in job:  # a launcher that picks its configuration itself
+        tuner = type("Fixed", (), {})()
+        tuner.configs = [triton.Config(job["config"]["kwargs"],
+                                       num_warps=job["config"]["num_warps"])]
+    if not job.get("size_one"):
+        results.append(compile_one(job, fn, tuner, tuner.configs[-1], []))
+        continue
+    # Every specialisable int alone equal to 1, then all of them at once; the
+    # smallest configuration (the specialisation does not depend on it).
+    names = specialisable_ints(job, fn)
+    for ones in [[n] for n in names] + ([names] if len(names) > 1 else []):
+        results.append(compile_one(job, fn, tuner, tuner.configs[0], ones))
 print("RESULTS " + json.dumps(results))
 """
 
@@ -93,11 +124,35 @@ def compile_for_gpu(jobs: list[dict], kernels: dict[str, dict[str, str]],
     return json.loads(last[8:])
 
 
+def size_one_jobs(jobs: list[dict]) -> list[dict]:
+    """The jobs again, marked ``size_one``: each is compiled once per integer
+    argument the JIT would specialise (every one not in the kernel's
+    ``do_not_specialize``) with that argument equal to 1 — Triton's JIT passes an
+    int equal to 1 as a compile-time constant — and once with all of them equal
+    to 1. Their results carry ``ones``, the names set to 1."""
+    return [dict(job, size_one=True) for job in jobs]
+
+
+def assert_size_one_compiled(results: list[dict], cc: int, module) -> None:
+    """Every kernel of ``module`` compiled for sm_``cc`` with each of its
+    specialisable integer arguments equal to 1 (see ``size_one_jobs``)."""
+    res = [r for r in results if r["cc"] == cc and r.get("size_one")]
+    assert {r["kernel"] for r in res} == {fn.__name__ for fn in module.KERNELS}
+    for fn in module.KERNELS:
+        mine = [r for r in res if r["kernel"] == fn.__name__]
+        singles = {r["ones"][0] for r in mine if len(r["ones"]) == 1}
+        assert singles, f"{fn.__name__}: no integer argument was specialised to 1"
+        for r in mine:
+            what = f"{r['kernel']} {r['dtype']} ones={r['ones']} sm_{cc}"
+            assert f".entry {r['kernel']}" in r["ptx"], what
+            assert f".target sm_{cc}" in r["ptx"], what
+
+
 def assert_compiled(results: list[dict], cc: int, module, variants: int) -> None:
     """Every kernel of ``module`` (its ``KERNELS``) was compiled ``variants`` times
     for sm_``cc``, each with several autotuning configurations on GPU, giving PTX
     with its entry for that target (and a cubin where ptxas ran)."""
-    res = [r for r in results if r["cc"] == cc]
+    res = [r for r in results if r["cc"] == cc and not r.get("size_one")]
     assert {r["kernel"] for r in res} == {fn.__name__ for fn in module.KERNELS}
     assert len(res) == variants * len(module.KERNELS)
     for r in res:

@@ -26,7 +26,7 @@ import torch
 
 import fastcam
 from _backends import BACKENDS as COMPILED, device_of, needs_gpu, triton_interp, triton_module
-from _triton_aot import compile_for_gpu
+from _triton_aot import compile_for_gpu, size_one_jobs
 from fastcam.kernels import reference_kde as ref
 from fastcam.ops.adaptive_kde import adaptive_kde as kde_op
 
@@ -325,6 +325,9 @@ def test_op_cuda_backend_rejects_cpu_tensors():
 # ----------------------------------------------------------------------------
 # (d) Triton: under the interpreter, and compiled for sm_80 / sm_90
 # ----------------------------------------------------------------------------
+tk = triton_module("adaptive_kde")
+
+
 @triton_interp
 def test_triton_matches_reference():
     tk = triton_module("adaptive_kde")
@@ -361,18 +364,21 @@ def test_op_with_triton_backend(monkeypatch):
 
 
 # Compiled for sm_80 and sm_90 (tests/_triton_aot.py): both paths of the output
-# stage, one per target.
+# stage, one per target, with the configuration the launcher picks for BLOCK_L 64.
 _MODULE = "fastcam.kernels.triton.adaptive_kde"
 
 
 @pytest.fixture(scope="module")
 def aot_results(tmp_path_factory):
     pytest.importorskip("triton")
-    jobs = [dict(module=_MODULE, kernel="_kde_kernel", tuner="_kde", cc=cc, dtype="fp64",
+    block_m, num_warps = tk.kde_config(64)
+    jobs = [dict(module=_MODULE, kernel="_kde_kernel", cc=cc, dtype="fp64",
+                 config=dict(kwargs=dict(BLOCK_M=block_m), num_warps=num_warps),
                  constexprs=dict(INTERP=cc == 80, BLOCK_L=64, BLOCK_Z=64, BLOCK_S=64, NSTEP=6),
                  types=dict(idx_ptr="*i64", peaks_ptr="*i64"))
             for cc in (80, 90)]
-    results = compile_for_gpu(jobs, {_MODULE: {"_kde_kernel": "_kde"}}, tmp_path_factory)
+    jobs += size_one_jobs(jobs[1:])  # no integer argument is specialised: nothing more
+    results = compile_for_gpu(jobs, {_MODULE: {"_kde_kernel": None}}, tmp_path_factory)
     for r in results:
         ptx = r.pop("ptx")
         r.update(entry=".entry _kde_kernel" in ptx, target=(".target sm_%d" % r["cc"]) in ptx,
@@ -384,11 +390,33 @@ def aot_results(tmp_path_factory):
 @pytest.mark.parametrize("cc", [80, 90])
 def test_triton_kernel_compiles_for_gpu(cc, aot_results):
     res = [r for r in aot_results if r["cc"] == cc]
-    assert len(res) == 1
+    assert len(res) == 1                            # the size-one job compiled nothing
     r = res[0]
-    assert r["n_configs"] > 1                       # several autotuning configs on GPU
     assert r["entry"] and r["target"] and r["f64"]
     assert r["cubin"] is None or r["cubin"] > 0
+
+
+@triton_interp
+def test_triton_kernel_is_compiled_once_per_block_size(aot_results):
+    # The grid size L (and S, Z, M, max_iter) vary with the data: all are in the
+    # kernel's do_not_specialize, so the size-one job (every integer argument
+    # the JIT would specialise, set to 1 in turn) found none to compile, and the
+    # kernel compiles once per (BLOCK_L, BLOCK_Z, BLOCK_S, INTERP).
+    assert [r for r in aot_results if r.get("size_one")] == []
+    assert len(aot_results) == 2
+
+
+@pytest.mark.skipif(tk is None, reason="needs triton")
+@pytest.mark.parametrize("BLOCK_L", [2, 16, 64, 128, 256, 512, 1024])
+def test_triton_kde_config_is_capped(BLOCK_L):
+    # One configuration per block size, the convolution tile capped at
+    # TILE_PER_THREAD float64 values per thread. Measured once here with ptxas
+    # 13.0 for sm_90a at BLOCK_L 256: (8, 8 warps) uses 194 registers and spills
+    # nothing; the autotuner's old (8, 2 warps) spilled 212 bytes.
+    block_m, num_warps = tk.kde_config(BLOCK_L)
+    assert num_warps in (4, 8, 16) and 1 <= block_m <= 16 and block_m & (block_m - 1) == 0
+    assert block_m * BLOCK_L <= tk.TILE_PER_THREAD * 32 * num_warps
+    assert block_m == 16 or 2 * block_m * BLOCK_L > tk.TILE_PER_THREAD * 32 * num_warps
 
 
 # ----------------------------------------------------------------------------
@@ -408,6 +436,50 @@ def _kde_samples(n=96, S=49, seed=0):
     return x
 
 
+def _assert_gpu_kde_agrees(d, p, d0, p0, max_flipped=0.05):
+    """What can be promised of the CUDA kernel against a CPU result (d0, p0):
+    its device code contracts products into FMAs and uses the GPU's exp (within
+    1 ulp, not glibc's), so values differ by rounding, and where two bandwidth
+    costs or two golden-section costs tie to rounding the decision can flip,
+    after which that channel's estimate legitimately differs. So: exactly the
+    same channels without an estimate (decided by comparisons of the samples);
+    on every channel a finite, non-negative density whose peak count is exactly
+    count_peaks of that density; and densities within 1e-6 relative (peak counts
+    equal) on all but ``max_flipped`` of the channels."""
+    from fastcam.kernels import reference_kde as rkde
+
+    d, p = d.cpu(), p.cpu()
+    assert d.shape == d0.shape and p.shape == p0.shape and p.dtype == torch.long
+    none0 = (d0 == 0).all(-1)
+    assert torch.equal((d == 0).all(-1), none0) and (p[none0] == 0).all()
+    assert torch.isfinite(d).all() and (d >= 0).all()
+    assert torch.equal(p, rkde.count_peaks(d))
+    scale = d0.abs().amax(-1).clamp(min=1e-300)
+    close = ((d - d0).abs().amax(-1) <= 1e-6 * scale) & (p == p0)
+    assert (~close).float().mean() <= max_flipped, (~close).nonzero().flatten().tolist()
+
+
+def test_gpu_agreement_rule_on_the_cpp_kernel():
+    # The rule the CUDA tests apply, checked here: the C++ kernel passes it, and
+    # it fails a density changed on more than max_flipped of the channels or a
+    # peak count that is not the density's own.
+    from fastcam.kernels import cpp as kcpu
+    from fastcam.kernels import reference_kde as rkde
+
+    x = _kde_samples(n=40, S=30)
+    d, p = kcpu.adaptive_kde(x)
+    d0, p0 = rkde.adaptive_kde(x)
+    _assert_gpu_kde_agrees(d, p, d0, p0)
+    bad = d.clone()
+    bad[10:14] *= 1.01                                # 10% of the channels off by 1%
+    with pytest.raises(AssertionError):
+        _assert_gpu_kde_agrees(bad, p, d0, p0)
+    wrong = p.clone()
+    wrong[0] += 1
+    with pytest.raises(AssertionError):
+        _assert_gpu_kde_agrees(d, wrong, d0, p0)
+
+
 @needs_gpu
 @pytest.mark.parametrize("S,Z", [(49, None), (49, 20), (30, 49), (196, None), (100, 169)])
 def test_adaptive_kde_cuda_matches_reference(S, Z):
@@ -419,8 +491,7 @@ def test_adaptive_kde_cuda_matches_reference(S, Z):
     torch.cuda.synchronize()
     assert d.device.type == "cuda" and d.dtype == torch.float64 and p.dtype == torch.long
     d0, p0 = rkde.adaptive_kde(x, Z)
-    torch.testing.assert_close(d.cpu(), d0, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu(), p0)
+    _assert_gpu_kde_agrees(d, p, d0, p0)
 
 
 @needs_gpu
@@ -431,13 +502,11 @@ def test_adaptive_kde_cuda_matches_cpu_kernel_and_float32_input():
     x = _kde_samples(n=300, S=64, seed=3)
     d, p = kcuda.adaptive_kde(x.cuda())
     dc, pc = kcpu.adaptive_kde(x)
-    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu(), pc)
+    _assert_gpu_kde_agrees(d, p, dc, pc)
     x32 = x.float()
     d, p = kcuda.adaptive_kde(x32.cuda(), 40)
     dc, pc = kcpu.adaptive_kde(x32, 40)
-    torch.testing.assert_close(d.cpu(), dc, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu(), pc)
+    _assert_gpu_kde_agrees(d, p, dc, pc)
 
 
 
@@ -472,5 +541,4 @@ def test_adaptive_kde_cuda_through_op_on_side_stream():
     torch.cuda.synchronize()
     assert d.shape == (2, 12, 36) and p.shape == (2, 12) and d.is_cuda
     d0, p0 = rkde.adaptive_kde(x.reshape(24, 49), 36)
-    torch.testing.assert_close(d.cpu().reshape(24, 36), d0, rtol=1e-9, atol=1e-12)
-    assert torch.equal(p.cpu().reshape(24), p0)
+    _assert_gpu_kde_agrees(d.reshape(24, 36), p.reshape(24), d0, p0)

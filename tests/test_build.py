@@ -1,6 +1,6 @@
-"""What the build of fastcam._C contains: the entry points, device code for sm_80
-and sm_90 of every CUDA kernel, and CUDA entry points that fail cleanly without a
-GPU. The kernels' numerics are tested beside their op's other backends
+"""What the build of fastcam._C contains: the entry points, device code for sm_75,
+sm_80 and sm_90 of every CUDA kernel, the shared-memory rule of the CUDA
+launchers, and CUDA entry points that fail cleanly without a GPU. The kernels' numerics are tested beside their op's other backends
 (tests/test_<op>.py)."""
 from __future__ import annotations
 
@@ -59,7 +59,12 @@ def _find_cuobjdump() -> str | None:
 
 @needs_cuda_build
 def test_cuda_architectures_attribute():
-    assert _C().cuda_architectures == "80;90"
+    # the default list, or a superset (benchmarks/gpu_check.sh adds the GPU's own)
+    assert set(ARCHS.split(";")) <= set(_C().cuda_architectures.split(";"))
+
+
+ARCHS = "75;80;90"  # the default of CMakeLists.txt and pyproject.toml: T4, A100, H100
+SM = tuple(f"sm_{a}" for a in ARCHS.split(";"))
 
 
 @needs_cuda_build
@@ -70,14 +75,14 @@ def test_cuda_entry_points_exist():
 
 
 @needs_cuda_build
-def test_device_code_for_sm80_and_sm90():
+def test_device_code_for_every_default_architecture():
     tool = _find_cuobjdump()
     if tool is None:
         pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
     so = _C().__file__
     elf = subprocess.run([tool, "--list-elf", so], capture_output=True, text=True, check=True)
     archs = set(re.findall(r"\.(sm_\d+)\.cubin", elf.stdout))
-    assert {"sm_80", "sm_90"} <= archs, elf.stdout
+    assert set(SM) <= archs, elf.stdout
     # PTX too, so GPUs newer than sm_90 can JIT-compile the kernels.
     ptx = subprocess.run([tool, "--list-ptx", so], capture_output=True, text=True, check=True)
     assert "sm_90" in set(re.findall(r"\.(sm_\d+)\.ptx", ptx.stdout)), ptx.stdout
@@ -104,12 +109,68 @@ def test_every_kernel_in_both_cubins():
                           check=True).stdout
     for source, kernel, template in _KERNELS:
         for t in ("IfE", "IdE") if template else ("",):  # float, double
-            for arch in ("sm_80", "sm_90"):
+            for arch in SM:
                 assert re.search(rf"{source}_cu\w*{kernel}{t}\w*\.{arch}\.elf", text), \
                     (kernel, t, arch)
 
 
-# --- (b) no GPU: clean errors, never a crash ------------------------------------
+# --- (b) shared memory: a staged map must fit beside the static arrays ---------
+
+
+def test_smem_rule_counts_the_static_reduction_array():
+    # 96 x 128 float32 is exactly 48 KiB: with a reduction array of 32 floats
+    # beside it the block needs more than 48 KiB and the launch would fail
+    # (cudaErrorInvalidValue), so the map must not be staged.
+    fits = _C().smem_fits
+    limit = _C().smem_per_block
+    assert limit == 48 * 1024
+    assert not fits(96 * 128 * 4, 32 * 4, limit - 32 * 4)
+    assert fits(96 * 127 * 4, 32 * 4, limit - 32 * 4)
+    assert fits(limit - 1152, 1152, limit - 1152) and not fits(limit - 1151, 1152, limit)
+    assert not fits(1024, 0, 512)                       # the function's own maximum
+    assert fits(0, limit, 0) and not fits(0, limit + 1, limit)
+
+
+def _res_usage(tool: str) -> dict[tuple[str, str, str], int]:
+    """Static shared bytes per (kernel, float|double, sm_XX) from cuobjdump -res-usage."""
+    text = subprocess.run([tool, "-res-usage", _C().__file__], capture_output=True, text=True,
+                          check=True).stdout
+    out, arch = {}, None
+    fn = None
+    for line in text.splitlines():
+        m = re.search(r"arch = (sm_\d+)", line)
+        if m:
+            arch = m.group(1)
+        m = re.search(r"Function (\S+):", line)
+        if m:
+            fn = m.group(1)
+        m = re.search(r"SHARED:(\d+)", line)
+        if m and fn:
+            for kernel in ("upsample_minmax_kernel", "map_minmax_kernel"):
+                for t, code in (("float", "IfE"), ("double", "IdE")):
+                    if f"{kernel}{code}" in fn:
+                        out[(kernel, t, arch)] = int(m.group(1))
+            fn = None
+    return out
+
+
+@needs_cuda_build
+def test_staging_kernels_have_static_shared_memory():
+    # What the launchers must count (they read it from cudaFuncGetAttributes at
+    # run time, which needs a GPU): the kernels that stage a map in dynamic
+    # shared memory also hold a static reduction array of 32 values, and the
+    # static size differs by architecture.
+    tool = _find_cuobjdump()
+    if tool is None:
+        pytest.skip("cuobjdump not found (/usr/local/cuda/bin, PATH, CUDA_HOME, triton)")
+    usage = _res_usage(tool)
+    for kernel in ("upsample_minmax_kernel", "map_minmax_kernel"):
+        for t, size in (("float", 4), ("double", 8)):
+            for arch in SM:
+                assert usage.get((kernel, t, arch), 0) >= 32 * size, (kernel, t, arch, usage)
+
+
+# --- (c) no GPU: clean errors, never a crash ------------------------------------
 
 
 @needs_cuda_build
@@ -165,3 +226,33 @@ def test_adaptive_kde_cuda_entry_points_and_scratch_size():
     # kde_scratch_size(L, M) = (3M + 12) L doubles per channel
     assert C.adaptive_kde_scratch_size(49, 10) == 42 * 49
     assert C.adaptive_kde_scratch_size(1000, 2) == 18 * 1000
+
+
+# --- (d) the test suite refuses an unbuilt fastcam ------------------------------
+
+
+def test_suite_fails_clearly_on_an_unbuilt_source_tree(tmp_path):
+    # The checkout's Python files without fastcam._C, imported first (as from
+    # the checkout root after a non-editable install): conftest.py must stop the
+    # run with what to do instead of skipping every compiled test. Python runs
+    # with -S, so no installed (editable) fastcam is found, and the
+    # site-packages directories come back through PYTHONPATH.
+    import fastcam
+
+    src = os.path.dirname(os.path.abspath(fastcam.__file__))
+    shutil.copytree(src, tmp_path / "fastcam",
+                    ignore=shutil.ignore_patterns("_C*", "*.so", "*.pyd", "__pycache__"))
+    (tmp_path / "tests").mkdir()
+    shutil.copy(os.path.join(os.path.dirname(__file__), "conftest.py"), tmp_path / "tests")
+    (tmp_path / "tests" / "test_one.py").write_text("def test_one():\n    assert True\n")
+    site = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    env = {k: v for k, v in os.environ.items() if k != "FASTCAM_TESTS_ALLOW_UNBUILT"}
+    env["PYTHONPATH"] = os.pathsep.join(site)
+    cmd = [sys.executable, "-S", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "has no compiled fastcam._C" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert str(tmp_path / "fastcam") in p.stdout + p.stderr
+    env["FASTCAM_TESTS_ALLOW_UNBUILT"] = "1"
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr

@@ -19,7 +19,7 @@ import torch
 
 import fastcam
 from _backends import BACKENDS, device_of, needs_gpu, triton_interp, triton_module
-from _triton_aot import assert_compiled, compile_for_gpu
+from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 
 F32, F64 = torch.float32, torch.float64
@@ -106,6 +106,42 @@ def test_op_checks(backend):
         fastcam.ops.cam_combine(A, A.new_ones(2, 4), (8, 0))
     with pytest.raises(ValueError, match="does not match"):
         fastcam.ops.cam_combine(A, A.new_ones(2, 3), 8)
+
+
+@pytest.mark.parametrize("flags", [(True, True, False), (False, True, True), (True, False, False)])
+def test_reference_backend_backward_through_the_op(flags):
+    # The reference backward runs inside the custom op, where autograd's dispatch
+    # keys are off (torch.autograd.grad raised there): its gradients must equal
+    # autograd through the eager definition, outside any op.
+    fastcam.set_backend("reference")
+    A = torch.randn(2, 4, 3, 5, dtype=F64, requires_grad=True)
+    w = torch.randn(2, 2, 4, dtype=F64, requires_grad=True)
+    g = torch.randn(2, 2, 7, 6, dtype=F64)
+    gA, gw = torch.autograd.grad(fastcam.ops.cam_combine(A, w, (7, 6), *flags), (A, w), g)
+    r_gA, r_gw = torch.autograd.grad(reference.cam_combine(A, w, (7, 6), *flags), (A, w), g)
+    assert gA.abs().sum() > 0
+    torch.testing.assert_close(gA, r_gA, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gw, r_gw, rtol=1e-12, atol=1e-12)
+    torch.autograd.gradcheck(lambda A, w: fastcam.ops.cam_combine(A, w, (7, 6), *flags), (A, w))
+
+
+def test_opticam_runs_on_the_reference_backend():
+    # Opti-CAM differentiates through cam_combine: on the reference backend (the
+    # "auto" fallback on CUDA without triton or a CUDA build) it gives the maps
+    # the C++ backend gives.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(6, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 5)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    maps = {}
+    for backend in ("reference", "cpp"):
+        fastcam.set_backend(backend)
+        with fastcam.OptiCAM(model, target_layers=["3"], max_iter=5) as cam:
+            maps[backend] = cam(x, targets=[1, 3])
+    assert maps["reference"].shape == (2, 16, 16)
+    torch.testing.assert_close(maps["reference"], maps["cpp"], rtol=1e-4, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------
@@ -433,6 +469,8 @@ def aot_results(tmp_path_factory):
             for cc in (80, 90) for fn, tuner in _TUNERS.items()
             for data, acc, flag in [("fp32", "fp32", True), ("fp32", "fp32", False),
                                     ("fp64", "fp64", True), ("bf16", "fp32", True)]]
+    # and for sm_90 with each size argument equal to 1, as the JIT specialises it
+    jobs += size_one_jobs([j for j in jobs if j["cc"] == 90 and j["dtype"] == "fp32"])
     return compile_for_gpu(jobs, {_MODULE: _TUNERS}, tmp_path_factory)
 
 
@@ -440,6 +478,30 @@ def aot_results(tmp_path_factory):
 @pytest.mark.parametrize("cc", [80, 90])
 def test_triton_kernels_compile_for_gpu(cc, aot_results):
     assert_compiled(aot_results, cc, tk, variants=4)
+
+
+@triton_interp
+def test_triton_float32_divisions_are_ieee_rounded(aot_results):
+    # Triton's float32 "/" is div.full.f32 (2 ulp) on NVIDIA GPUs: every kernel
+    # divides through div_rn (div.rn.f32), forward and backward, so that y == 1
+    # finds the maximum and the gradient shares are correctly rounded.
+    fp32 = [r for r in aot_results if r["dtype"] == "fp32" and not r.get("size_one")]
+    assert fp32
+    for r in fp32:
+        assert "div.full.f32" not in r["ptx"] and "div.approx" not in r["ptx"], r["kernel"]
+    for kernel in ("_minmax_shares_kernel", "_upsample_adjoint_cols_kernel",
+                   "_upsample_minmax_kernel"):
+        assert all("div.rn.f32" in r["ptx"] for r in fp32 if r["kernel"] == kernel), kernel
+
+
+@triton_interp
+def test_triton_kernels_compile_with_size_one_arguments(aot_results):
+    # h, w, H or W equal to 1 (1x1 and 1-row maps, a single output pixel) reach
+    # the kernels as constexprs: Python ints, not tensors.
+    assert_size_one_compiled(aot_results, 90, tk)
+    ones = {o for r in aot_results if r["kernel"] == "_upsample_minmax_kernel"
+            for o in r["ones"]}
+    assert {"h", "w", "H", "W"} <= ones
 
 
 # ----------------------------------------------------------------------------

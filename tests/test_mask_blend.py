@@ -13,13 +13,15 @@
   and compiled ahead of time for sm_80 and sm_90 (tests/_triton_aot.py).
 - CUDA: the kernels against the reference and the C++ kernel, on a GPU only.
 """
+import importlib
+
 import pytest
 import torch
 
 import fastcam
 from _backends import (BACKENDS, assert_kernel_inputs, device_of, needs_gpu, spy, triton_interp,
                        triton_module)
-from _triton_aot import assert_compiled, compile_for_gpu
+from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 from fastcam.ops import mask_blend
 
@@ -185,8 +187,48 @@ def test_op_errors():
 
 def test_index_out_of_range():
     x = torch.rand(2, 3, 8, 8)
-    with pytest.raises(ValueError, match="index must lie"):
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 2\), got 2"):
         mask_blend(x, torch.rand(1, 2, 2), torch.tensor([2]))
+
+
+def _counting_checks(monkeypatch):
+    """Count the index range checks (each one a device sync on GPU)."""
+    import fastcam.ops._inputs as inputs
+    op_mb = importlib.import_module("fastcam.ops.mask_blend")
+    op_rr = importlib.import_module("fastcam.ops.rank_reveal")
+    ms = importlib.import_module("fastcam.perturbation.masked_scores")
+
+    calls = []
+
+    def counted(index, size, name="index"):
+        calls.append(index.numel())
+        return inputs.check_index(index, size, name)
+
+    for mod, attr in ((op_mb, "_check_index"), (op_rr, "_check_index"), (ms, "check_index")):
+        monkeypatch.setattr(mod, attr, counted)
+    return calls
+
+
+def test_masked_scores_checks_the_index_once_not_per_chunk(monkeypatch):
+    from fastcam.perturbation.masked_scores import class_score, masked_scores
+
+    calls = _counting_checks(monkeypatch)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    x, maps = torch.rand(2, 3, 8, 8), torch.rand(10, 2, 2)
+    index = torch.tensor([0, 1] * 5)
+    scores = masked_scores(model, x, maps, index, class_score(torch.tensor([1, 3])), chunk_size=3)
+    assert calls == [10]                                  # one check of all 10, 4 chunks
+    expected = model(mask_blend(x, maps, index))[torch.arange(10), torch.tensor([1, 3] * 5)]
+    torch.testing.assert_close(scores, expected)
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 2\), got 2"):
+        masked_scores(model, x, maps, torch.tensor([0, 1] * 4 + [2, 0]),
+                      class_score(torch.tensor([1, 3])), chunk_size=3)
+
+
+def test_op_without_index_check_gives_the_same_chunk():
+    x, maps, index = torch.rand(3, 2, 5, 4), torch.rand(4, 2, 3), torch.tensor([2, 0, 1, 2])
+    torch.testing.assert_close(mask_blend(x, maps, index, check_index=False),
+                               mask_blend(x, maps, index))
 
 
 # ----------------------------------------------------------------------------
@@ -345,6 +387,8 @@ def aot_results(tmp_path_factory):
                  types=dict(index_ptr="*i64", eps="fp64"))
             for cc in (80, 90) for fn, tuner in _TUNERS.items()
             for data in ("fp32", "fp64") for flag in (True, False)]
+    # and for sm_90 with each size argument equal to 1, as the JIT specialises it
+    jobs += size_one_jobs([j for j in jobs if j["cc"] == 90 and j["dtype"] == "fp32"])
     return compile_for_gpu(jobs, {_MODULE: _TUNERS}, tmp_path_factory)
 
 
@@ -352,6 +396,14 @@ def aot_results(tmp_path_factory):
 @pytest.mark.parametrize("cc", [80, 90])
 def test_triton_kernels_compile_for_gpu(cc, aot_results):
     assert_compiled(aot_results, cc, tk, variants=4)
+
+
+@triton_interp
+def test_triton_kernels_compile_with_size_one_arguments(aot_results):
+    # A size equal to 1 reaches the kernel as a constexpr (a Python int).
+    assert_size_one_compiled(aot_results, 90, tk)
+    ones = {o for r in aot_results if r["kernel"] == "_mask_blend_kernel" for o in r["ones"]}
+    assert {"C", "h", "w", "H", "W"} <= ones
 
 
 # ----------------------------------------------------------------------------

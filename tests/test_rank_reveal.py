@@ -12,13 +12,15 @@
   and compiled ahead of time for sm_80 and sm_90 (tests/_triton_aot.py).
 - CUDA: the kernel against the reference and the C++ kernel, on a GPU only.
 """
+import importlib
+
 import pytest
 import torch
 
 import fastcam
 from _backends import (BACKENDS, assert_kernel_inputs, device_of, needs_gpu, spy, triton_interp,
                        triton_module)
-from _triton_aot import assert_compiled, compile_for_gpu
+from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 from fastcam.ops import rank_reveal
 
@@ -167,8 +169,54 @@ def test_op_errors():
 
 def test_index_out_of_range():
     x = torch.rand(2, 3, 8, 8)
-    with pytest.raises(ValueError, match="index must lie"):
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 2\), got -1"):
         rank_reveal(torch.zeros(2, 64, dtype=torch.long), torch.tensor([1]), torch.tensor([-1]), x, None)
+
+
+def test_reveal_scores_checks_the_index_once_not_per_chunk(monkeypatch):
+    import fastcam.ops._inputs as inputs
+    op_rr = importlib.import_module("fastcam.ops.rank_reveal")
+    ms = importlib.import_module("fastcam.perturbation.masked_scores")
+    from fastcam.perturbation.masked_scores import class_score, reveal_scores
+
+    calls = []
+
+    def counted(index, size, name="index"):
+        calls.append(index.numel())
+        return inputs.check_index(index, size, name)
+
+    monkeypatch.setattr(op_rr, "_check_index", counted)
+    monkeypatch.setattr(ms, "check_index", counted)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 4))
+    x = torch.rand(2, 3, 4, 4)
+    rank = torch.stack([torch.randperm(16), torch.randperm(16)])
+    counts, index = torch.arange(9).repeat(2), torch.arange(2).repeat_interleave(9)
+    scores = reveal_scores(model, rank, counts, index, x, None, class_score(torch.tensor([0, 2])),
+                           chunk_size=4)
+    assert calls == [18]                                  # one check of all 18, 5 chunks
+    expected = model(rank_reveal(rank, counts, index, x, None))[torch.arange(18), index * 2]
+    torch.testing.assert_close(scores, expected)
+    with pytest.raises(ValueError, match=r"index must lie in \[0, 2\), got 2"):
+        reveal_scores(model, rank, counts, index + 1, x, None, class_score(torch.tensor([0, 2])),
+                      chunk_size=4)
+
+
+def test_shapcam_coalitions_skip_the_index_check(monkeypatch):
+    # Shap-CAM's coalition rows are arange(m) by construction: no check, no sync.
+    op_rr = importlib.import_module("fastcam.ops.rank_reveal")
+    from fastcam.perturbation.coalition_scores import general_worths
+
+    def fail(*a, **k):
+        raise AssertionError("index checked")
+
+    monkeypatch.setattr(op_rr, "_check_index", fail)
+    tail = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 2 * 2, 3))
+    A = torch.rand(1, 2, 2, 2)
+    perms = torch.stack([torch.randperm(4) for _ in range(3)])
+    worths = general_worths(tail, A, torch.zeros(2), perms, lambda logits, i: logits[:, 1], 5)
+    assert worths.shape == (3, 5)
+    torch.testing.assert_close(worths[:, -1], tail(A)[:, 1].expand(3))   # all players in
+    torch.testing.assert_close(worths[:, 0], tail(torch.zeros_like(A))[:, 1].expand(3))
 
 
 # ----------------------------------------------------------------------------
@@ -265,6 +313,8 @@ def aot_results(tmp_path_factory):
                  types={n: "*i64" for n in ("index_ptr", "rank_ptr", "counts_ptr")})
             for cc in (80, 90) for fn, tuner in _TUNERS.items()
             for data in ("fp32", "fp64") for flag in (True, False)]
+    # and for sm_90 with each size argument equal to 1, as the JIT specialises it
+    jobs += size_one_jobs([j for j in jobs if j["cc"] == 90 and j["dtype"] == "fp32"])
     return compile_for_gpu(jobs, {_MODULE: _TUNERS}, tmp_path_factory)
 
 
@@ -272,6 +322,14 @@ def aot_results(tmp_path_factory):
 @pytest.mark.parametrize("cc", [80, 90])
 def test_triton_kernels_compile_for_gpu(cc, aot_results):
     assert_compiled(aot_results, cc, tk, variants=4)
+
+
+@triton_interp
+def test_triton_kernels_compile_with_size_one_arguments(aot_results):
+    # A size equal to 1 reaches the kernel as a constexpr (a Python int).
+    assert_size_one_compiled(aot_results, 90, tk)
+    ones = {o for r in aot_results if r["kernel"] == "_rank_reveal_kernel" for o in r["ones"]}
+    assert {"C", "HW"} <= ones
 
 
 # ----------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 //      pixels of one channel (coalesced) and the 8 partial sums are added in
 //      shared memory.
 //   2. upsample_minmax_kernel: one block per map. The ReLU'd low-res map is
-//      staged in shared memory (when it fits), threads stride over the H*W
+//      staged in shared memory (when it fits beside the kernel's static
+//      reduction array, by the function's attributes), threads stride over the H*W
 //      output pixels computing the bilinear value, store it and keep a running
 //      min/max; a block reduction (warp shuffles + shared memory) gives the
 //      stats, then each thread rescales the pixels it wrote, in place. The
@@ -303,7 +304,7 @@ void cam_combine_forward(const T* A, const T* wt, T* out, T* s_low, T* stats, in
   check_launch("cam_combine_forward/weighted_sum");
 
   const size_t low_bytes = size_t(hw) * sizeof(T);
-  const bool low_in_smem = low_bytes <= kSmemBytes;
+  const bool low_in_smem = dynamic_smem_fits(upsample_minmax_kernel<T>, low_bytes);
   upsample_minmax_kernel<T><<<unsigned(maps), map_threads(HW), low_in_smem ? low_bytes : 0, st>>>(
       s_low, out, stats, int(h), int(w), int(H), int(W), relu, normalize, align_corners,
       low_in_smem);

@@ -7,13 +7,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "../common/smem_budget.h"
+
 namespace fastcam::cuda::detail {
 
 constexpr int kWarp = 32;
 constexpr int kMapThreads = 512;          // most threads of a one-block-per-map kernel
 constexpr int kFlatThreads = 256;         // threads of a flat (grid-stride / tile) kernel
 constexpr int64_t kMaxGrid = 1 << 20;     // blocks of a grid-stride launch, at most
-constexpr size_t kSmemBytes = 48 * 1024;  // dynamic shared memory without opt-in
 
 inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
@@ -24,6 +25,17 @@ inline void check(cudaError_t e, const char* what) {
 // After a kernel launch: a launch error (bad configuration, no kernel image for
 // this GPU, ...) or an earlier asynchronous error of this runtime.
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+// Whether `bytes` of dynamic shared memory fit beside `kernel`'s static shared
+// memory (its reduction arrays; cuobjdump reports 1 KB more for the sm_90 code
+// of the same kernel than for sm_80) without opt-in, by the function's
+// attributes for the current device: launching more fails.
+template <typename Kernel>
+inline bool dynamic_smem_fits(Kernel kernel, size_t bytes) {
+  cudaFuncAttributes a{};
+  check(cudaFuncGetAttributes(&a, kernel), "cudaFuncGetAttributes");
+  return smem_fits(bytes, a.sharedSizeBytes, size_t(a.maxDynamicSharedSizeBytes));
+}
 
 // Blocks of a grid-stride launch over `items` work items, `per_block` per
 // block: at least 1, at most kMaxGrid.

@@ -8,7 +8,8 @@
 // Two launches:
 //   1. map_minmax_kernel: one block per map j (a grid-stride loop over maps when
 //      n exceeds the grid cap). The low-res map is staged in shared memory when
-//      it fits; threads stride over the H*W output pixels evaluating the
+//      it fits beside the kernel's static reduction array (by the function's
+//      attributes); threads stride over the H*W output pixels evaluating the
 //      bilinear upsampling u (nothing of size H*W is stored) and keep a running
 //      min/max; a block reduction (warp shuffles + shared memory) gives
 //      stats[j] = (min u, max u - min u).
@@ -129,7 +130,7 @@ void mask_blend(const T* x, const T* baseline, const T* maps, const int64_t* ind
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
 
   const size_t map_bytes = size_t(hw) * sizeof(T);
-  const bool map_in_smem = map_bytes <= kSmemBytes;
+  const bool map_in_smem = dynamic_smem_fits(map_minmax_kernel<T>, map_bytes);
   map_minmax_kernel<T>
       <<<grid_blocks(n, 1), map_threads(HW), map_in_smem ? map_bytes : 0, st>>>(
           maps, stats, n, int(h), int(w), int(H), int(W), align_corners, map_in_smem);

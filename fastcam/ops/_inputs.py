@@ -30,3 +30,15 @@ def check_per_channel(C: int, mean: Tensor | None, std: Tensor | None) -> None:
     for name, t in (("mean", mean), ("std", std)):
         if t is not None and t.numel() != C:
             raise ValueError(f"{name} must have one value per channel ({C}), got {t.numel()}")
+
+
+def check_index(index: Tensor, size: int, name: str = "index") -> Tensor:
+    """``index`` if every entry lies in [0, size), else a ValueError naming the
+    first bad entry. Reads min and max back to the host (one device sync): call
+    it once per caller and pass ``check_index=False`` to the ops on its chunks."""
+    if index.numel():
+        lo, hi = (int(v) for v in torch.stack([index.min(), index.max()]).tolist())
+        if lo < 0 or hi >= size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} must lie in [0, {size}), got {bad}")
+    return index

@@ -11,6 +11,7 @@ from torch import Tensor
 from ..kernels import reference as _reference
 from ._dispatch import kernel_for
 from ._inputs import as_index, as_kernel_input, check_per_channel
+from ._inputs import check_index as _check_index
 
 
 @torch.library.custom_op("fastcam::mask_blend", mutates_args=())
@@ -32,7 +33,7 @@ def _(x, maps, index, baseline, mean, std, eps, align_corners):
 def mask_blend(x: Tensor, maps: Tensor, index: Tensor | None = None, *,
                baseline: Tensor | None = None, mean: Tensor | None = None,
                std: Tensor | None = None, eps: float = 0.0,
-               align_corners: bool = False) -> Tensor:
+               align_corners: bool = False, check_index: bool = True) -> Tensor:
     """``out[j] = norm(x[i] ⊙ m_j + baseline[i] ⊙ (1 − m_j))`` with i = index[j] and
     ``m_j = minmax(up(maps[j]))`` (bilinear to x's size; ``eps`` is added to the
     min-max denominator, pytorch-grad-cam's Score-CAM uses 1e-8; a constant map
@@ -42,6 +43,11 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor | None = None, *,
         x: images (B,C,H,W). maps: (n,h,w). index: (n,) image of each map
             (default: all maps belong to image 0, which needs B == 1).
         baseline: (B,C,H,W) or None (black). mean, std: (C,) or None.
+        check_index: check that index lies in [0, B) (a ValueError otherwise),
+            which reads it back to the host: one device sync per call. A caller
+            building many chunks checks its whole index once with
+            :func:`fastcam.ops.check_index` and passes False; an index out of
+            range is then undefined behaviour (an out-of-bounds read).
     Returns: (n,C,H,W), the chunk of model inputs, in x's dtype if it is float32
     or float64, else float32.
     """
@@ -54,8 +60,8 @@ def mask_blend(x: Tensor, maps: Tensor, index: Tensor | None = None, *,
         index = torch.zeros(maps.shape[0], dtype=torch.long, device=x.device)
     if index.shape != (maps.shape[0],):
         raise ValueError(f"index must have one entry per map ({maps.shape[0]}), got {tuple(index.shape)}")
-    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= x.shape[0]):
-        raise ValueError(f"index must lie in [0, {x.shape[0]})")
+    if check_index:
+        _check_index(index, x.shape[0])
     if baseline is not None and baseline.shape != x.shape:
         raise ValueError(f"baseline {tuple(baseline.shape)} must match x {tuple(x.shape)}")
     n, C, (H, W), (h, w) = maps.shape[0], x.shape[1], x.shape[2:], maps.shape[1:]

@@ -10,6 +10,7 @@ from torch import Tensor
 from ..kernels import reference as _reference
 from ._dispatch import kernel_for
 from ._inputs import as_index, as_kernel_input, check_per_channel
+from ._inputs import check_index as _check_index
 
 
 @torch.library.custom_op("fastcam::rank_reveal", mutates_args=())
@@ -31,13 +32,17 @@ def _(rank, counts, index, src, dst, mean, std):
 
 def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
                 dst: Tensor | None, *, mean: Tensor | None = None,
-                std: Tensor | None = None) -> Tensor:
+                std: Tensor | None = None, check_index: bool = True) -> Tensor:
     """``out[j] = norm(where(rank[i] < counts[j], src[i], dst[i]))``, i = index[j].
 
     rank: (B, H·W) position of each pixel in the reveal order (0 first);
     counts, index: (n,); src/dst: (B,C,H,W) or None for zeros (deletion reveals
     zeros into x: src=None, dst=x; insertion reveals x into a blurred copy:
-    src=x, dst=blurred); mean, std: (C,) or None. Returns (n,C,H,W)."""
+    src=x, dst=blurred); mean, std: (C,) or None. Returns (n,C,H,W).
+    ``check_index``: check that index lies in [0, B) (a ValueError otherwise),
+    one device sync per call; a caller building many chunks checks its whole
+    index once (:func:`fastcam.ops.check_index`) and passes False (an index out
+    of range is then an out-of-bounds read)."""
     ref = src if src is not None else dst
     if ref is None:
         raise ValueError("src and dst cannot both be None")
@@ -48,8 +53,8 @@ def rank_reveal(rank: Tensor, counts: Tensor, index: Tensor, src: Tensor | None,
         raise ValueError(f"rank must be (B, H*W) = {(B, H * W)}, got {tuple(rank.shape)}")
     if counts.shape != index.shape or index.dim() != 1:
         raise ValueError("counts and index must be 1-D of the same length")
-    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= B):
-        raise ValueError(f"index must lie in [0, {B})")
+    if check_index:
+        _check_index(index, B)
     check_per_channel(C, mean, std)
     return _rank_reveal(as_index(rank, ref), as_index(counts, ref), as_index(index, ref),
                         as_kernel_input(src, ref), as_kernel_input(dst, ref),

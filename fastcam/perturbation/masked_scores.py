@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..engine import Engine, ScoreFn, engine_for
 from ..inputs import Normalize
-from ..ops import mask_blend
+from ..ops import check_index, mask_blend
 from ..ops import rank_reveal
 
 Score = Literal["logit", "probability"]
@@ -66,12 +66,12 @@ def masked_scores(model: nn.Module | Engine, x: Tensor, maps: Tensor, index: Ten
     the mask multiplies the tensor given. ``score_fn(logits, image_index)`` gives
     each copy's score (see :func:`class_score`)."""
     mean, std = _norm_tensors(normalize, x)
-    index = index.to(x.device, torch.long)
+    index = check_index(index.to(x.device, torch.long), x.shape[0])  # once, not per chunk
 
     def build(a: int, b: int) -> Tensor:
         # the op computes in fp32 for a half-precision x; the model gets x's dtype
         return mask_blend(x, maps[a:b], index[a:b], baseline=baseline, mean=mean, std=std,
-                          eps=eps, align_corners=align_corners).to(x.dtype)
+                          eps=eps, align_corners=align_corners, check_index=False).to(x.dtype)
     return engine_for(model).stream_scores(maps.shape[0], build, index, score_fn, chunk_size)
 
 
@@ -82,10 +82,10 @@ def reveal_scores(model: nn.Module | Engine, rank: Tensor, counts: Tensor, index
     (i = index[j]) — insertion/deletion copies — ``chunk_size`` at a time."""
     ref = src if src is not None else dst
     mean, std = _norm_tensors(normalize, ref)
-    index = index.to(ref.device, torch.long)
+    index = check_index(index.to(ref.device, torch.long), ref.shape[0])  # once, not per chunk
     counts = counts.to(ref.device, torch.long)
 
     def build(a: int, b: int) -> Tensor:
         return rank_reveal(rank, counts[a:b], index[a:b], src, dst, mean=mean,
-                           std=std).to(ref.dtype)
+                           std=std, check_index=False).to(ref.dtype)
     return engine_for(model).stream_scores(index.shape[0], build, index, score_fn, chunk_size)

@@ -44,15 +44,19 @@ def taps(dst, in_size, out_size, ALIGN: tl.constexpr, F64: tl.constexpr):
     resizing ``in_size`` -> ``out_size`` linearly, as ATen's
     area_pixel_compute_source_index + guard_index_and_lambda (and cam_math.h's
     bilinear_tap): align_corners=False: src = max(0, (dst + 0.5) * in/out - 0.5);
-    align_corners=True: src = dst * (in - 1)/(out - 1) (0 when out == 1)."""
+    align_corners=True: src = dst * (in - 1)/(out - 1) (0 when out == 1).
+    Sizes go through tl.cast: Triton's JIT passes an int argument equal to 1 as a
+    compile-time constant (a Python int, which has no ``.to``)."""
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    d = dst.to(ACC)
+    d = tl.cast(dst, ACC)
+    n_in = tl.cast(in_size, tl.int32)    # a tensor also when the JIT made the size a
+    n_out = tl.cast(out_size, tl.int32)  # constexpr (it does so for an int equal to 1)
     if ALIGN:
-        scale = div_rn((in_size - 1).to(ACC), tl.maximum(out_size - 1, 1).to(ACC), F64)
-        scale = tl.where(out_size > 1, scale, 0.0)
+        scale = div_rn(tl.cast(n_in - 1, ACC), tl.cast(tl.maximum(n_out - 1, 1), ACC), F64)
+        scale = tl.where(n_out > 1, scale, 0.0)
         src = scale * d
     else:
-        scale = div_rn(in_size.to(ACC), out_size.to(ACC), F64)
+        scale = div_rn(tl.cast(n_in, ACC), tl.cast(n_out, ACC), F64)
         src = tl.maximum(scale * (d + 0.5) - 0.5, 0.0)
     i0 = tl.minimum(src.to(tl.int32), in_size - 1)
     i1 = i0 + (i0 < in_size - 1).to(tl.int32)

@@ -44,7 +44,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .. import reference_kde as _ref
-from ._common import configs, on_device
+from ._common import on_device
 
 _F64 = torch.float64
 
@@ -130,7 +130,7 @@ def _last_nonzero(a, b):
 # ----------------------------------------------------------------------------
 # Kernel
 # ----------------------------------------------------------------------------
-@triton.jit
+@triton.jit(do_not_specialize=["S", "Z", "L", "M", "max_iter"])  # one compile per block size
 def _kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr,
                 y_buf, c_buf, gsr_buf, wv_buf, yo_buf,
                 prm_ptr, S, Z, L, M, max_iter, INTERP: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_Z: tl.constexpr,
@@ -265,11 +265,27 @@ def _kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr,
     tl.store(peaks_ptr + ch, peaks.to(tl.int64))
 
 
-_kde = triton.autotune(
-    configs({"BLOCK_M": 16}, 4,
-            [({"BLOCK_M": 8}, 4), ({"BLOCK_M": 16}, 4), ({"BLOCK_M": 16}, 8),
-             ({"BLOCK_M": 32}, 8)]),
-    key=["S", "Z", "L", "INTERP", "BLOCK_L", "BLOCK_Z"])(_kde_kernel)
+#: The largest tile of a convolution step, BLOCK_M x BLOCK_L float64 values, per
+#: thread: 8 (the cap that keeps the kernel out of register spills).
+TILE_PER_THREAD = 8
+
+
+def kde_config(BLOCK_L: int) -> tuple[int, int]:
+    """(BLOCK_M, num_warps) for a grid block of BLOCK_L points: 4 to 16 warps (one
+    per 32 grid points) and the largest power-of-two BLOCK_M <= 16 whose
+    BLOCK_M x BLOCK_L tiles hold at most TILE_PER_THREAD values per thread.
+
+    One configuration per block size, no autotuning: the kernel's compile time
+    grows steeply with BLOCK_L (14 to 35 s per configuration at BLOCK_L = 256 for
+    sm_90, measured on one shared CPU core), and an autotuner keyed on the
+    data-dependent grid size L compiled and benchmarked every configuration again
+    for each new L (one of them spilled registers)."""
+    num_warps = max(4, min(16, BLOCK_L // 32))
+    bm = 16
+    while bm > 1 and bm * BLOCK_L > TILE_PER_THREAD * 32 * num_warps:
+        bm //= 2
+    return bm, num_warps
+
 
 #: The raw @triton.jit kernels, for ahead-of-time compilation checks.
 KERNELS = (_kde_kernel,)
@@ -322,8 +338,11 @@ def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor,
         gsr_buf = torch.empty(n, M, BLOCK_L, dtype=_F64, device=dev)
         wv_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
         yo_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
+        block_m, num_warps = kde_config(BLOCK_L)
         with on_device(dev):
-            _kde[(n,)](x, idx, W_t, ext, density, peaks, y_buf, c_buf, gsr_buf, wv_buf, yo_buf,
-                       prm, S, Z, L, M, _ref.MAX_ITER, INTERP=L != Z, BLOCK_L=BLOCK_L, BLOCK_Z=BLOCK_Z, BLOCK_S=BLOCK_S,
-                       NSTEP=max(1, (BLOCK_L - 1).bit_length()))
+            _kde_kernel[(n,)](x, idx, W_t, ext, density, peaks, y_buf, c_buf, gsr_buf, wv_buf,
+                              yo_buf, prm, S, Z, L, M, _ref.MAX_ITER, INTERP=L != Z,
+                              BLOCK_L=BLOCK_L, BLOCK_Z=BLOCK_Z, BLOCK_S=BLOCK_S,
+                              BLOCK_M=block_m, NSTEP=max(1, (BLOCK_L - 1).bit_length()),
+                              num_warps=num_warps)
     return density, peaks

@@ -8,7 +8,7 @@ scaling by IEEE division, min/max subgradients spread evenly over ties).
 Kernels (one "map" is one (b, g) pair, m = b*G + g):
 
 forward
-  ``_weighted_sum_kernel``      grid (B*G, cdiv(h*w, BLOCK_P)): s_low[m, p] =
+  ``_weighted_sum_kernel``      grid (B*G*cdiv(h*w, BLOCK_P),): s_low[m, p] =
                                 Σ_k w[m, k] A[b, k, p], K in BLOCK_K tiles.
   ``_upsample_minmax_kernel``   grid (B*G,): one program per map. Loop 1 over the
                                 H*W output pixels in BLOCK chunks: gather the four
@@ -19,21 +19,27 @@ backward
   ``_minmax_shares_kernel``     grid (B*G,): Σ g (y-1), -Σ g y and the tie counts
                                 #(y == 0), #(y == 1) -> the per-element shares of
                                 dL/dmin and dL/dmax (only when normalize).
-  ``_upsample_adjoint_cols_kernel``  grid (B*G, cdiv(H*w, BLOCK)): adjoint of the
+  ``_upsample_adjoint_cols_kernel``  grid (B*G*cdiv(H*w, BLOCK),): adjoint of the
                                 horizontal interpolation, t[m, i, x] = Σ_j wx(j, x)
                                 gu[m, i, j] with gu the gradient w.r.t. u. Each
                                 program owns output (row, low-res column) cells and
                                 gathers from the window of output columns whose
                                 taps touch column x: no atomics.
-  ``_upsample_adjoint_rows_kernel``  grid (B*G, cdiv(h*w, BLOCK)): adjoint of the
+  ``_upsample_adjoint_rows_kernel``  grid (B*G*cdiv(h*w, BLOCK),): adjoint of the
                                 vertical interpolation, g_s[m, y, x] = Σ_i wy(i, y)
                                 t[m, i, x], gathered the same way, then the ReLU
                                 mask (s_low > 0).
   The two contractions grad_w[b,g,k] = Σ_p g_s[b,g,p] A[b,k,p] and
   grad_A[b,k,p] = Σ_g w[b,g,k] g_s[b,g,p] are torch.bmm calls (cuBLAS on GPU).
 
+Every grid is 1-D (program = map × tile), as the mask kernels': CUDA caps grid
+axes 1 and 2 at 65,535 programs, which a 2-D grid with pixel tiles on axis 1
+exceeded above about 4.2 M pixels per map.
+
 Computation is in float64 for float64 inputs, else float32 (float16/bfloat16
-inputs are loaded and stored in their dtype, computed in float32).
+inputs are loaded and stored in their dtype, computed in float32). Every float32
+division is IEEE-rounded (``div_rn``: Triton's ``/`` is ``div.full.f32``,
+approximate to 2 ulp, on NVIDIA GPUs), in the backward kernels too.
 """
 from __future__ import annotations
 
@@ -57,12 +63,15 @@ def _window_start(x, in_size, out_size, ALIGN: tl.constexpr):
     i.e. src ∈ [x-1, x+1); inverting src(dst) gives dst >= (x - 0.5)*out/in - 0.5
     (align_corners=False) or dst >= (x - 1)*(out-1)/(in-1) (True). One index of
     margin absorbs rounding; the host's window length covers the upper end."""
-    xf = x.to(tl.float32)
+    xf = tl.cast(x, tl.float32)
+    n_in = tl.cast(in_size, tl.int32)    # tensors also when the JIT made a size equal
+    n_out = tl.cast(out_size, tl.int32)  # to 1 a constexpr
     if ALIGN:
-        inv = (out_size - 1).to(tl.float32) / tl.maximum(in_size - 1, 1).to(tl.float32)
+        inv = div_rn(tl.cast(n_out - 1, tl.float32), tl.cast(tl.maximum(n_in - 1, 1), tl.float32),
+                     False)
         est = (xf - 1.0) * inv
     else:
-        inv = out_size.to(tl.float32) / in_size.to(tl.float32)
+        inv = div_rn(tl.cast(n_out, tl.float32), tl.cast(n_in, tl.float32), False)
         est = (xf - 0.5) * inv - 0.5
     return tl.maximum(est.to(tl.int32) - 1, 0)
 
@@ -87,11 +96,14 @@ def _window(n_in: int, n_out: int, align_corners: bool) -> int:
 def _weighted_sum_kernel(A_ptr, w_ptr, s_ptr, G, K, HW,
                          F64: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr):
     """s[b,g,p] = Σ_k w[b,g,k] A[b,k,p] (reference: einsum("bgk,bkhw->bghw")).
-    Program (m, pb): map m = b*G + g, low-res positions pb*BLOCK_P + [0, BLOCK_P)."""
+    Program pid = m * cdiv(HW, BLOCK_P) + pb: map m = b*G + g, low-res positions
+    pb*BLOCK_P + [0, BLOCK_P) (a 1-D grid: CUDA caps grid axis 1 at 65535)."""
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    m = tl.program_id(0).to(tl.int64)
+    nblk = tl.cdiv(HW, BLOCK_P)
+    pid = tl.program_id(0).to(tl.int64)
+    m = pid // nblk
     b = m // G
-    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    p = (pid % nblk).to(tl.int32) * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = p < HW
     acc = tl.zeros([BLOCK_P], ACC)
     for k0 in range(0, K, BLOCK_K):
@@ -173,8 +185,8 @@ def _minmax_shares_kernel(g_ptr, y_ptr, stats_ptr, shares_ptr, HW,
     safe = tl.where(rng > 0.0, rng, 1.0)
     c_lo = tl.sum(n_lo, axis=0)
     c_hi = tl.sum(n_hi, axis=0)
-    lo_share = tl.sum(g_lo, axis=0) / safe / tl.maximum(c_lo, 1).to(ACC)
-    hi_share = tl.sum(g_hi, axis=0) / safe / tl.maximum(c_hi, 1).to(ACC)
+    lo_share = div_rn(div_rn(tl.sum(g_lo, axis=0), safe, F64), tl.maximum(c_lo, 1).to(ACC), F64)
+    hi_share = div_rn(div_rn(tl.sum(g_hi, axis=0), safe, F64), tl.maximum(c_hi, 1).to(ACC), F64)
     ok = rng > 0.0
     tl.store(shares_ptr + 2 * m, tl.where(ok & (c_lo > 0), lo_share, 0.0))
     tl.store(shares_ptr + 2 * m + 1, tl.where(ok & (c_hi > 0), hi_share, 0.0))
@@ -187,12 +199,14 @@ def _upsample_adjoint_cols_kernel(g_ptr, y_ptr, stats_ptr, shares_ptr, t_ptr, w,
     """Adjoint of the horizontal linear interpolation: t[m, i, x] =
     Σ_j wx(j, x) gu[m, i, j], where wx(j, x) = l0(j)[i0(j) == x] + l1(j)[i1(j) == x]
     and gu = dL/du: g/range + min/max shares at ties (cam_math.h's minmax_grad;
-    0 for a constant map) if NORMALIZE, else g. Program (m, eb): cells e = i*w + x
-    for e in eb*BLOCK + [0, BLOCK); each gathers from the output columns
-    j ∈ [start(x), start(x) + win_w) that can touch x."""
+    0 for a constant map) if NORMALIZE, else g. Program pid = m * cdiv(H*w, BLOCK)
+    + eb: cells e = i*w + x for e in eb*BLOCK + [0, BLOCK); each gathers from the
+    output columns j ∈ [start(x), start(x) + win_w) that can touch x."""
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    m = tl.program_id(0).to(tl.int64)
-    e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    nblk = tl.cdiv(H * w, BLOCK)
+    pid = tl.program_id(0).to(tl.int64)
+    m = pid // nblk
+    e = (pid % nblk).to(tl.int32) * BLOCK + tl.arange(0, BLOCK)
     emask = e < H * w
     i = e // w
     x = e % w
@@ -213,7 +227,8 @@ def _upsample_adjoint_cols_kernel(g_ptr, y_ptr, stats_ptr, shares_ptr, t_ptr, w,
         g = tl.load(g_ptr + row + j, mask=valid, other=0.0).to(ACC)
         if NORMALIZE:
             yv = tl.load(y_ptr + row + j, mask=valid, other=0.5).to(ACC)
-            gu = g / safe + tl.where(yv == 0.0, lo_share, 0.0) + tl.where(yv == 1.0, hi_share, 0.0)
+            gu = (div_rn(g, safe, F64) + tl.where(yv == 0.0, lo_share, 0.0)
+                  + tl.where(yv == 1.0, hi_share, 0.0))
             gu = tl.where(pos, gu, 0.0)
         else:
             gu = g
@@ -227,12 +242,15 @@ def _upsample_adjoint_rows_kernel(t_ptr, s_ptr, gs_ptr, h, w, H, win_h,
                                   F64: tl.constexpr, BLOCK: tl.constexpr):
     """Adjoint of the vertical linear interpolation and of the ReLU:
     g_s[m, y, x] = [s[m, y, x] > 0] Σ_i wy(i, y) t[m, i, x] (mask only if RELU).
-    Program (m, pb): low-res cells p = y*w + x in pb*BLOCK + [0, BLOCK), each
-    gathering from the output rows i ∈ [start(y), start(y) + win_h)."""
+    Program pid = m * cdiv(h*w, BLOCK) + pb: low-res cells p = y*w + x in
+    pb*BLOCK + [0, BLOCK), each gathering from the output rows
+    i ∈ [start(y), start(y) + win_h)."""
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
-    m = tl.program_id(0).to(tl.int64)
-    p = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     hw = h * w
+    nblk = tl.cdiv(hw, BLOCK)
+    pid = tl.program_id(0).to(tl.int64)
+    m = pid // nblk
+    p = (pid % nblk).to(tl.int32) * BLOCK + tl.arange(0, BLOCK)
     pmask = p < hw
     y = p // w
     x = p % w
@@ -312,7 +330,7 @@ def cam_combine_forward(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normal
     f64 = A.dtype == torch.float64
     with on_device(A.device):
         if h * wd > 0:
-            _weighted_sum[lambda META: (maps, triton.cdiv(h * wd, META["BLOCK_P"]))](
+            _weighted_sum[lambda META: (maps * triton.cdiv(h * wd, META["BLOCK_P"]),)](
                 A, w, s_low, G, K, h * wd, F64=f64)
         _upsample_minmax[(maps,)](s_low, out, stats, h, wd, H, W, RELU=bool(relu),
                                   NORMALIZE=bool(normalize), ALIGN=bool(align_corners), F64=f64)
@@ -338,10 +356,10 @@ def cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_
         with on_device(A.device):
             if normalize:
                 _minmax_shares[(maps,)](grad_out, out, stats, shares, H * W, F64=f64)
-            _adjoint_cols[lambda META: (maps, triton.cdiv(H * wd, META["BLOCK"]))](
+            _adjoint_cols[lambda META: (maps * triton.cdiv(H * wd, META["BLOCK"]),)](
                 grad_out, out, stats, shares, t, wd, H, W, _window(wd, W, align_corners),
                 NORMALIZE=bool(normalize), ALIGN=bool(align_corners), F64=f64)
-            _adjoint_rows[lambda META: (maps, triton.cdiv(h * wd, META["BLOCK"]))](
+            _adjoint_rows[lambda META: (maps * triton.cdiv(h * wd, META["BLOCK"]),)](
                 t, s_low, g_s, h, wd, H, _window(h, H, align_corners),
                 RELU=bool(relu), ALIGN=bool(align_corners), F64=f64)
     # The two small contractions over p (grad_w) and g (grad_A): torch.bmm.
