@@ -91,14 +91,21 @@ def test_batch_equals_single_images(resnet18):
 
 
 def test_chunk_size_bounds_the_model_batch(resnet18):
-    seen = []
-    handle = resnet18.conv1.register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
-    try:
-        fastcam.explain(resnet18, torch.randn(1, 3, 64, 64), "scorecam", "layer4", 0, batch_size=100)
-    finally:
-        handle.remove()
-    # one clean forward of 1, then 512 masked copies in chunks of at most 100
-    assert seen[0] == 1 and max(seen[1:]) == 100 and sum(seen[1:]) == 512
+    x = torch.randn(1, 3, 64, 64)
+    cam = fastcam.ScoreCAM(resnet18, "layer4", batch_size=100)
+    for dedupe in (False, True):
+        seen = []
+        handle = resnet18.conv1.register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
+        cam.dedupe = dedupe
+        try:
+            cam(x, 0)
+        finally:
+            handle.remove()
+        # one clean forward of 1, then the masked copies in chunks of at most 100:
+        # all 512 channels', or one per distinct copy
+        ran = int(cam.last.extra["masked_forwards"][0].sum())
+        assert seen[0] == 1 and max(seen[1:]) == 100 and sum(seen[1:]) == ran
+        assert ran == 512 if not dedupe else ran <= 512
 
 
 def test_mode_and_target_errors(resnet18):
