@@ -41,12 +41,13 @@ class ScoreCAM(BaseCAM):
         target class, α = s (no channel softmax), constant maps skipped (α = 0),
         and the map is ``minmax(ReLU(Σ_k α_k up(A_k)))`` (ReLU after upsampling).
 
-    Each distinct copy runs once (:func:`fastcam.perturbation.distinct_masks.distinct_masks`):
+    Copies found equal run once (:func:`fastcam.perturbation.distinct_masks.distinct_masks`):
     channels of an image whose activation maps are bitwise identical share one
     forward, and so do its constant channels whose copy is bitwise the all-zero
     channel's (the min-max of a constant map is 0, so the copy is black; a non-zero
-    constant qualifies only where upsampling keeps it exactly constant, which
-    ``align_corners=True`` often does not). The ``"official"`` mode runs no constant
+    constant qualifies only where the op builds exactly that copy from it, which
+    with ``align_corners=True`` it often does not). Different non-constant maps
+    with equal copies (A and 2A) are not looked for and run separately. The ``"official"`` mode runs no constant
     channel at all (their α is 0). Scores are spread back to every channel, so the
     maps are those of K forwards per image, up to the model's batch-size-dependent
     rounding. ``last.extra["masked_forwards"]``: per layer, the (B,) number of masked

@@ -13,6 +13,8 @@ and the min-max scaling magnifies that rounding (with ``align_corners=True`` and
 gives a mask with values up to 0.99). So a constant map joins the all-zero
 map's class only when the copy the op builds from it is bitwise equal to the
 copy it builds from an all-zero map; nothing is merged on approximate equality.
+Different non-constant maps whose copies coincide (A and 2A) are not looked for:
+they stay in separate classes.
 """
 from __future__ import annotations
 
