@@ -10,6 +10,7 @@ from ..engine import Precision
 from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
+from ..perturbation.distinct_masks import distinct_masks
 from ..perturbation.masked_scores import callable_score, class_score, masked_scores
 from .base import BaseCAM, CallContext, minmax
 
@@ -41,12 +42,27 @@ class ScoreCAM(BaseCAM):
         target class, α = s (no channel softmax), constant maps skipped (α = 0),
         and the map is ``minmax(ReLU(Σ_k α_k up(A_k)))`` (ReLU after upsampling).
 
+    Copies found equal run once (:func:`fastcam.perturbation.distinct_masks.distinct_masks`):
+    channels of an image whose activation maps are bitwise identical share one
+    forward, and so do its constant channels whose copy is bitwise the all-zero
+    channel's (the min-max of a constant map is 0, so the copy is black; a non-zero
+    constant qualifies only where the op builds exactly that copy from it, which
+    with ``align_corners=True`` it often does not). Different non-constant maps
+    with equal copies (A and 2A) are not looked for and run separately. The ``"official"`` mode runs no constant
+    channel at all (their α is 0). Scores are spread back to every channel, so the
+    maps are those of K forwards per image, up to the model's batch-size-dependent
+    rounding. ``last.extra["masked_forwards"]``: per layer, the (B,) number of masked
+    copies the model ran for each image. Setting the attribute ``dedupe = False``
+    runs all K copies of every image instead.
+
     Args:
         batch_size: masked copies per forward (the chunk size; pytorch-grad-cam's
             ``batch_size`` attribute).
     """
 
     capture = "forward"
+    #: run each distinct masked copy once (False: every channel's copy)
+    dedupe: bool = True
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32, mode: Mode = "default",
@@ -68,18 +84,29 @@ class ScoreCAM(BaseCAM):
         else:
             raise ValueError("the 'official' mode scores class probabilities; it needs "
                              "class-index targets, not callables")
-        weights = []
+        weights, forwards = [], []
         for A in ctx.activations:
             A = A.detach()
             B, K, h, w = A.shape
+            maps = A.reshape(B * K, h, w).to(x.dtype)
             index = torch.arange(B, device=A.device).repeat_interleave(K)
-            s = masked_scores(self.engine, x, A.reshape(B * K, h, w).to(x.dtype), index, score_fn,
-                              chunk_size=self.batch_size, normalize=self.normalize, eps=eps,
-                              align_corners=align_corners).view(B, K)
-            if skip_constant:
-                flat = A.flatten(2)
-                s = torch.where(flat.amax(-1) > flat.amin(-1), s, torch.zeros_like(s))
+            scored = torch.arange(B * K, device=A.device)     # channels whose score is used
+            if skip_constant:                                  # the others get α = 0
+                flat = A.reshape(B * K, h * w)
+                scored = scored[flat.amax(1) > flat.amin(1)]
+            options = dict(chunk_size=self.batch_size, normalize=self.normalize, eps=eps,
+                           align_corners=align_corners)
+            run, spread = scored, None
+            if self.dedupe:
+                classes = distinct_masks(x, maps[scored], index[scored], **options)
+                run, spread = scored[classes.representatives], classes.inverse
+            scores = masked_scores(self.engine, x, maps[run], index[run], score_fn, **options)
+            s = torch.zeros(B * K, dtype=scores.dtype, device=A.device)
+            s[scored] = scores if spread is None else scores[spread]
+            forwards.append(torch.bincount(index[run], minlength=B))
+            s = s.view(B, K)
             weights.append(s.softmax(dim=1) if channel_softmax else s)
+        ctx.extra["masked_forwards"] = forwards
         ctx.extra["channel_scores"] = [w.detach() for w in weights]
         return weights
 
