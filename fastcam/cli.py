@@ -27,7 +27,7 @@ DEMO_OPTIONS = {"opticam": {"max_iter": 50}}
 #: how the demo's budgets read in its column titles
 _BUDGET_WORDS = {"max_iter": "iterations", "permutations": "permutations"}
 #: photos in the demo's grid by default (of the 8 bundled)
-DEMO_PHOTOS = 3
+DEMO_PHOTOS = 2
 
 
 def _demo_option(text: str) -> tuple[str, str, object]:
@@ -76,7 +76,7 @@ def _budget_text(options: dict) -> str:
 def _demo(args: argparse.Namespace) -> int:
     """Explain the bundled real photos with EfficientNet-Lite0 (ImageNet weights)
     with every method and write a PNG grid (one row per photo, one column per
-    method). By default on 3 photos, in bf16 where the device runs it natively
+    method). By default on 2 photos, in bf16 where the device runs it natively
     (else fp32), with Opti-CAM at 50 iterations (the paper: 100): the header and
     the figure say which."""
     from . import explain, models
