@@ -90,6 +90,7 @@ def save_grid(
     colormap: str = "jet",
     dpi: int = 80,
     cell_inches: float = 2.0,
+    title: Optional[str] = None,
 ) -> None:
     """Write ONE PNG grid comparing CAM methods.
 
@@ -108,6 +109,7 @@ def save_grid(
         alpha, colormap: passed to :func:`overlay`.
         dpi, cell_inches: output resolution; each cell is ``cell_inches``
             square (160 px at the defaults) plus margins for labels.
+        title: a line above the grid (e.g. the model and precision), or None.
     """
     # Figure + FigureCanvasAgg render with Agg and never touch pyplot or a
     # display backend (safe in threads / headless).
@@ -133,7 +135,8 @@ def save_grid(
         raise ValueError("no images")
 
     left = 0.35 * cell_inches if row_labels is not None else 0.05 * cell_inches
-    top = 0.18 * cell_inches
+    titled_cols = any("\n" in str(t) for t in col_labels)
+    top = (0.3 if titled_cols else 0.18) * cell_inches + (0.16 * cell_inches if title else 0.0)
     fig_w = left + ncols * cell_inches
     fig_h = top + n * cell_inches
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
@@ -161,6 +164,8 @@ def save_grid(
                 ax.set_title(str(col_labels[j]), fontsize=9)
         if row_labels is not None:
             axes[i][0].set_ylabel(str(row_labels[i]), fontsize=9)
+    if title:
+        fig.suptitle(str(title), fontsize=10, y=1.0 - 0.03 * cell_inches / fig_h, va="top")
     out = os.fspath(path)
     parent = os.path.dirname(out)
     if parent:

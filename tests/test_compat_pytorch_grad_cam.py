@@ -109,7 +109,9 @@ def test_cnn_parity(arch, size, cls, kw):
     maps, out = _ours(cls, model, layers, x, targets, **kw)
     _check(maps, ref)
     if not kw.get("aug_smooth"):
-        torch.testing.assert_close(out, ref_out)
+        # fastcam's engine runs conv models on channels-last input (pytorch-grad-cam: NCHW):
+        # oneDNN's other convolution kernels round the float32 logits differently (ResNet-50: 4e-5)
+        torch.testing.assert_close(out, ref_out, rtol=1e-4, atol=1e-4)
 
 
 def test_predicted_class_targets_multi_layer_and_callables():

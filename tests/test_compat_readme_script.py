@@ -55,4 +55,6 @@ def test_readme_script_runs_unchanged_with_the_same_results():
     # maps differ by ~1e-6: a JET step (≤ 4 units) times the 0.5 blend, rarely
     diff = np.abs(vis_o.astype(int) - vis_t.astype(int))
     assert diff.max() <= 3 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
-    torch.testing.assert_close(ours["model_outputs"], theirs["model_outputs"].detach())
+    # fastcam's engine runs conv models on channels-last input (pytorch-grad-cam: NCHW):
+    # oneDNN's other convolution kernels round the float32 logits differently (3e-5 here)
+    torch.testing.assert_close(ours["model_outputs"], theirs["model_outputs"].detach(), rtol=1e-4, atol=1e-4)

@@ -126,6 +126,7 @@ def test_store_records_bad_and_converted_images(images, reference):
     meta = s["attrs"]["fastcam"]
     assert meta["method"] == "gradcam" and meta["model"] == "efficientnet_lite0"
     assert meta["layer"] == "_head_act" and meta["dtype"] == "float16" and meta["size"] == SIZE
+    assert meta["precision"] == "fp32" and "precision" not in meta["options"]
     assert meta["fastcam_version"] == fastcam.__version__ and meta["complete"] is True
     assert (meta["n_done"], meta["n_failed"]) == (23, 2)
     assert (summary.computed, summary.computed_failed, summary.failed, summary.pending) == (25, 2, 2, 0)
@@ -269,3 +270,104 @@ def test_compute_chunk_records_failed_images_and_repeats_itself():
     again = compute_chunk(cam, batch, np.array([0, 1, 2]), **kw)
     for name, a in r._asdict().items():
         np.testing.assert_array_equal(a, getattr(again, name), err_msg=name)
+
+
+# -- precision ------------------------------------------------------------------------
+def _native(precision: str) -> bool:
+    from fastcam.engine import check_precision
+
+    try:
+        check_precision(precision, torch.device("cpu"))
+    except ValueError:
+        return False
+    return True
+
+
+def _pearson(a, b):
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+@pytest.mark.skipif(not _native("bf16"), reason="this CPU has no native bf16")
+def test_precision_is_recorded_and_another_is_refused(images, tmp_path, capsys):
+    four = [str(p) for p in sorted(images.rglob("photo0[0-3].*"))]
+    listing = tmp_path / "four.txt"
+    listing.write_text("\n".join(four) + "\n")
+    out = tmp_path / "bf16.zarr"
+    kw = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
+    assert fastcam.generate(four, out, "gradcam", precision="bf16", **kw).done == 4
+    s = read_store(out)
+    meta = s["attrs"]["fastcam"]
+    assert meta["precision"] == "bf16" and "precision" not in meta["options"]
+    # the maps are bf16's: close to the library's fp32 maps, not equal to them
+    model = fastcam.models.efficientnet_lite0(pretrained=True).eval()
+    x = torch.stack([fastcam.data.load_image(p, SIZE) for p in four])
+    ref = fastcam.explain(model, x, "gradcam", "_head_act", normalize=model.normalization).numpy()
+    assert min(_pearson(a, b) for a, b in zip(s["maps"].astype(np.float32), ref)) >= 0.99
+    assert np.abs(s["maps"] - ref).max() > 2e-3
+    before = _files(out)
+    with pytest.raises(GenerateError, match='precision: store has "bf16", this run "fp32"'):
+        fastcam.generate(four, out, "gradcam", **kw)
+    assert main(["generate", "--images", str(listing), "--out", str(out), *ARGS, "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'precision: store has "bf16", this run "fp16"' in err[0], err
+    assert _files(out) == before
+    assert main(["generate", "--images", str(listing), "--out", str(out), *ARGS, "--precision", "bf16"]) == 0
+    assert "4 already in the store" in capsys.readouterr().out
+    # --verify says how the store was computed and checks a precision it is given
+    assert main(["generate", "--verify", "--out", str(out)]) == 0
+    assert "precision bf16" in capsys.readouterr().out
+    assert main(["generate", "--verify", "--out", str(out), "--precision", "bf16"]) == 0
+    assert main(["generate", "--verify", "--out", str(out), "--images", str(listing), "--precision", "fp32"]) == 1
+    printed = capsys.readouterr().out
+    assert "computed in bf16, not fp32" in printed and "made by another run" in printed
+    assert _files(out) == before
+
+
+def test_a_store_made_before_precision_counts_as_fp32(images, reference, tmp_path):
+    import zarr
+
+    out = tmp_path / "old.zarr"
+    shutil.copytree(reference[0], out)
+    group = zarr.open_group(str(out), mode="r+")
+    meta = dict(group.attrs["fastcam"])
+    del meta["precision"]
+    group.attrs.update({"fastcam": meta})
+    kw = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
+    assert fastcam.generate(images, out, "gradcam", **kw).skipped == 25
+    with pytest.raises(GenerateError, match='precision: store has "fp32", this run "fp16"'):
+        fastcam.generate(images, out, "gradcam", precision="fp16", **kw)
+
+
+@pytest.fixture
+def no_bf16(monkeypatch):
+    """A CPU without AVX512-BF16/AMX: oneDNN reports no bf16 support."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+
+
+def test_precision_errors_come_before_any_work(images, tmp_path, capsys, monkeypatch, no_bf16):
+    import importlib
+
+    def fail(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+    monkeypatch.setattr(importlib.import_module("fastcam.generate.run"), "load_model", fail)
+    out = tmp_path / "s.zarr"
+    with pytest.raises(GenerateError, match="--precision bf16: precision='bf16' cannot run on cpu"):
+        fastcam.generate(images, out, "gradcam", precision="bf16", size=SIZE, progress=False)
+    with pytest.raises(GenerateError, match="precision must be one of"):
+        fastcam.generate(images, out, "gradcam", precision="fp64", size=SIZE, progress=False)
+    assert main(["generate", "--images", str(images), "--out", str(out), *ARGS, "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot run on cpu" in err[0] and "use precision='fp32'" in err[0], err
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--images", str(images), "--out", str(out), *ARGS, "--precision", "fp64"])
+    assert e.value.code == 2 and "invalid choice: 'fp64'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_precision_is_not_a_method_option_of_generate(images, tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    assert main(["generate", "--images", str(images), "--out", str(out), *ARGS, "-o", "precision=bf16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "precision is not a method option: use --precision" in err[0], err
+    assert not out.exists()

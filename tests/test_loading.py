@@ -7,6 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
+import fastcam
 from fastcam.data import IMAGENET_MEAN, IMAGENET_STD
 from fastcam.evaluate import EvalError
 from fastcam.generate import GenerateError
@@ -81,3 +82,31 @@ def test_modules_and_random_weights():
         resolve_layer(net, "01")
     with pytest.raises(UsageError, match="--model 'nope'"):
         load_model("nope")
+
+
+def test_build_explainer_precision():
+    from fastcam.models.loading import build_explainer
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    assert build_explainer(fastcam.GradCAM, net, "1", None).engine.precision == "fp32"
+    assert build_explainer(fastcam.GradCAM, net, "1", None, precision="fp16").engine.precision == "fp16"
+    # the method option alone still works (fastcam eval's -o METHOD.precision=...), and may agree
+    assert build_explainer(fastcam.GradCAM, net, "1", None, {"precision": "bf16"}).engine.precision == "bf16"
+    assert build_explainer(fastcam.GradCAM, net, "1", None, {"precision": "bf16"},
+                           precision="bf16").engine.precision == "bf16"
+    with pytest.raises(UsageError, match="precision given twice"):
+        build_explainer(fastcam.GradCAM, net, "1", None, {"precision": "fp16"}, precision="bf16")
+    with pytest.raises(UsageError, match="choose from"):
+        build_explainer(fastcam.GradCAM, net, "1", None, precision="fp64")
+
+
+def test_check_precision_is_the_engines_as_a_usage_error(monkeypatch):
+    from fastcam.models.loading import check_precision
+
+    assert check_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(UsageError, match="--precision fp64: precision must be one of"):
+        check_precision("fp64", "cpu")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(UsageError, match="--precision bf16: precision='bf16' cannot run on cpu"):
+        check_precision("bf16", "cpu")

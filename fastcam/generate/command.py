@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from ..models.loading import BUNDLED, UsageError, key_value
+from ..models.loading import BUNDLED, PRECISION_CHOICES, UsageError, key_value
 from .config import DTYPES
 from .fingerprint import FINGERPRINTS
 from .run import generate
@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--size", type=int, default=224, help="input and map size (default: %(default)s)")
     a("--dtype", default="float16", choices=sorted(DTYPES), help="maps dtype (default: %(default)s)")
     a("--device", default=None, help="default: cuda when available (cuda:LOCAL_RANK under torchrun)")
+    a("--precision", default=None, choices=PRECISION_CHOICES,
+      help="how the model runs: fp32 (default), bf16 or fp16 (autocast; the maps' algebra stays "
+           "float32); an error if the device cannot run it natively. Recorded in the store: a "
+           "resume with another precision is refused; with --verify, checked against the store")
     a("--storage-option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
       help="fsspec storage option for a remote --out, repeatable")
     a("--retry-failed", action="store_true", help="recompute chunks that hold failed images")
@@ -48,7 +52,8 @@ def run_cli(args: argparse.Namespace) -> int:
     0 when the store checks out, 1 on a problem."""
     try:
         if args.verify:
-            report = verify_store(args.out, args.images, dict(args.storage_option) or None)
+            report = verify_store(args.out, args.images, dict(args.storage_option) or None,
+                                  precision=args.precision)
             print(report.format())
             return 0 if report.ok else 1
         if args.images is None:
@@ -56,7 +61,7 @@ def run_cli(args: argparse.Namespace) -> int:
         summary = generate(args.images, args.out, args.method, options=dict(args.option),
                            model=args.model, weights=args.weights, layer=args.layer, target=args.target,
                            batch_size=args.batch_size, workers=args.workers, size=args.size,
-                           dtype=args.dtype, device=args.device,
+                           dtype=args.dtype, device=args.device, precision=args.precision or "fp32",
                            storage_options=dict(args.storage_option) or None,
                            retry_failed=args.retry_failed, fingerprint=args.fingerprint,
                            progress=not args.no_progress)

@@ -36,6 +36,7 @@ class RunConfig:
     dtype: str                  # the maps' dtype, a key of DTYPES
     target: Any                 # "predicted", {"class": c} or {"file", "sha256"}
     normalize: Normalize        # (mean, std) float tuples, or None
+    precision: str              # the engine's: fp32, bf16 or fp16 (fastcam.engine.PRECISIONS)
     n_images: int
     paths_sha256: str           # of the sorted image list
 
@@ -48,15 +49,26 @@ class RunConfig:
                 **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "images": images}
 
 
-def method_spec(method: str, options: Optional[dict]) -> tuple[str, type, dict]:
-    """(canonical name, class, every keyword option with its effective value)."""
+#: keyword arguments of the methods that a run sets by its own arguments, not as options
+RUN_ARGUMENTS = {"normalize": "--normalize", "precision": "--precision"}
+
+
+def method_spec(method: str, options: Optional[dict], *, run_arguments: tuple = ("normalize",)
+                ) -> tuple[str, type, dict]:
+    """(canonical name, class, every keyword option with its effective value).
+    ``run_arguments``: keywords that are not options here (set by the command's
+    own arguments, :data:`RUN_ARGUMENTS`); naming one is an error that says which."""
     cls = METHODS.get(str(method).lower())
     if cls is None:
         raise UsageError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
     canonical = next(k for k, v in METHODS.items() if v is cls)
     params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
-              if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "normalize"}
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in run_arguments}
     options = dict(options or {})
+    reserved = sorted(set(options) & set(run_arguments))
+    if reserved:
+        raise UsageError(f"{reserved[0]} is not a method option: use "
+                         f"{RUN_ARGUMENTS.get(reserved[0], reserved[0])}")
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise UsageError(f"method {canonical!r} has no option(s) {unknown}; options: {sorted(params)}")
@@ -70,14 +82,16 @@ def method_spec(method: str, options: Optional[dict]) -> tuple[str, type, dict]:
 
 
 def resolve_config(loaded: LoadedModel, images: ImageList, *, method: str, options: Optional[dict],
-                   target: Any, size: int, dtype: str, normalize: Union[str, Normalize]
-                   ) -> tuple[RunConfig, Optional[np.ndarray]]:
+                   target: Any, size: int, dtype: str, normalize: Union[str, Normalize],
+                   precision: str = "fp32") -> tuple[RunConfig, Optional[np.ndarray]]:
     """The config of a run of ``method`` on ``loaded`` over ``images``, and the
     per-image target classes (None: the predicted ones). The options are checked
-    by building the explainer once; target classes against the model's outputs."""
-    name, cls, full_options = method_spec(method, options)
+    by building the explainer once; target classes against the model's outputs.
+    ``precision`` is a field of its own, not an option (``options`` naming it
+    is an error)."""
+    name, cls, full_options = method_spec(method, options, run_arguments=tuple(RUN_ARGUMENTS))
     norm = resolve_normalize(normalize, loaded)
-    build_explainer(cls, loaded.model, loaded.layer, norm, full_options)
+    build_explainer(cls, loaded.model, loaded.layer, norm, full_options, precision)
     targets, target_record = read_targets(target, images)
     if targets is not None:
         n_classes = count_classes(loaded, size)
@@ -85,5 +99,5 @@ def resolve_config(loaded: LoadedModel, images: ImageList, *, method: str, optio
             raise UsageError(f"--target: class {int(targets.max())} out of range for a model "
                              f"with {n_classes} classes")
     config = RunConfig(name, full_options, loaded.name, loaded.weights, loaded.layer, size, dtype,
-                       target_record, norm, len(images.paths), images.digest())
+                       target_record, norm, precision, len(images.paths), images.digest())
     return config, targets

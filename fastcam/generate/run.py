@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ..methods import METHODS, BaseCAM
-from ..models.loading import BUNDLED, UsageError, build_explainer, check_device, check_out_dir, check_size, \
-    load_model
+from ..models.loading import BUNDLED, UsageError, build_explainer, check_device, check_out_dir, \
+    check_precision, check_size, load_model
 from .compute import compute_chunk
 from .config import DTYPES, resolve_config
 from .dataset import ImageDataset, ImagesSpec, chunk_batches, list_images
@@ -43,7 +43,7 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
              target: Union[str, int, os.PathLike, None] = "predicted", batch_size: int = 32,
              workers: Optional[int] = None, size: int = 224, dtype: str = "float16",
              device: Union[str, torch.device, None] = None, normalize: Any = "auto",
-             storage_options: Optional[dict] = None, retry_failed: bool = False,
+             precision: str = "fp32", storage_options: Optional[dict] = None, retry_failed: bool = False,
              fingerprint: str = "stat", progress: bool = True, verbose: bool = True) -> GenerateSummary:
     """Saliency maps for every image of ``images`` into the Zarr store ``out``.
 
@@ -67,6 +67,12 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
             otherwise), None, ``(mean, std)``, or another form
             :func:`fastcam.models.loading.resolve_normalize` takes; images are
             pixel-space in [0, 1].
+        precision: how the model runs (:class:`fastcam.engine.Engine`): ``"fp32"``
+            (default), ``"bf16"`` or ``"fp16"`` (autocast; the CAM algebra stays
+            float32). Checked against the device before any work (a precision it
+            cannot run natively is a :class:`GenerateError`, never a fallback) and
+            recorded in the store's config: a resume with another precision is
+            refused (a store made before fastcam recorded it counts as fp32).
         retry_failed: also recompute chunks holding failed images.
         fingerprint: what a new store records of each image file (``"stat"``:
             size and mtime; ``"sha256"``: a hash); a resume recomputes the chunks
@@ -81,6 +87,7 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
     size, batch_size = check_size(size), int(batch_size)
     check_kind(fingerprint)
     check_device(device)
+    check_precision(precision, _device(device))
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     workers = _default_workers() if workers is None else int(workers)
@@ -96,7 +103,8 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
                 loaded = load_model(model, weights, layer=layer, size=size, device=dist.device)
                 image_list = list_images(images)
                 config, targets = resolve_config(loaded, image_list, method=method, options=options,
-                                                 target=target, size=size, dtype=dtype, normalize=normalize)
+                                                 target=target, size=size, dtype=dtype, normalize=normalize,
+                                                 precision=precision)
                 meta = {**config.metadata(image_list.source), "fingerprint": fingerprint}
                 store = SaliencyStore.open_or_create(out, meta, image_list.paths,
                                                      chunk_size=batch_size, storage_options=storage_options)
@@ -111,7 +119,7 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
             loaded = load_model(model, weights, layer=plan.config.layer, device=dist.device, hash_weights=False)
         config = plan.config
         cam = build_explainer(METHODS[config.method], loaded.model, config.layer, config.normalize,
-                              config.options)
+                              config.options, config.precision)
         if verbose and dist.rank == 0 and (plan.changed or plan.missing):
             shown = ", ".join(plan.changed[:5]) + (" ..." if len(plan.changed) > 5 else "")
             print(f"fastcam generate: recomputing {len(plan.changed)} image(s) changed since they were "
@@ -120,7 +128,8 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
         if verbose and dist.rank == 0:
             print(f"fastcam generate: {config.n_images} images, {plan.n_pending} to compute in "
                   f"{len(plan.pending)} chunk(s) of {store.chunk_size}, {plan.skipped} already done; "
-                  f"{config.method} on {config.model}:{config.layer}, {dist.world} process(es), "
+                  f"{config.method} on {config.model}:{config.layer}, precision {config.precision}, "
+                  f"{dist.world} process(es), "
                   f"device {dist.device} -> {out}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         computed, failed = _compute_share(dist, plan, store, cam, workers=workers, progress=progress)
@@ -225,6 +234,14 @@ class _ChunkWriter:
         self.queue.put(None)
         self.thread.join()
         self._check()
+
+
+def _device(device: Union[str, torch.device, None]) -> torch.device:
+    """The device type a run on ``device`` uses (:meth:`Distributed.start`'s choice
+    without its rank index): the precision check needs it before any work."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _default_workers() -> int:

@@ -4,7 +4,8 @@ Layout (Zarr format 3, one group; N images, C = chunk size = batch size)::
 
     STORE.zarr/
       zarr.json            attrs["fastcam"]: method, options, model, weights,
-                           layer, size, dtype, target, normalize, n_images,
+                           layer, size, dtype, target, normalize, precision
+                           (the model's: fp32, bf16 or fp16), n_images,
                            chunk_size, paths_sha256, fastcam_version, state,
                            and once every chunk is written: complete, n_done, n_failed
       maps/                (N, S, S) float16|float32, chunks (C, S, S); NaN = no map
@@ -48,7 +49,10 @@ STATUS_PENDING, STATUS_DONE, STATUS_FAILED = 0, 1, 2
 FORMAT = 1
 #: metadata keys that must match for a run to resume a store
 CHECKED_KEYS = ("format", "method", "options", "model", "weights", "layer", "size", "dtype",
-                "target", "normalize", "n_images", "paths_sha256")
+                "target", "normalize", "precision", "n_images", "paths_sha256")
+#: the value of a checked key that stores made before fastcam recorded it imply
+#: (every run before ``precision`` existed ran the model in fp32)
+IMPLIED = {"precision": "fp32"}
 PER_IMAGE = {            # name: (dtype, fill value)
     "path": (str, ""),
     "predicted": ("int32", -1),
@@ -101,7 +105,7 @@ def describe_mismatch(stored: dict, wanted: dict) -> list[str]:
     """Human-readable differences between a store's metadata and this run's."""
     out = []
     for key in CHECKED_KEYS:
-        a, b = stored.get(key), _jsonable(wanted.get(key))
+        a, b = stored.get(key, IMPLIED.get(key)), _jsonable(wanted.get(key))
         if a != b:
             if key == "paths_sha256":
                 out.append("the image list differs (other files or paths)")

@@ -9,7 +9,7 @@ from typing import Optional
 from ..models.loading import UsageError
 from .dataset import ImagesSpec, list_images
 from .fingerprint import fingerprints
-from .store import SaliencyStore, _zarr
+from .store import IMPLIED, SaliencyStore, _zarr
 
 
 @dataclass
@@ -21,36 +21,44 @@ class VerifyReport:
     done: int
     failed: int
     pending: int
+    precision: str = "fp32"                               # how the store's maps were computed
     missing_chunks: list = field(default_factory=list)   # done chunks without their maps
     changed: list = field(default_factory=list)          # paths whose fingerprint differs
     notes: list = field(default_factory=list)            # what could not be checked
     problems: list = field(default_factory=list)         # other problems, one line each
+    differs: list = field(default_factory=list)          # the store is not the run asked for
 
     @property
     def ok(self) -> bool:
-        return not (self.pending or self.missing_chunks or self.changed or self.problems)
+        return not (self.pending or self.missing_chunks or self.changed or self.problems or self.differs)
 
     def format(self) -> str:
         lines = [f"fastcam generate --verify {self.store}: {self.n_images} images, {self.done} done, "
-                 f"{self.failed} failed, {self.pending} pending"]
+                 f"{self.failed} failed, {self.pending} pending; precision {self.precision}"]
         if self.missing_chunks:
             lines.append(f"  {len(self.missing_chunks)} chunk(s) marked done have no maps: "
                          f"{self.missing_chunks[:10]}")
         if self.changed:
             lines.append(f"  {len(self.changed)} image(s) changed since computed: "
                          + ", ".join(self.changed[:10]) + (" ..." if len(self.changed) > 10 else ""))
-        lines += [f"  {p}" for p in self.problems] + [f"  note: {n}" for n in self.notes]
-        lines.append("  OK" if self.ok else "  PROBLEMS: run the same fastcam generate command again to "
-                     "recompute them")
+        lines += [f"  {p}" for p in self.problems + self.differs] + [f"  note: {n}" for n in self.notes]
+        if self.ok:
+            lines.append("  OK")
+        elif self.pending or self.missing_chunks or self.changed or self.problems:
+            lines.append("  PROBLEMS: run the same fastcam generate command again to recompute them")
+        else:
+            lines.append("  PROBLEMS: the store was made by another run (a resume with these "
+                         "arguments is refused)")
         return "\n".join(lines)
 
 
 def verify_store(location: str, images: Optional[ImagesSpec] = None,
-                 storage_options: Optional[dict] = None) -> VerifyReport:
+                 storage_options: Optional[dict] = None, precision: Optional[str] = None) -> VerifyReport:
     """Check every chunk marked done has its ``maps`` chunk in the store and,
     given ``images``, that the image list is the store's and every computed
-    image's fingerprint is unchanged. A location that is not a readable
-    fastcam store raises :class:`UsageError`."""
+    image's fingerprint is unchanged; given ``precision``, that the store's maps
+    were computed in it. A location that is not a readable fastcam store raises
+    :class:`UsageError`."""
     location = os.fspath(location)
     try:
         group = _zarr().open_group(location, mode="r", storage_options=storage_options)
@@ -60,8 +68,11 @@ def verify_store(location: str, images: Optional[ImagesSpec] = None,
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
     status = store.status()
     counts = store.counts(status)
+    stored_precision = store.meta.get("precision", IMPLIED["precision"])
     report = VerifyReport(location, counts.n_images, counts.done, counts.failed, counts.pending,
-                          missing_chunks=store.missing_map_chunks(status))
+                          stored_precision, missing_chunks=store.missing_map_chunks(status))
+    if precision is not None and precision != stored_precision:
+        report.differs.append(f"the store's maps were computed in {stored_precision}, not {precision}")
     if images is None:
         report.notes.append("no --images given: fingerprints not checked")
         return report

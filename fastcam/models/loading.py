@@ -1,7 +1,9 @@
 """What fastcam's commands (``generate``, ``explain``, ``eval``) share to set up a
 model: loading it by name with a weights file (state-dict checks and hashes), its
 target layer, what ``normalize`` means for it, building an explainer on it, and
-the ``KEY=VALUE`` option parser. Every problem raises :class:`UsageError`."""
+the ``KEY=VALUE`` option parser, and the checks every command makes before any
+work (size, device, precision, output folder). Every problem raises
+:class:`UsageError`."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +18,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from .. import engine as _engine
 from ..inputs import Normalize
 
 #: the bundled pretrained model's name
@@ -24,6 +27,8 @@ BUNDLED = "efficientnet_lite0"
 #: the input 32-fold, so 64 is the first size whose target layer has more than one
 #: position (2x2); below 32 the bundled model does not run at all
 MIN_SIZE = 64
+#: the ``--precision`` names (:data:`fastcam.engine.PRECISIONS`)
+PRECISION_CHOICES = tuple(_engine.PRECISIONS)
 #: the ``normalize`` names (a literal ``MEAN/STD`` text or a (mean, std) pair is accepted too)
 NORMALIZE_CHOICES = ("auto", "imagenet", "model", "none")
 
@@ -246,11 +251,23 @@ def resolve_normalize(normalize: Union[str, Normalize], loaded: LoadedModel) -> 
 
 
 def build_explainer(cls: type, model: nn.Module, layer: Optional[str], normalize: Normalize,
-                    options: Optional[dict] = None):
-    """``cls(model, [layer], normalize=normalize, **options)``; bad options raise
-    :class:`UsageError`."""
+                    options: Optional[dict] = None, precision: str = "fp32"):
+    """``cls(model, [layer], normalize=normalize, precision=precision, **options)``;
+    bad options raise :class:`UsageError`. ``precision`` is the engine's
+    (:class:`fastcam.engine.Engine`); ``"fp32"`` is every method's default and is
+    left to it (an ``options["precision"]`` then stands), so the keyword reaches
+    the method only when it is not fp32; a different ``options["precision"]`` is
+    an error."""
+    options = dict(options or {})
+    if precision not in PRECISION_CHOICES:
+        raise UsageError(f"--precision {precision!r}: choose from {list(PRECISION_CHOICES)}")
+    if precision != "fp32":
+        if options.get("precision", precision) != precision:
+            raise UsageError(f"precision given twice: {precision!r} and the method option "
+                             f"precision={options['precision']!r}")
+        options["precision"] = precision
     try:
-        return cls(model, [layer] if layer else None, normalize=normalize, **(options or {}))
+        return cls(model, [layer] if layer else None, normalize=normalize, **options)
     except (ValueError, TypeError) as e:
         raise UsageError(f"method options: {e}") from None
 
@@ -277,6 +294,19 @@ def check_device(device: Union[str, torch.device, None]) -> None:
         raise UsageError(f"--device {str(device)!r}: no CUDA GPU is available (use --device cpu)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise UsageError(f"--device {str(device)!r}: only {torch.cuda.device_count()} GPU(s)")
+
+
+def check_precision(precision: str, device: Union[str, torch.device, None]) -> str:
+    """``precision`` if ``device`` (None: where the command would run, ``cuda``
+    when available) runs it natively, else :class:`UsageError` with
+    :func:`fastcam.engine.check_precision`'s reason: never a silent fallback."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        _engine.check_precision(precision, torch.device(device))
+    except ValueError as e:
+        raise UsageError(f"--precision {precision}: {e}") from None
+    return precision
 
 
 def check_out_dir(path: PathLike, flag: str = "--out") -> None:

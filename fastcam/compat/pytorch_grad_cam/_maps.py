@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...inputs import at_least_fp32
 from ...ops import cam_combine
 from .utils.svd_on_activations import principal_projection
 
@@ -35,10 +36,13 @@ def _scale(maps: Tensor) -> Tensor:
 
 def combine_layers(activations: Sequence[Tensor], weights: Sequence[Tensor],
                    size: tuple[int, int], eigen_smooth: bool = False) -> Tensor:
-    """Maps (B, H, W) in [0, 1] from per-layer activations (B,K,h,w) and weights (B,K)."""
+    """Maps (B, H, W) in [0, 1] from per-layer activations (B,K,h,w) and weights (B,K).
+    Half-precision activations (a bf16/fp16 engine's, or a half model's) are
+    combined in float32, as fastcam's methods combine them."""
     pairs = []
     for A, w in zip(activations, weights, strict=True):
-        A, w = A.detach(), w.detach().to(A.dtype)
+        A = at_least_fp32(A.detach())
+        w = w.detach().to(A.dtype)
         if eigen_smooth:
             low = principal_projection(w[:, :, None, None] * A)[:, None]    # (B,1,h,w)
             pairs.append((low, torch.ones(A.shape[0], 1, dtype=A.dtype, device=A.device)))

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ... import engine as _engine
+from ...engine import Precision
 from ...methods.base import BaseCAM as _MethodBase
 from . import _maps
 from ._targets import method_targets, repeat_targets
@@ -40,6 +42,12 @@ class BaseCAM:
             the gradient is transformed the same way, as there.
         use_cuda: legacy argument of pytorch-grad-cam < 1.4, accepted with a
             ``DeprecationWarning`` and ignored (move the model to its device).
+        precision: how fastcam's engine runs the model (keyword only; not part of
+            pytorch-grad-cam's interface): ``"fp32"`` (default, the model as
+            given), ``"bf16"`` or ``"fp16"`` (autocast; the CAM algebra stays
+            float32), passed to the fastcam method. A name outside these, or a
+            precision the model's device cannot run natively, is a ``ValueError``
+            here (:func:`fastcam.engine.check_precision`), never a fallback.
         **options: keyword options of the fastcam method behind the class
             (e.g. ``normalize=``); not part of pytorch-grad-cam's interface.
 
@@ -66,7 +74,7 @@ class BaseCAM:
 
     def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
                  reshape_transform: ReshapeTransform = None, use_cuda: Optional[bool] = None,
-                 **options: Any) -> None:
+                 *, precision: Precision = "fp32", **options: Any) -> None:
         if use_cuda is not None:
             warnings.warn("use_cuda is deprecated (pytorch-grad-cam removed it) and ignored: "
                           "the CAM is computed on the model's device", DeprecationWarning,
@@ -76,8 +84,13 @@ class BaseCAM:
         if reshape_transform is not None and not self.takes_reshape_transform:
             raise ValueError(f"{type(self).__name__} splits the model at the target layer "
                              "and cannot take a reshape_transform")
+        param = next(model.parameters(), None)
+        _engine.check_precision(precision, None if param is None else param.device)
+        if precision != "fp32":          # fp32 is every method's default
+            options["precision"] = precision
         model.eval()
         self.model = model
+        self.precision = precision
         self.method = self.method_class(model, target_layers, **options)
         self.method.reshape_transform = reshape_transform
         self.target_layers = self.method.target_layers
@@ -152,4 +165,4 @@ class BaseCAM:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(target_layers={self.target_layers}, "
-                f"reshape_transform={self.reshape_transform})")
+                f"reshape_transform={self.reshape_transform}, precision={self.precision!r})")

@@ -5,6 +5,7 @@ from typing import Any, Optional, Sequence, Union
 
 from torch import nn
 
+from ...engine import Precision
 from ...methods import ScoreCAM as _Method
 from .base_cam import BaseCAM, ReshapeTransform
 
@@ -26,10 +27,11 @@ class ScoreCAM(BaseCAM):
 
     def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
                  reshape_transform: ReshapeTransform = None, use_cuda: Optional[bool] = None,
-                 **options: Any) -> None:
+                 *, precision: Precision = "fp32", **options: Any) -> None:
         options.setdefault("mode", "pytorch-grad-cam")
         options.setdefault("batch_size", 16)
-        super().__init__(model, target_layers, reshape_transform, use_cuda, **options)
+        super().__init__(model, target_layers, reshape_transform, use_cuda, precision=precision,
+                         **options)
 
     @property
     def batch_size(self) -> int:
