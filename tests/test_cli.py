@@ -2,7 +2,6 @@
 ``--precision`` flag of ``demo`` and ``explain`` (``generate``'s is in
 tests/test_generate.py): a bad value is a usage error, a precision the CPU
 cannot run is a one-line error before any work, never a silent fallback."""
-import inspect
 
 import numpy as np
 import pytest
@@ -77,16 +76,9 @@ def test_demo_shows_all_eight_methods_by_default():
     assert len(DEFAULT_DEMO_METHODS) == 8 and args.precision == "auto"
 
 
-def _takes_precision(method: str) -> bool:
-    return "precision" in inspect.signature(METHODS[method].__init__).parameters
-
-
 def test_demo_every_method_tiny(tmp_path, capsys):
-    lacking = [m for m in DEFAULT_DEMO_METHODS if not _takes_precision(m)]
-    # Score-CAM and Shap-CAM get precision= in another branch; until then a bf16 demo cannot
-    # run them, so this branch runs the eight methods in fp32 (asked explicitly)
-    asked = "fp32" if lacking and _bf16_native() else "auto"
-    precision = "bf16" if asked == "auto" and _bf16_native() else "fp32"
+    asked = "auto"
+    precision = "bf16" if _bf16_native() else "fp32"
     assert main(["demo", "--out", str(tmp_path), *TINY, "--precision", asked]) == 0
     printed = capsys.readouterr().out
     header = printed.splitlines()[0]

@@ -55,14 +55,7 @@ ALL = ["GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "ShapCAM", "OptiCAM"
 
 
 def _front_end(name, model, layers, **kw):
-    """The front-end class, or a skip where its fastcam method does not take
-    ``precision`` yet (Score-CAM and Shap-CAM get the keyword in another branch)."""
-    try:
-        return getattr(fc, name)(model, layers, **kw)
-    except TypeError as e:
-        if "precision" in str(e) and name in ("ScoreCAM", "ShapCAM"):
-            pytest.skip(f"fastcam.{name} does not take precision= on this branch yet: {e}")
-        raise
+    return getattr(fc, name)(model, layers, **kw)
 
 
 @pytest.mark.parametrize("name", ALL)
