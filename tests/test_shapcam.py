@@ -58,7 +58,7 @@ def test_converges_to_exact_shapley_values(fast_path, worth):
     with torch.no_grad():
         A = model.conv(x)
         cls = int(model(x).argmax())
-        exact = exact_shapley(model, A, A.mean(dim=(2, 3))[0], cls, worth)
+        exact = exact_shapley(model, A, torch.zeros(A.shape[1]), cls, worth)   # the default baseline
     cam = ShapCAM(model, "conv", permutations=300, worth=worth, fast_path=fast_path, seed=3)
     cam(x, cls)
     phi, se = cam.last.extra["phi"][0], float(cam.last.extra["std_error"][0])
@@ -92,11 +92,55 @@ def test_efficiency_for_every_permutation(seed):
     cam = ShapCAM(model, "conv", permutations=1, seed=seed)
     cam(x, 1)
     A = cam.last.activations[0]
-    base = A.mean(dim=(2, 3))[0]
+    base = torch.zeros(A.shape[1])
     with torch.no_grad():
         v_all = _worth(model, A, base, torch.ones(3, 3, dtype=torch.bool), 1, "probability")
         v_none = _worth(model, A, base, torch.zeros(3, 3, dtype=torch.bool), 1, "probability")
     assert math.isclose(float(cam.last.extra["phi"].sum()), float(v_all - v_none), abs_tol=1e-6)
+
+
+def _gap_fc_model(seed=0, K=4, classes=3):
+    """conv + ReLU (the target layer "features"), then global average pooling + fc."""
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(nn.Conv2d(3, K, 3, stride=2, padding=1), nn.ReLU()))
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flat", nn.Flatten())
+    model.add_module("fc", nn.Linear(K, classes))
+    return model.eval()
+
+
+@pytest.mark.parametrize("fast_path", ["auto", "never"])
+def test_mean_baseline_on_gap_fc_is_an_empty_game_and_warns(fast_path):
+    model = _gap_fc_model()
+    x = torch.randn(3, 3, 6, 6)
+    cam = ShapCAM(model, "features", baseline="mean", permutations=4, fast_path=fast_path)
+    with pytest.warns(UserWarning, match=r"v\(∅\) = v\(all\).*\[0, 1, 2\]"):
+        cam(x, [0, 1, 2])
+    sums = cam.last.extra["phi"].sum(dim=(1, 2))
+    assert sums.abs().max() < 1e-6          # efficiency: Σφ = v(all) − v(∅) = 0
+    assert (cam.last.extra["phi"] < 0).any()  # so the ReLU blacks out the below-average positions
+
+
+@pytest.mark.parametrize("fast_path", ["auto", "never"])
+def test_zero_baseline_with_logit_worth_is_cam_exactly(fast_path):
+    import warnings
+
+    from fastcam.methods.cam import CAM
+
+    model = _gap_fc_model(seed=3)
+    x = torch.randn(2, 3, 6, 6)
+    cam = ShapCAM(model, "features", worth="logit", permutations=1, fast_path=fast_path)
+    assert cam.baseline == "zero"                    # the default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no empty-game warning
+        maps = cam(x, [2, 0])
+    expected = CAM(model, "features")(x, [2, 0])
+    torch.testing.assert_close(maps, expected, atol=1e-5, rtol=1e-4)
+    A = cam.last.activations[0]
+    W = model.fc.weight[[2, 0]].detach()
+    torch.testing.assert_close(cam.last.extra["phi"].float(),
+                               torch.einsum("bk,bkhw->bhw", W, A) / 9, atol=1e-6, rtol=1e-5)
 
 
 def test_fast_path_equals_general_path_with_max_pooling():
