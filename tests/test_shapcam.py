@@ -163,6 +163,59 @@ def test_fast_path_equals_general_path_with_max_pooling():
     torch.testing.assert_close(maps["auto"], maps["never"], atol=1e-5, rtol=1e-4)
 
 
+def _vgg_like(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()))
+    model.add_module("head", nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 9, 12),
+                                           nn.ReLU(), nn.Linear(12, 5)))
+    return model.eval()
+
+
+def test_window_weights_are_reused_across_explainers_and_follow_the_weights(monkeypatch):
+    import gc
+    import weakref
+
+    from fastcam.perturbation import coalition_scores as cs
+
+    builds = []
+    real = cs._build_window_weights
+    monkeypatch.setattr(cs, "_build_window_weights", lambda *a: builds.append(1) or real(*a))
+    model = _vgg_like()
+    x = torch.randn(2, 3, 6, 6)
+    first = ShapCAM(model, "features", permutations=3, seed=1)
+    maps = first(x, [1, 4])
+    assert first.last.extra["path"] == "linear-head" and len(builds) == 1
+    second = ShapCAM(model, "features", permutations=3, seed=1)
+    torch.testing.assert_close(second(x, [1, 4]), maps, atol=0, rtol=0)
+    assert len(builds) == 1                          # the second explainer reused the layout
+    general = ShapCAM(model, "features", permutations=3, seed=1, fast_path="never")
+    torch.testing.assert_close(general(x, [1, 4]), maps, atol=1e-5, rtol=1e-4)   # results unchanged
+    # the layout is the weight's: W[o, k·windows + j] = layout[o, j, k]
+    fc = model.head[2]
+    layout = cs._window_cache[id(fc.weight)][2]
+    torch.testing.assert_close(layout, fc.weight.detach().view(12, 4, 9).permute(0, 2, 1))
+    with torch.no_grad():
+        fc.weight.mul_(-2.0)                          # in place: the version counter moves
+    changed = second(x, [1, 4])
+    assert len(builds) == 2
+    fresh = ShapCAM(_copy_of(model), "features", permutations=3, seed=1)(x, [1, 4])
+    torch.testing.assert_close(changed, fresh, atol=1e-6, rtol=1e-5)
+    # no leak: the cache holds the weight weakly
+    ref = weakref.ref(fc.weight)
+    del first, second, general, model, fc
+    gc.collect()
+    assert ref() is None
+    assert all(entry[0]() is not None for entry in cs._window_cache.values())
+    assert len(cs._window_cache) <= cs.WINDOW_WEIGHT_CACHE_SIZE
+
+
+def _copy_of(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
 def test_seed_antithetic_and_stopping():
     torch.manual_seed(0)
     model = Net(nonlinear_tail()).eval()

@@ -91,7 +91,6 @@ class ShapCAM(BaseCAM):
         self.baseline, self.worth, self.antithetic = baseline, worth, antithetic
         self.seed, self.chunk_size, self.fast_path = seed, chunk_size, fast_path
         self.round_size = max(2 if antithetic else 1, round_size + (round_size % 2 if antithetic else 0))
-        self._window_weight: dict = {}   # linear head weight by pooling window, kept across calls
 
     def _permutations(self, count: int, n: int, gen: torch.Generator, device) -> Tensor:
         if not self.antithetic:
@@ -127,11 +126,8 @@ class ShapCAM(BaseCAM):
             tables = None
             if head is not None:
                 ww = None
-                if head.pool == "max":
-                    key = (id(head.linear), K, (h // head.k) * (w // head.k))
-                    if key not in self._window_weight:
-                        self._window_weight = {key: window_weights(head, K, key[2])}
-                    ww = self._window_weight[key]
+                if head.pool == "max":   # cached across images and explainers, per weight
+                    ww = window_weights(head, K, (h // head.k) * (w // head.k))
                 tables = HeadTables(head, Ab, base, ww)
             gen = torch.Generator().manual_seed(self.seed)   # per image: batching changes nothing
             total = torch.zeros(n, dtype=torch.float64, device=A.device)
