@@ -7,11 +7,11 @@ from . import models, ops
 from .api import explain
 from .backend import get_backend, set_backend, use_backend
 from .methods import (ADVISE, CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, LiftCAM, OptiCAM,
-                      ScoreCAM, ShapCAM)
+                      ScoreCAM, ShapCAM, FakeCAM)
 from .generate import generate
 
 __all__ = [
-    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "LiftCAM", "ShapCAM", "ADVISE",
+    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "LiftCAM", "ShapCAM", "ADVISE", "FakeCAM",
     "BaseCAM", "CAMRecord", "METHODS",
     "models", "ops", "set_backend", "get_backend", "use_backend", "__version__", "generate",
 ]

@@ -182,3 +182,39 @@ def test_t_interval_hand_computed():
     assert half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)      # t_{0.975, 2} · s/√n, s = 1
     n, mean, half = tables.t_interval(np.array([5.0]))
     assert n == 1 and mean == 5.0 and math.isnan(half)
+
+
+def test_eval_sanity_writes_the_per_step_table_and_the_plot(folder, weights, tmp_path, capsys):
+    rc = _eval(folder, tmp_path, "--weights", str(weights / "r18.pt"), "--labels", str(folder / "labels.txt"),
+               "--methods", "gradcam,fakecam", "--metrics", "ad,sanity", "--sanity-steps", "3")
+    out = capsys.readouterr().out
+    assert rc == 0 and "sanity (cascade, 3 layer groups from the top)" in out
+    with open(tmp_path / "eval_sanity.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], int(r["step"])) for r in rows] == [(m, t) for m in ("gradcam", "fakecam")
+                                                            for t in range(4)]
+    fake = [float(r["ssim"]) for r in rows if r["method"] == "fakecam"]
+    assert fake == [1.0] * 4                              # ignores the model: never changes
+    grad = [float(r["spearman"]) for r in rows if r["method"] == "gradcam"]
+    assert grad[0] == pytest.approx(1.0, abs=1e-6) and grad[-1] < 0.9
+    assert rows[1]["randomised"].split()[0] == "fc"       # from the top
+    with Image.open(tmp_path / "eval_sanity.png") as im:
+        assert im.size[0] > 500 and im.size[1] > 200
+    table = tables.read_table_csv(tmp_path / "eval_table.csv")
+    assert ("gradcam", "ad") in table and not any(k == "sanity" for _, k in table)
+
+
+def test_eval_prints_the_published_table_beside_the_run(folder, weights, tmp_path, capsys):
+    rc = _eval(folder, tmp_path, "--weights", str(weights / "r18.pt"), "--labels", str(folder / "labels.txt"),
+               "--methods", "gradcam,fakecam", "--metrics", "ad,ag,ai", "--published", "opticam-resnet50")
+    out = capsys.readouterr().out
+    assert rc == 0 and "Yours / published" in out
+    out = out[out.index("Yours / published"):]
+    table = tables.read_table_csv(tmp_path / "eval_table.csv")
+    row = next(ln for ln in out.splitlines() if ln.startswith("| gradcam |"))
+    assert f"{table[('gradcam', 'ad')]['mean']:.1f} / 12.2" in row and "/ 17.6" in row and "/ 44.4" in row
+    assert next(ln for ln in out.splitlines() if ln.startswith("| opticam |")).startswith("| opticam | – / 1.5")
+    assert "| ablationcam | – / 12.5" in out
+    assert main(["eval", "--images", str(folder), "--out", str(tmp_path), "--published", "nope", *TINY]) == 2
+    assert main(["eval", "--images", str(folder), "--out", str(tmp_path), "--metrics", "sanity",
+                 "--sanity-layers", "top", *TINY]) == 2

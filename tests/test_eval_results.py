@@ -4,13 +4,20 @@ papers' claims, and the README's report of it.
 For each ordering the papers claim, the README's results section states
 "holds" or "does not hold"; this test recomputes the ordering from the
 committed table and fails when the two disagree, so neither can change
-without the other. It also checks that the README shows the committed table."""
+without the other. Each claim's line also quotes the paired per-image difference and its 95%
+Student-t interval (from eval_per_image.csv), checked here to one decimal. It
+also checks that the README shows the committed table and the published
+Opti-CAM numbers of fastcam/evaluate/published.py."""
+import csv
 import re
 from pathlib import Path
 
 import pytest
 
-from fastcam.evaluate.tables import read_table_csv
+import numpy as np
+
+from fastcam.evaluate.published import PUBLISHED
+from fastcam.evaluate.tables import read_table_csv, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -28,6 +35,33 @@ def readme_section():
     return text[start:end]
 
 
+@pytest.fixture(scope="module")
+def per_image():
+    with open(RESULTS / "eval_per_image.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {(r["method"], r["image"]): r for r in rows}
+
+
+def paired(per_image, a, b, metric):
+    """(mean, low, high) of a − b per image, the 95% Student-t interval."""
+    images = sorted({img for _, img in per_image})
+    d = np.array([float(per_image[(a, i)][metric]) - float(per_image[(b, i)][metric]) for i in images])
+    n, mean, half = t_interval(d)
+    assert n == 8
+    return mean, mean - half, mean + half
+
+
+#: claim -> (metric, method, rivals, sense): the method's mean is no worse ("le" for
+#: lower-is-better, "ge" for higher) or strictly below ("lt") every rival's
+PAIRED_CLAIMS = {
+    "Shap-CAM's AD is no worse than Grad-CAM's and Score-CAM's": ("ad", "shapcam", ["gradcam", "scorecam"], "le"),
+    "Shap-CAM's insertion is no worse than Grad-CAM's and Score-CAM's":
+        ("insertion", "shapcam", ["gradcam", "scorecam"], "ge"),
+    "ADVISE's AD is no worse than Grad-CAM's": ("ad", "advise", ["gradcam"], "le"),
+    "Score-CAM's AD is below Grad-CAM's": ("ad", "scorecam", ["gradcam"], "lt"),
+}
+
+
 def _methods(table):
     return sorted({m for m, k in table if k != "seconds_per_image"})
 
@@ -42,7 +76,9 @@ def _orderings(table):
             all(mean[("opticam", "ag")] > mean[(m, "ag")] for m in others),
         "LIFT-CAM's AD is no worse than Grad-CAM's":
             mean[("liftcam", "ad")] <= mean[("gradcam", "ad")],
-    }
+    } | {claim: all({"le": mean[(m, k)] <= mean[(r, k)], "ge": mean[(m, k)] >= mean[(r, k)],
+                     "lt": mean[(m, k)] < mean[(r, k)]}[sense] for r in rivals)
+         for claim, (k, m, rivals, sense) in PAIRED_CLAIMS.items()}
 
 
 def test_committed_run_is_complete(table):
@@ -61,7 +97,7 @@ def test_committed_run_is_complete(table):
 
 @pytest.mark.parametrize("claim", ["Opti-CAM's AD is below every other method's",
                                    "Opti-CAM's AG is above every other method's",
-                                   "LIFT-CAM's AD is no worse than Grad-CAM's"])
+                                   "LIFT-CAM's AD is no worse than Grad-CAM's", *PAIRED_CLAIMS])
 def test_readme_states_each_ordering_as_the_table_has_it(table, readme_section, claim):
     found = re.search(re.escape(f"**{claim}**") + r"[^\n]*?: \*\*(holds|does not hold)\*\*",
                       readme_section)
@@ -78,3 +114,42 @@ def test_readme_shows_the_committed_table(readme_section):
     assert len(rows) >= 8
     for row in rows:
         assert row in readme_section, f"README results table differs from eval_table.md: {row}"
+
+
+def _claim_line(readme_section, claim):
+    line = next((ln for ln in readme_section.splitlines() if f"**{claim}**" in ln), None)
+    assert line, f"the README does not state '{claim}'"
+    return line
+
+
+def _num(text):
+    return float(text.replace("−", "-"))
+
+
+@pytest.mark.parametrize("claim", list(PAIRED_CLAIMS))
+def test_readme_quotes_each_claims_numbers_and_paired_interval(table, per_image, readme_section, claim):
+    metric, method, rivals, _ = PAIRED_CLAIMS[claim]
+    line = _claim_line(readme_section, claim)
+    for m in (method, *rivals):
+        assert f"{m} {table[(m, metric)]['mean']:.1f}" in line, (claim, m, line)
+    for r in rivals:
+        found = re.search(rf"{re.escape(method)} − {re.escape(r)} ([−\-+]?[\d.]+) \[([−\-]?[\d.]+), ([−\-]?[\d.]+)\]",
+                          line)
+        assert found, f"'{claim}': no paired difference against {r} in: {line}"
+        want = paired(per_image, method, r, metric)
+        for got, expected in zip(found.groups(), want):
+            assert abs(_num(got) - expected) <= 0.051, (claim, r, found.groups(), want)
+
+
+def test_readme_shows_the_published_opticam_numbers(readme_section):
+    names = {"Fake-CAM": "fakecam", "Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++", "Score-CAM": "scorecam",
+             "Ablation-CAM": "ablationcam", "Opti-CAM": "opticam"}
+    cells = [[c.strip() for c in ln.split("|")[1:-1]] for ln in readme_section.splitlines() if ln.startswith("| ")]
+    rows = {c[0]: c[1:] for c in cells if c[0] in names}
+    cols = ["ad", "ag", "ai", "seconds", "insertion", "deletion"]
+    assert set(rows) == set(names)
+    for title, key in names.items():
+        for half, arch in enumerate(("opticam-resnet50", "opticam-vgg16")):
+            cells = rows[title][6 * half:6 * half + 6]
+            want = PUBLISHED[arch][1][key]
+            assert {c: float(v) for c, v in zip(cols, cells) if v} == want, (title, arch)

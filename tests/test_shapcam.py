@@ -58,7 +58,7 @@ def test_converges_to_exact_shapley_values(fast_path, worth):
     with torch.no_grad():
         A = model.conv(x)
         cls = int(model(x).argmax())
-        exact = exact_shapley(model, A, A.mean(dim=(2, 3))[0], cls, worth)
+        exact = exact_shapley(model, A, torch.zeros(A.shape[1]), cls, worth)   # the default baseline
     cam = ShapCAM(model, "conv", permutations=300, worth=worth, fast_path=fast_path, seed=3)
     cam(x, cls)
     phi, se = cam.last.extra["phi"][0], float(cam.last.extra["std_error"][0])
@@ -92,11 +92,55 @@ def test_efficiency_for_every_permutation(seed):
     cam = ShapCAM(model, "conv", permutations=1, seed=seed)
     cam(x, 1)
     A = cam.last.activations[0]
-    base = A.mean(dim=(2, 3))[0]
+    base = torch.zeros(A.shape[1])
     with torch.no_grad():
         v_all = _worth(model, A, base, torch.ones(3, 3, dtype=torch.bool), 1, "probability")
         v_none = _worth(model, A, base, torch.zeros(3, 3, dtype=torch.bool), 1, "probability")
     assert math.isclose(float(cam.last.extra["phi"].sum()), float(v_all - v_none), abs_tol=1e-6)
+
+
+def _gap_fc_model(seed=0, K=4, classes=3):
+    """conv + ReLU (the target layer "features"), then global average pooling + fc."""
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(nn.Conv2d(3, K, 3, stride=2, padding=1), nn.ReLU()))
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flat", nn.Flatten())
+    model.add_module("fc", nn.Linear(K, classes))
+    return model.eval()
+
+
+@pytest.mark.parametrize("fast_path", ["auto", "never"])
+def test_mean_baseline_on_gap_fc_is_an_empty_game_and_warns(fast_path):
+    model = _gap_fc_model()
+    x = torch.randn(3, 3, 6, 6)
+    cam = ShapCAM(model, "features", baseline="mean", permutations=4, fast_path=fast_path)
+    with pytest.warns(UserWarning, match=r"v\(∅\) = v\(all\).*\[0, 1, 2\]"):
+        cam(x, [0, 1, 2])
+    sums = cam.last.extra["phi"].sum(dim=(1, 2))
+    assert sums.abs().max() < 1e-6          # efficiency: Σφ = v(all) − v(∅) = 0
+    assert (cam.last.extra["phi"] < 0).any()  # so the ReLU blacks out the below-average positions
+
+
+@pytest.mark.parametrize("fast_path", ["auto", "never"])
+def test_zero_baseline_with_logit_worth_is_cam_exactly(fast_path):
+    import warnings
+
+    from fastcam.methods.cam import CAM
+
+    model = _gap_fc_model(seed=3)
+    x = torch.randn(2, 3, 6, 6)
+    cam = ShapCAM(model, "features", worth="logit", permutations=1, fast_path=fast_path)
+    assert cam.baseline == "zero"                    # the default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no empty-game warning
+        maps = cam(x, [2, 0])
+    expected = CAM(model, "features")(x, [2, 0])
+    torch.testing.assert_close(maps, expected, atol=1e-5, rtol=1e-4)
+    A = cam.last.activations[0]
+    W = model.fc.weight[[2, 0]].detach()
+    torch.testing.assert_close(cam.last.extra["phi"].float(),
+                               torch.einsum("bk,bkhw->bhw", W, A) / 9, atol=1e-6, rtol=1e-5)
 
 
 def test_fast_path_equals_general_path_with_max_pooling():
@@ -117,6 +161,59 @@ def test_fast_path_equals_general_path_with_max_pooling():
         assert cam.last.extra["path"] == ("linear-head" if fast_path == "auto" else "general")
     torch.testing.assert_close(maps["autophi"], maps["neverphi"], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(maps["auto"], maps["never"], atol=1e-5, rtol=1e-4)
+
+
+def _vgg_like(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()))
+    model.add_module("head", nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 9, 12),
+                                           nn.ReLU(), nn.Linear(12, 5)))
+    return model.eval()
+
+
+def test_window_weights_are_reused_across_explainers_and_follow_the_weights(monkeypatch):
+    import gc
+    import weakref
+
+    from fastcam.perturbation import coalition_scores as cs
+
+    builds = []
+    real = cs._build_window_weights
+    monkeypatch.setattr(cs, "_build_window_weights", lambda *a: builds.append(1) or real(*a))
+    model = _vgg_like()
+    x = torch.randn(2, 3, 6, 6)
+    first = ShapCAM(model, "features", permutations=3, seed=1)
+    maps = first(x, [1, 4])
+    assert first.last.extra["path"] == "linear-head" and len(builds) == 1
+    second = ShapCAM(model, "features", permutations=3, seed=1)
+    torch.testing.assert_close(second(x, [1, 4]), maps, atol=0, rtol=0)
+    assert len(builds) == 1                          # the second explainer reused the layout
+    general = ShapCAM(model, "features", permutations=3, seed=1, fast_path="never")
+    torch.testing.assert_close(general(x, [1, 4]), maps, atol=1e-5, rtol=1e-4)   # results unchanged
+    # the layout is the weight's: W[o, k·windows + j] = layout[o, j, k]
+    fc = model.head[2]
+    layout = cs._window_cache[id(fc.weight)][2]
+    torch.testing.assert_close(layout, fc.weight.detach().view(12, 4, 9).permute(0, 2, 1))
+    with torch.no_grad():
+        fc.weight.mul_(-2.0)                          # in place: the version counter moves
+    changed = second(x, [1, 4])
+    assert len(builds) == 2
+    fresh = ShapCAM(_copy_of(model), "features", permutations=3, seed=1)(x, [1, 4])
+    torch.testing.assert_close(changed, fresh, atol=1e-6, rtol=1e-5)
+    # no leak: the cache holds the weight weakly
+    ref = weakref.ref(fc.weight)
+    del first, second, general, model, fc
+    gc.collect()
+    assert ref() is None
+    assert all(entry[0]() is not None for entry in cs._window_cache.values())
+    assert len(cs._window_cache) <= cs.WINDOW_WEIGHT_CACHE_SIZE
+
+
+def _copy_of(model):
+    import copy
+
+    return copy.deepcopy(model)
 
 
 def test_seed_antithetic_and_stopping():

@@ -20,6 +20,7 @@ from ..models.loading import (BUNDLED, UsageError, check_device, check_out_dir, 
 from .files import (check_label_range, list_image_names, load_images, match_boxes, match_labels,
                     read_box_rows, read_label_rows, transform_boxes)
 from .runner import METRICS, evaluate, parse_list, predict
+from .published import PUBLISHED, published_comparison
 from .tables import class_name, describe_normalize, markdown_table, write_outputs
 
 DEFAULT_EVAL_METHODS = "cam,gradcam,gradcam++,scorecam,liftcam,shapcam,opticam,advise"
@@ -61,7 +62,14 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="lines IMAGE,X0,Y0,X1,Y1 in original pixels (for pointing, energy)")
     p.add_argument("--methods", default=DEFAULT_EVAL_METHODS, help="comma-separated (default: %(default)s)")
     p.add_argument("--metrics", default=DEFAULT_EVAL_METRICS,
-                   help=f"comma-separated from {','.join(METRICS)} (default: %(default)s)")
+                   help=f"comma-separated from {','.join(METRICS)},sanity (default: %(default)s); sanity: "
+                        "the model-randomisation check (eval_sanity.csv, eval_sanity.png)")
+    p.add_argument("--sanity-steps", type=int, default=8,
+                   help="sanity: layer groups re-initialised from the top (default: %(default)s)")
+    p.add_argument("--sanity-layers", default="cascade", metavar="cascade|independent",
+                   help="sanity: cascading (default) or one group at a time")
+    p.add_argument("--published", default=None, metavar="|".join(sorted(PUBLISHED)),
+                   help="print the table next to a paper's published one")
     p.add_argument("-o", "--option", action="append", type=_method_option, default=[],
                    metavar="METHOD.KEY=VALUE", help="a method option, repeatable: -o opticam.max_iter=50")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for the eval_* files")
@@ -138,7 +146,15 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..methods import METHODS
 
     methods = parse_list(args.methods, "methods", list(METHODS))
-    metrics = parse_list(args.metrics, "metrics", list(METRICS))
+    metrics = parse_list(args.metrics, "metrics", [*METRICS, "sanity"])
+    sanity = "sanity" in metrics
+    metrics = [k for k in metrics if k != "sanity"]
+    if args.sanity_steps < 1:
+        raise UsageError(f"--sanity-steps must be >= 1, got {args.sanity_steps}")
+    if args.sanity_layers not in ("cascade", "independent"):
+        raise UsageError(f"--sanity-layers {args.sanity_layers!r}: cascade or independent")
+    if args.published is not None and args.published not in PUBLISHED:
+        raise UsageError(f"--published {args.published!r}: choose from {sorted(PUBLISHED)}")
     options = _options(args.option, methods)
     if any(METRICS[k].needs_boxes for k in metrics) and not args.boxes:
         raise UsageError(f"metric(s) {[k for k in metrics if METRICS[k].needs_boxes]} need --boxes FILE")
@@ -193,8 +209,21 @@ def run_eval(args: argparse.Namespace) -> int:
              "cpu_count": os.cpu_count(), "machine": platform.machine(), "device": str(args.device),
              "no_boxes": no_box}
     paths = write_outputs(result, args.out, header=header, command=command, extra=extra)
+    if sanity:
+        from .sanity_report import run_sanity, write_sanity
+
+        checks = run_sanity(loaded.model, x, targets, methods, layer=loaded.layer, normalize=normalize,
+                            steps=args.sanity_steps, layers=args.sanity_layers, method_options=options)
+        paths.update(write_sanity(checks, args.out))
+        print()
+        print(f"sanity ({args.sanity_layers}, {args.sanity_steps} layer groups from the top): "
+              "mean Spearman / SSIM with the trained model's maps, fully randomised")
+        for m, r in checks.items():
+            print(f"  {m:<10} {float(r.mean('spearman')[-1]):6.3f} / {float(r.mean('ssim')[-1]):6.3f}")
     print()
     print(markdown_table(result, header))
+    if args.published:
+        print(published_comparison(result, args.published))
     print(f"total {result.total_seconds:.1f} s; per method: " +
           ", ".join(f"{m} {s:.1f} s" for m, s in result.method_seconds.items()))
     print("per metric: " + ", ".join(f"{k} {s:.1f} s" for k, s in result.metric_totals().items()))

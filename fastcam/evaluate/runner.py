@@ -8,7 +8,7 @@ name        definition (:mod:`fastcam.metrics`)                    best
 ==========  =====================================================  ====
 ad          Average Drop (Grad-CAM++ eq. 21)                        low
 ai          Average Increase (Grad-CAM++ eq. 22)                    high
-ag          Average Gain (Opti-CAM eq. 13)                          high
+ag          Average Gain (Opti-CAM eq. 15)                          high
 add         Average Drop in Deletion (LIFT-CAM)                     high
 insertion   insertion AUC (RISE, 224 steps at 224²)                 high
 deletion    deletion AUC (RISE)                                     low

@@ -2,6 +2,7 @@
 from .advise import ADVISE
 from .base import BaseCAM, CAMRecord
 from .cam import CAM
+from .fakecam import FakeCAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
 from .liftcam import LiftCAM
@@ -20,6 +21,7 @@ METHODS = {
     "opticam": OptiCAM,
     "shapcam": ShapCAM,
     "advise": ADVISE,
+    "fakecam": FakeCAM,
 }
 
-__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "ADVISE", "METHODS"]
+__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "ADVISE", "FakeCAM", "METHODS"]

@@ -5,6 +5,7 @@ gradient/Hessian-based method.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Literal, Optional
 
 import torch
@@ -21,14 +22,27 @@ from ..perturbation.masked_scores import callable_score, class_score
 from .base import BaseCAM, CallContext
 
 
+EMPTY_GAME_RTOL = 1e-5   # |v(all) − v(∅)| ≤ this · max(1, |v(all)|): an empty game
+
+
 class ShapCAM(BaseCAM):
     """Shap-CAM: the Shapley values of the spatial positions of the target layer.
 
     Players are the n = h·w positions of A (a player is the column A[:, i, j]).
-    A coalition S keeps its columns and replaces the others by a baseline — the
-    per-channel spatial mean of A (``baseline="mean"``, default) or 0 — and its
-    worth v(S) is the target class's softmax probability from the tail
+    A coalition S keeps its columns and replaces the others by a baseline — 0
+    (``baseline="zero"``, default: the reference LIFT-CAM's DeepLIFT uses) or
+    the per-channel spatial mean of A (``baseline="mean"``) — and its worth v(S)
+    is the target class's softmax probability from the tail
     (``worth="probability"``, the paper's class confidence) or its logit.
+
+    Why zero: on a head of global average pooling + a linear layer (ResNet,
+    EfficientNet, most CNNs) the mean baseline leaves the pooled vector of the
+    empty coalition equal to the full one, so v(∅) = v(all), the Shapley values
+    sum to 0 (efficiency, eq. 3) and the ReLU keeps only the positions above
+    average. Every permutation computes v(∅) and v(all); when they agree within
+    ``1e-5·max(1, |v(all)|)`` on an image, a ``UserWarning`` names the images.
+    With the zero baseline and ``worth="logit"`` on such a head the game is
+    linear and φ_ij = W_c·A[:, i, j]/n exactly: the map is CAM's.
     Shapley values are estimated by permutation sampling (paper eq. 5–7): a
     permutation π gives the n + 1 nested coalitions ∅ ⊂ {π_1} ⊂ … ⊂ all, and
     ``φ[π_t] += v_t − v_{t−1}``, averaged over permutations (with
@@ -57,7 +71,7 @@ class ShapCAM(BaseCAM):
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, permutations: int = 16,
-                 std_error: Optional[float] = None, baseline: Literal["mean", "zero"] = "mean",
+                 std_error: Optional[float] = None, baseline: Literal["mean", "zero"] = "zero",
                  worth: Literal["probability", "logit"] = "probability", antithetic: bool = False,
                  seed: int = 0, chunk_size: int = 128, round_size: int = 4,
                  fast_path: Literal["auto", "never"] = "auto", precision: Precision = "fp32",
@@ -80,7 +94,6 @@ class ShapCAM(BaseCAM):
         self.baseline, self.worth, self.antithetic = baseline, worth, antithetic
         self.seed, self.chunk_size, self.fast_path = seed, chunk_size, fast_path
         self.round_size = max(2 if antithetic else 1, round_size + (round_size % 2 if antithetic else 0))
-        self._window_weight: dict = {}   # linear head weight by pooling window, kept across calls
 
     def _permutations(self, count: int, n: int, gen: torch.Generator, device) -> Tensor:
         if not self.antithetic:
@@ -101,6 +114,7 @@ class ShapCAM(BaseCAM):
         phi = torch.zeros(B, n, dtype=torch.float64, device=A.device)
         se = torch.zeros(B, dtype=torch.float64, device=A.device)
         used = torch.zeros(B, dtype=torch.long, device=A.device)
+        empty_game = []                      # images whose v(∅) equals v(all)
         for b in range(B):
             if resolved.indices is not None:
                 score_fn = class_score(resolved.indices[b:b + 1], self.worth)
@@ -115,11 +129,8 @@ class ShapCAM(BaseCAM):
             tables = None
             if head is not None:
                 ww = None
-                if head.pool == "max":
-                    key = (id(head.linear), K, (h // head.k) * (w // head.k))
-                    if key not in self._window_weight:
-                        self._window_weight = {key: window_weights(head, K, key[2])}
-                    ww = self._window_weight[key]
+                if head.pool == "max":   # cached across images and explainers, per weight
+                    ww = window_weights(head, K, (h // head.k) * (w // head.k))
                 tables = HeadTables(head, Ab, base, ww)
             gen = torch.Generator().manual_seed(self.seed)   # per image: batching changes nothing
             total = torch.zeros(n, dtype=torch.float64, device=A.device)
@@ -136,8 +147,16 @@ class ShapCAM(BaseCAM):
                         rows = max(self.chunk_size, self.chunk_size * K * h * w // head.linear.out_features)
                         v = head_worths(head, tables, perms, score_fn, rows, engine=self.engine)
                     else:
+<<<<<<< HEAD
                         v = general_worths(self.engine.part(tail), Ab, base, perms, score_fn,
                                            self.chunk_size)
+=======
+                        v = general_worths(tail, Ab, base, perms, score_fn, self.chunk_size)
+                if count == 0:
+                    v_none, v_all = float(v[0, 0]), float(v[0, -1])
+                    if abs(v_all - v_none) <= EMPTY_GAME_RTOL * max(1.0, abs(v_all)):
+                        empty_game.append(b)
+>>>>>>> h17
                 marg = torch.zeros(size, n, dtype=torch.float64, device=A.device)
                 marg.scatter_(1, perms, (v[:, 1:] - v[:, :-1]).double())
                 if self.antithetic:          # a pair's average is one sample
@@ -156,6 +175,13 @@ class ShapCAM(BaseCAM):
                     break
             phi[b] = total / (count // 2 if self.antithetic else count)
             used[b] = count
+        if empty_game:
+            warnings.warn(
+                f"Shap-CAM: baseline={self.baseline!r} makes the empty coalition worth as much as "
+                f"the full one (v(∅) = v(all) within {EMPTY_GAME_RTOL:g}·max(1, |v(all)|)) on "
+                f"image(s) {empty_game}: the Shapley values sum to 0 and the map keeps only the "
+                "positions above average. On a global-average-pool + linear head use "
+                "baseline='zero'.", UserWarning, stacklevel=3)
         check_finite(phi, "Shap-CAM's Shapley values (the tail's worths)")
         phi_map = phi.view(B, 1, h, w).to(A.dtype)
         with torch.no_grad():

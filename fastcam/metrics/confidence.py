@@ -52,23 +52,23 @@ def confidence_changes(model: nn.Module, x: Tensor, maps: Tensor, targets: Targe
 
 def average_drop(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32) -> Tensor:
-    """Average Drop (Grad-CAM++ paper, eq. 21), per image: ``max(0, p − o) / p``.
-    AD = 100 · mean (lower is better)."""
+    """Average Drop (Grad-CAM++ paper, eq. 21; Opti-CAM paper, eq. 13), per image:
+    ``max(0, p − o) / p``. AD = 100 · mean (lower is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
                               batch_size=batch_size, which=("ad",))["ad"]
 
 
 def average_increase(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                      normalize: Normalize = None, batch_size: int = 32) -> Tensor:
-    """Average Increase / Increase in Confidence (Grad-CAM++ eq. 22), per image:
-    ``1[p < o]``. AI = 100 · mean (higher is better)."""
+    """Average Increase / Increase in Confidence (Grad-CAM++ eq. 22; Opti-CAM
+    eq. 14), per image: ``1[p < o]``. AI = 100 · mean (higher is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
                               batch_size=batch_size, which=("ai",))["ai"]
 
 
 def average_gain(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32) -> Tensor:
-    """Average Gain (Opti-CAM paper, eq. 13), per image: ``max(0, o − p) / (1 − p)``.
+    """Average Gain (Opti-CAM paper, eq. 15), per image: ``max(0, o − p) / (1 − p)``.
     AG = 100 · mean (higher is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
                               batch_size=batch_size, which=("ag",))["ag"]

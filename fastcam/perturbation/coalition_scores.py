@@ -16,6 +16,8 @@ the others by a per-channel baseline. Two paths, chosen by the caller:
 """
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from typing import Optional, Union
 
 import torch
@@ -95,7 +97,7 @@ class HeadTables:
         full = present.all(1)
         cells = torch.where(full[None, None], cells, torch.maximum(cells, base[:, None, None]))  # (K, windows, S)
         Wv = window_weight if window_weight is not None else window_weights(head, K, Hp * Wp)
-        self.table = torch.bmm(cells.permute(1, 2, 0), Wv.to(A.dtype))   # (windows, S, O)
+        self.table = torch.bmm(cells.permute(1, 2, 0), Wv.to(A.dtype).permute(1, 2, 0))  # (windows, S, O)
         self.pre0 = b + self.table[:, 0].sum(0)
         self.kind, self.win, self.bit = "windows", win, bit
         self.mates = torch.where(inside[:, None], members[win.clamp(min=0)], -1)  # (n, nb)
@@ -120,12 +122,54 @@ class HeadTables:
         return torch.gather(d, 1, perms[:, :, None].expand(-1, -1, d.shape[-1]))
 
 
+WINDOW_WEIGHT_CACHE_SIZE = 2   # linear layers whose window layout is kept (VGG16's fc6: 411 MB each)
+_window_cache: "OrderedDict[int, tuple]" = OrderedDict()
+
+
+def _build_window_weights(W: Tensor, K: int, windows: int) -> Tensor:
+    # (O, K·windows) → (O, windows, K): each weight row's (K, windows) block is
+    # transposed within the row (cache-local), not the whole weight reversed.
+    return W.view(W.shape[0], K, windows).transpose(1, 2).contiguous()
+
+
 def window_weights(head: LinearHead, K: int, windows: int) -> Tensor:
-    """The linear layer's weight (O, K·windows) laid out (windows, K, O),
-    contiguous: one matrix per pooling window (a copy of the weight; callers
-    keep it across images)."""
-    W = head.linear.weight.detach()
-    return W.view(W.shape[0], K, windows).permute(2, 1, 0).contiguous()
+    """The linear layer's weight (O, K·windows) laid out (O, windows, K), so
+    ``.permute(1, 2, 0)`` is one (K, O) matrix per pooling window that BLAS
+    reads without a further copy.
+
+    Cached across explainer objects, keyed on the weight itself: its identity
+    (a weak reference, so the cache never keeps the user's model alive: the
+    entry goes when the weight does), its autograd version counter (any in-place
+    change — an optimiser step, ``copy_``, ``nn.init`` — makes a new entry), data
+    pointer, shape, dtype and device. A change made through ``weight.data``
+    bypasses the version counter and is not seen. At most
+    ``WINDOW_WEIGHT_CACHE_SIZE`` layouts are kept (least recently used go)."""
+    weight = head.linear.weight
+    try:
+        version = weight._version
+    except RuntimeError:                   # an inference-mode tensor has no version counter
+        with torch.no_grad():
+            return _build_window_weights(weight.detach(), K, windows)
+    stamp = (version, weight.data_ptr(), tuple(weight.shape), weight.dtype, weight.device,
+             K, windows)
+    key = id(weight)
+    hit = _window_cache.get(key)
+    if hit is not None and hit[0]() is weight and hit[1] == stamp:
+        _window_cache.move_to_end(key)
+        return hit[2]
+    with torch.no_grad():
+        table = _build_window_weights(weight.detach(), K, windows)
+
+    def forget(_ref, key=key):
+        entry = _window_cache.get(key)
+        if entry is not None and entry[0] is _ref:
+            del _window_cache[key]
+
+    _window_cache[key] = (weakref.ref(weight, forget), stamp, table)
+    _window_cache.move_to_end(key)
+    while len(_window_cache) > WINDOW_WEIGHT_CACHE_SIZE:
+        _window_cache.popitem(last=False)
+    return table
 
 
 def head_worths(head: LinearHead, tables: HeadTables, perms: Tensor, score_fn: ScoreFn,
