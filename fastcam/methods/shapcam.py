@@ -147,16 +147,12 @@ class ShapCAM(BaseCAM):
                         rows = max(self.chunk_size, self.chunk_size * K * h * w // head.linear.out_features)
                         v = head_worths(head, tables, perms, score_fn, rows, engine=self.engine)
                     else:
-<<<<<<< HEAD
                         v = general_worths(self.engine.part(tail), Ab, base, perms, score_fn,
                                            self.chunk_size)
-=======
-                        v = general_worths(tail, Ab, base, perms, score_fn, self.chunk_size)
                 if count == 0:
                     v_none, v_all = float(v[0, 0]), float(v[0, -1])
                     if abs(v_all - v_none) <= EMPTY_GAME_RTOL * max(1.0, abs(v_all)):
                         empty_game.append(b)
->>>>>>> h17
                 marg = torch.zeros(size, n, dtype=torch.float64, device=A.device)
                 marg.scatter_(1, perms, (v[:, 1:] - v[:, :-1]).double())
                 if self.antithetic:          # a pair's average is one sample
