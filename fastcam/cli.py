@@ -27,7 +27,7 @@ DEMO_OPTIONS = {"opticam": {"max_iter": 50}}
 #: how the demo's budgets read in its column titles
 _BUDGET_WORDS = {"max_iter": "iterations", "permutations": "permutations"}
 #: photos in the demo's grid by default (of the 8 bundled)
-DEMO_PHOTOS = 2
+DEMO_PHOTOS = 3
 
 
 def _demo_option(text: str) -> tuple[str, str, object]:
@@ -76,9 +76,9 @@ def _budget_text(options: dict) -> str:
 def _demo(args: argparse.Namespace) -> int:
     """Explain the bundled real photos with EfficientNet-Lite0 (ImageNet weights)
     with every method and write a PNG grid (one row per photo, one column per
-    method). By default on 2 photos, in bf16 where the device runs it natively
-    (else fp32), with Opti-CAM at 50 iterations (the paper: 100): the header and
-    the figure say which."""
+    method). By default on 3 photos, in fp32 (``--precision auto``: bf16 where the
+    device runs it natively), with Opti-CAM at 50 iterations (the paper: 100): the
+    header and the figure say which."""
     from . import explain, models
     from .data import IMAGENET_CLASSES, PHOTO_NAMES, load_photos
     from .evaluate.runner import parse_list, predict
@@ -153,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--photos", type=int, default=DEMO_PHOTOS,
                       help="how many of the 8 bundled photos, one row each (default: %(default)s)")
     demo.add_argument("--size", type=int, default=224, help="input and map size (default: %(default)s)")
-    demo.add_argument("--precision", default="auto", choices=("auto", *PRECISION_CHOICES),
-                      help="how the model runs: auto (default: bf16 where the device runs it natively, "
-                           "else fp32), fp32, bf16 or fp16 (an error if the device cannot run it)")
+    demo.add_argument("--precision", default="fp32", choices=("auto", *PRECISION_CHOICES),
+                      help="how the model runs: fp32 (default), auto (bf16 where the device runs it "
+                           "natively, else fp32), bf16 or fp16 (an error if the device cannot run it)")
     demo.add_argument("-o", "--option", action="append", type=_demo_option, default=[],
                       metavar="METHOD.KEY=VALUE",
                       help="a method option, repeatable; the demo's budgets: "

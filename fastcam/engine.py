@@ -300,6 +300,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def engine_for(model: Union[nn.Module, Engine]) -> Engine:
-    """``model``'s engine: the Engine itself, or a new one (fp32) around an ``nn.Module``."""
-    return model if isinstance(model, Engine) else Engine(model)
+def engine_for(model: Union[nn.Module, Engine], precision: Optional[Precision] = None) -> Engine:
+    """``model``'s engine: the Engine itself, or a new one around an ``nn.Module``
+    (in ``precision``, default fp32). An Engine of another precision than the one
+    asked is a ``ValueError``."""
+    if isinstance(model, Engine):
+        if precision is not None and precision != model.precision:
+            raise ValueError(f"precision={precision!r} asked for an Engine that runs "
+                             f"{model.precision!r}")
+        return model
+    return Engine(model, precision=precision or "fp32")

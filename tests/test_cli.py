@@ -71,9 +71,10 @@ def test_demo_rejects_unknown_method(tmp_path, capsys):
 def test_demo_shows_all_eight_methods_by_default():
     args = build_parser().parse_args(["demo"])
     assert args.methods.split(",") == list(DEFAULT_DEMO_METHODS)
+    # every method under its first name, but Fake-CAM (a control map that explains nothing)
     assert set(DEFAULT_DEMO_METHODS) == {m for m, cls in METHODS.items()
-                                         if next(k for k, v in METHODS.items() if v is cls) == m}
-    assert len(DEFAULT_DEMO_METHODS) == 8 and args.precision == "auto"
+                                         if next(k for k, v in METHODS.items() if v is cls) == m} - {"fakecam"}
+    assert len(DEFAULT_DEMO_METHODS) == 8 and args.precision == "fp32"
 
 
 def test_demo_every_method_tiny(tmp_path, capsys):
@@ -92,13 +93,15 @@ def test_demo_every_method_tiny(tmp_path, capsys):
 
 
 def test_demo_auto_precision_says_why_it_is_fp32(tmp_path, capsys, no_bf16):
-    assert main(["demo", "--out", str(tmp_path), "--methods", "gradcam", *TINY[:4]]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--methods", "gradcam", *TINY[:4],
+                 "--precision", "auto"]) == 0
     assert "precision fp32 (auto: cpu has no native bf16" in capsys.readouterr().out
 
 
 @needs_bf16
 def test_demo_auto_precision_is_bf16_where_native(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--methods", "gradcam,liftcam", *TINY[:4]]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--methods", "gradcam,liftcam", *TINY[:4],
+                 "--precision", "auto"]) == 0
     assert "precision bf16 (auto: cpu runs bf16 natively" in capsys.readouterr().out
 
 

@@ -264,5 +264,6 @@ def test_general_path_tail_batches_are_bounded_by_chunk_size():
         cam(x, 0)
     finally:
         handle.remove()
-    # one prefix/tail pass of the image, then 3 x (16 + 1) coalitions in chunks of 10
-    assert seen[0] == 1 and max(seen[1:]) == 10 and sum(seen[1:]) == 3 * 17
+    # one prefix/tail pass of the image, then 3 x (16 + 1) coalitions in chunks of at most 10
+    # (the engine picks the chunk below the bound by measured throughput)
+    assert seen[0] == 1 and max(seen[1:]) <= 10 and sum(seen[1:]) == 3 * 17

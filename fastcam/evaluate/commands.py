@@ -15,7 +15,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..models.loading import (BUNDLED, UsageError, check_device, check_out_dir, check_size, count_classes,
+from ..models.loading import (BUNDLED, PRECISION_CHOICES, UsageError, check_device, check_out_dir,
+                              check_precision, check_size, count_classes,
                               key_value, load_model, resolve_normalize)
 from .files import (check_label_range, list_image_names, load_images, match_boxes, match_labels,
                     read_box_rows, read_label_rows, transform_boxes)
@@ -80,6 +81,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="insertion/deletion steps (RISE: 224 at 224x224; default: %(default)s)")
     _model_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
+                   help="how the model runs for the methods and the metrics: fp32 (default), bf16 "
+                        "or fp16 (autocast); an error if the device cannot run it natively")
 
 
 def add_explain_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,6 +163,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if any(METRICS[k].needs_boxes for k in metrics) and not args.boxes:
         raise UsageError(f"metric(s) {[k for k in metrics if METRICS[k].needs_boxes]} need --boxes FILE")
     check_common(args)
+    precision = check_precision(args.precision, args.device)
     root, names = list_image_names(args.images)
     label_rows = read_label_rows(args.labels) if args.labels else None
     box_rows = read_box_rows(args.boxes) if args.boxes else None
@@ -182,7 +187,7 @@ def run_eval(args: argparse.Namespace) -> int:
     names_ok = [batch.names[i] for i in keep]
     x = batch.x[keep].to(args.device)
     load_s = time.perf_counter() - t_load
-    predicted = predict(loaded.model, x, normalize).argmax(1).tolist()
+    predicted = predict(loaded.model, x, normalize, precision=precision).argmax(1).tolist()
     targets = [labels[n] for n in names_ok] if labels is not None else predicted
     boxes = None
     no_box: list[str] = []
@@ -198,15 +203,16 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate(loaded.model, x, names_ok, targets, methods, metrics, layer=loaded.layer,
                       normalize=normalize, boxes=boxes, batch_size=args.batch_size,
                       metric_batch_size=args.metric_batch_size, steps=args.steps, method_options=options,
-                      progress=not args.no_progress, predicted=predicted)
+                      progress=not args.no_progress, predicted=predicted, precision=precision)
     result.failed = failed
     header = (f"`{loaded.name}` (layer `{loaded.layer}`), {len(names_ok)} images, targets: "
               f"{'ground-truth labels' if labels is not None else 'predicted class'}; normalize: "
-              f"{describe_normalize(normalize)}.")
+              f"{describe_normalize(normalize)}; precision {precision}.")
     argv = getattr(args, "argv", None)
     command = "fastcam " + shlex.join(argv) if argv is not None else "fastcam eval (called from Python)"
     extra = {"load_seconds": load_s, "torch": torch.__version__, "threads": torch.get_num_threads(),
              "cpu_count": os.cpu_count(), "machine": platform.machine(), "device": str(args.device),
+             "precision": precision,
              "no_boxes": no_box}
     paths = write_outputs(result, args.out, header=header, command=command, extra=extra)
     if sanity:

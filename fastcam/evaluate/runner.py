@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import metrics as M
+from ..engine import Engine, Precision, engine_for
 from ..inputs import Normalize, normalizer
 from ..methods import METHODS
 from ..models.loading import UsageError, build_explainer
@@ -104,11 +105,13 @@ class EvalResult:
         return {k: sum(v for (_, m), v in self.metric_seconds.items() if m == k) for k in self.metrics}
 
 
-def predict(model: nn.Module, x: Tensor, normalize: Normalize, batch_size: int = 32) -> Tensor:
-    """Softmax probabilities (B, classes) of the clean images."""
-    norm = normalizer(normalize, x)
+def predict(model: Union[nn.Module, Engine], x: Tensor, normalize: Normalize, batch_size: int = 32,
+            precision: Optional[Precision] = None) -> Tensor:
+    """Softmax probabilities (B, classes) of the clean images (the model run by
+    its :class:`~fastcam.engine.Engine`, in ``precision``)."""
+    norm, engine = normalizer(normalize, x), engine_for(model, precision)
     with torch.inference_mode():
-        return torch.cat([model(norm(x[i:i + batch_size])).softmax(1)
+        return torch.cat([engine.forward(norm(x[i:i + batch_size])).softmax(1)
                           for i in range(0, len(x), batch_size)])
 
 
@@ -127,12 +130,13 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
              normalize: Normalize = None, boxes: Optional[Sequence[Sequence]] = None,
              batch_size: int = 32, metric_batch_size: int = 64, steps: int = 224,
              method_options: Optional[dict[str, dict]] = None, progress: bool = False,
-             predicted: Optional[Sequence[int]] = None) -> EvalResult:
+             predicted: Optional[Sequence[int]] = None, precision: Precision = "fp32") -> EvalResult:
     """Run ``methods`` on ``x`` (N,3,H,W) in batches of ``batch_size`` images for
     the classes ``targets``, then ``metrics`` on every map. ``boxes``: per image a
     list of boxes in x's pixel coordinates (needed by pointing/energy; an image
     with none gets NaN); ``steps``: insertion/deletion steps. Returns per-image
-    values ×100 and timings."""
+    values ×100 and timings. ``precision``: how the model runs, for the methods
+    and the metrics alike (:mod:`fastcam.engine`)."""
     N = len(x)
     if N == 0:
         raise UsageError("no readable images to evaluate")
@@ -154,8 +158,10 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     bar = tqdm(total=len(chunks) * len(methods) * steps_per_map, desc="eval", dynamic_ncols=True,
                file=sys.stderr, disable=not progress)
     t_start = time.perf_counter()
-    explainers = {m: build_explainer(METHODS[m], model, layer, normalize, (method_options or {}).get(m))
+    explainers = {m: build_explainer(METHODS[m], model, layer, normalize, (method_options or {}).get(m),
+                                     precision=precision)
                   for m in methods}
+    engine = Engine(model, precision=precision)     # the metrics' passes
     try:
         for lo, hi in chunks:
             xb = x[lo:hi].to(device)
@@ -173,7 +179,7 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
                 _step(bar, f"{m} [{lo}:{hi}]")
                 if confidence:   # one clean and one or two masked passes for all of them
                     t0 = time.perf_counter()
-                    got = M.confidence_changes(model, xb, maps, cb, normalize=normalize,
+                    got = M.confidence_changes(engine, xb, maps, cb, normalize=normalize,
                                                batch_size=metric_batch_size, which=confidence)
                     _sync(device)
                     share = (time.perf_counter() - t0) / len(confidence)
@@ -183,7 +189,7 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
                     _step(bar, f"{m} {','.join(confidence)}")
                 for spec in others:
                     t0 = time.perf_counter()
-                    v = spec.fn(model, xb, maps, cb, bb, normalize, metric_batch_size, steps)
+                    v = spec.fn(engine, xb, maps, cb, bb, normalize, metric_batch_size, steps)
                     _sync(device)
                     metric_s[(m, spec.name)] += time.perf_counter() - t0
                     values[(m, spec.name)][lo:hi] = 100.0 * v.detach().double().cpu().numpy()
@@ -191,6 +197,6 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     finally:
         bar.close()
     if predicted is None:
-        predicted = predict(model, x.to(device), normalize).argmax(1).tolist()
+        predicted = predict(engine, x.to(device), normalize).argmax(1).tolist()
     return EvalResult(list(names), [int(t) for t in targets], [int(p) for p in predicted], list(methods), list(metrics),
                       values, method_s, metric_s, time.perf_counter() - t_start)

@@ -52,7 +52,7 @@ from typing import NamedTuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..engine import Engine, engine_for
+from ..engine import Engine, Precision, engine_for
 from ..inputs import HALF, Normalize, normalizer
 from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities
@@ -188,7 +188,8 @@ def avx_of_pairs(model: Union[nn.Module, Engine], x: Tensor, map_c1: Tensor, map
 
 def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, *,
                    targets: TargetSpec = None, normalize: Normalize = None,
-                   batch_size: int = 32, nan_class_sensitive: bool = False) -> AVXComponents:
+                   batch_size: int = 32, nan_class_sensitive: bool = False,
+                   precision: Precision = "fp32") -> AVXComponents:
     """Every term of AVX (see the module docstring) for each image: an
     :class:`AVXComponents` of (B,) tensors.
 
@@ -202,9 +203,12 @@ def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, 
         batch_size: masked images per forward.
         nan_class_sensitive: count a NaN correlation (constant map) as
             class-sensitive (the official code does not).
+        precision: how the model runs (:mod:`fastcam.engine`); ``model`` may also
+            be an :class:`~fastcam.engine.Engine`.
     """
     map_c1 = check_maps(x, map_c1)   # checks x too
     map_c2 = check_maps(x, map_c2)
+    model = engine_for(model, precision)
     yc, c1 = clean_probabilities(model, x, targets, normalize, batch_size)
     index = torch.arange(x.shape[0], device=x.device)
     return avx_of_pairs(model, x, map_c1, map_c2, index, c1, yc, normalize=normalize,
@@ -213,10 +217,11 @@ def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, 
 
 def avx(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, *,
         targets: TargetSpec = None, normalize: Normalize = None, batch_size: int = 32,
-        nan_class_sensitive: bool = False) -> Tensor:
+        nan_class_sensitive: bool = False, precision: Precision = "fp32") -> Tensor:
     """ADVISE's AVX per image (B,), in [0, 1], higher is better: the harmonic
     mean of SSIM, FSIM, 1 − MSE and 1 − AD of the image masked by
     ``1[map_c1 ≥ 0.5]``, penalised on a top-5 miss (module docstring).
     Arguments as :func:`avx_components`."""
     return avx_components(model, x, map_c1, map_c2, targets=targets, normalize=normalize,
-                          batch_size=batch_size, nan_class_sensitive=nan_class_sensitive).avx
+                          batch_size=batch_size, nan_class_sensitive=nan_class_sensitive,
+                          precision=precision).avx

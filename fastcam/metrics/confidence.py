@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..engine import Precision, engine_for
 from ..inputs import Normalize
 from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities, masked_probabilities
@@ -26,12 +27,15 @@ CONFIDENCE_METRICS = ("ad", "ai", "ag", "add")
 
 def confidence_changes(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                        normalize: Normalize = None, batch_size: int = 32,
-                       which: Sequence[str] = CONFIDENCE_METRICS) -> dict[str, Tensor]:
+                       which: Sequence[str] = CONFIDENCE_METRICS,
+                       precision: Precision = "fp32") -> dict[str, Tensor]:
     """Several of the per-image terms below at once (``which`` ⊆ {"ad", "ai", "ag",
     "add"}): one clean pass for p, one pass on ``x ⊙ S`` for AD/AI/AG and one on
     ``x ⊙ (1 − S)`` for ADD, where calling the functions one by one repeats the
     clean pass for each. Returns ``{name: (B,) tensor}``, identical to the
-    single-metric functions."""
+    single-metric functions. ``precision``: how the model runs (:mod:`fastcam.engine`);
+    ``model`` may also be an :class:`~fastcam.engine.Engine`."""
+    model = engine_for(model, precision)
     unknown = [w for w in which if w not in CONFIDENCE_METRICS]
     if unknown or not which:
         raise ValueError(f"which must be a non-empty subset of {CONFIDENCE_METRICS}, got {list(which)}")
@@ -51,34 +55,38 @@ def confidence_changes(model: nn.Module, x: Tensor, maps: Tensor, targets: Targe
 
 
 def average_drop(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32) -> Tensor:
+                 normalize: Normalize = None, batch_size: int = 32,
+                 precision: Precision = "fp32") -> Tensor:
     """Average Drop (Grad-CAM++ paper, eq. 21; Opti-CAM paper, eq. 13), per image:
     ``max(0, p − o) / p``. AD = 100 · mean (lower is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
-                              batch_size=batch_size, which=("ad",))["ad"]
+                              batch_size=batch_size, precision=precision, which=("ad",))["ad"]
 
 
 def average_increase(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
-                     normalize: Normalize = None, batch_size: int = 32) -> Tensor:
+                     normalize: Normalize = None, batch_size: int = 32,
+                 precision: Precision = "fp32") -> Tensor:
     """Average Increase / Increase in Confidence (Grad-CAM++ eq. 22; Opti-CAM
     eq. 14), per image: ``1[p < o]``. AI = 100 · mean (higher is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
-                              batch_size=batch_size, which=("ai",))["ai"]
+                              batch_size=batch_size, precision=precision, which=("ai",))["ai"]
 
 
 def average_gain(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32) -> Tensor:
+                 normalize: Normalize = None, batch_size: int = 32,
+                 precision: Precision = "fp32") -> Tensor:
     """Average Gain (Opti-CAM paper, eq. 15), per image: ``max(0, o − p) / (1 − p)``.
     AG = 100 · mean (higher is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
-                              batch_size=batch_size, which=("ag",))["ag"]
+                              batch_size=batch_size, precision=precision, which=("ag",))["ag"]
 
 
 def average_drop_in_deletion(model: nn.Module, x: Tensor, maps: Tensor,
                              targets: TargetSpec = None, *, normalize: Normalize = None,
-                             batch_size: int = 32) -> Tensor:
+                             batch_size: int = 32,
+                 precision: Precision = "fp32") -> Tensor:
     """Average Drop in Deletion (LIFT-CAM paper), per image: ``(p − d) / p`` with d
     the probability on the deleted image ``x ⊙ (1 − S)``. ADD = 100 · mean
     (higher is better: deleting the salient region should hurt)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
-                              batch_size=batch_size, which=("add",))["add"]
+                              batch_size=batch_size, precision=precision, which=("add",))["add"]

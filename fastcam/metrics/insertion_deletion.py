@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..engine import Precision, engine_for
 from ..inputs import Normalize
 from ..perturbation.masked_scores import class_score, reveal_scores
 from ..targets import TargetSpec
@@ -84,17 +85,18 @@ def auc(curve: Tensor) -> Tensor:
 
 def deletion_auc(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 64, steps: int = 224,
-                 return_curve: bool = False):
+                 return_curve: bool = False, precision: Precision = "fp32"):
     """Deletion AUC per image (B,) (lower is better). ``return_curve`` also returns
-    the (B, steps+1) probabilities."""
-    curve = _curve(model, x, maps, targets, normalize, batch_size, steps, insertion=False)
+    the (B, steps+1) probabilities. ``precision``: how the model runs
+    (:mod:`fastcam.engine`; ``model`` may also be an Engine)."""
+    curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps, insertion=False)
     return (auc(curve), curve) if return_curve else auc(curve)
 
 
 def insertion_auc(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                   normalize: Normalize = None, batch_size: int = 64, steps: int = 224,
-                  return_curve: bool = False):
+                  return_curve: bool = False, precision: Precision = "fp32"):
     """Insertion AUC per image (B,) (higher is better). ``return_curve`` also
-    returns the (B, steps+1) probabilities."""
-    curve = _curve(model, x, maps, targets, normalize, batch_size, steps, insertion=True)
+    returns the (B, steps+1) probabilities. ``precision``: as :func:`deletion_auc`."""
+    curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps, insertion=True)
     return (auc(curve), curve) if return_curve else auc(curve)
