@@ -217,3 +217,22 @@ def test_compiled_forwards_are_cached_per_network_and_give_the_same_scores(monke
     torch.testing.assert_close(a, b)
     Engine(model, compile=True).capture(x, [model[3]], grad=False)
     assert calls == [model]                          # hooked passes run the eager network
+
+
+# -- the metrics' precision ----------------------------------------------------------------------
+
+@pytest.mark.skipif(not BF16, reason="this CPU has no native bf16")
+def test_metrics_take_a_precision_and_an_engine_of_another_is_an_error():
+    from fastcam.metrics import average_drop, deletion_auc
+
+    model, x = _net(), torch.rand(3, 3, 12, 12)
+    maps = torch.rand(3, 12, 12)
+    fp32 = average_drop(model, x, maps, [0, 1, 2])
+    bf16 = average_drop(model, x, maps, [0, 1, 2], precision="bf16")
+    assert not torch.equal(fp32, bf16)
+    torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0)
+    via_engine = deletion_auc(Engine(model, precision="bf16"), x, maps, [0, 1, 2], steps=4)
+    torch.testing.assert_close(via_engine, deletion_auc(model, x, maps, [0, 1, 2], steps=4,
+                                                        precision="bf16"))
+    with pytest.raises(ValueError, match="asked for an Engine that runs 'bf16'"):
+        average_drop(Engine(model, precision="bf16"), x, maps, [0, 1, 2], precision="fp16")

@@ -218,3 +218,35 @@ def test_eval_prints_the_published_table_beside_the_run(folder, weights, tmp_pat
     assert main(["eval", "--images", str(folder), "--out", str(tmp_path), "--published", "nope", *TINY]) == 2
     assert main(["eval", "--images", str(folder), "--out", str(tmp_path), "--metrics", "sanity",
                  "--sanity-layers", "top", *TINY]) == 2
+
+
+def test_eval_precision_runs_methods_and_metrics_and_is_recorded(folder, weights, tmp_path, capsys,
+                                                               monkeypatch):
+    from fastcam import engine
+
+    if not engine.cpu_supports(torch.bfloat16):
+        pytest.skip("this CPU has no native bf16")
+    ran = []
+    real = engine.Engine.running
+
+    def spy(self, device):
+        ran.append(self.precision)
+        return real(self, device)
+
+    monkeypatch.setattr(engine.Engine, "running", spy)
+    rc = _eval(folder, tmp_path, "--weights", str(weights / "r18.pt"), "--methods", "gradcam",
+               "--metrics", "ad,deletion", "--precision", "bf16")
+    assert rc == 0, capsys.readouterr().err
+    assert ran and set(ran) == {"bf16"}            # every model pass: method, metrics, prediction
+    assert json.loads((tmp_path / "eval_timings.json").read_text())["precision"] == "bf16"
+    assert "precision bf16" in (tmp_path / "eval_table.md").read_text()
+
+
+def test_eval_precision_the_cpu_cannot_run_fails_before_any_work(folder, tmp_path, capsys, monkeypatch):
+    from fastcam import engine
+
+    monkeypatch.setattr(engine, "cpu_supports", lambda dtype: False)
+    assert _eval(folder, tmp_path, "--precision", "bf16") == 2
+    err = capsys.readouterr().err
+    assert "fastcam eval: error: --precision bf16" in err and "cannot run on cpu" in err
+    assert not (tmp_path / "eval_table.csv").exists()

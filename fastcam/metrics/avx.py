@@ -47,7 +47,7 @@ the image's extreme values extended to include 0 (the masked value).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -189,7 +189,7 @@ def avx_of_pairs(model: Union[nn.Module, Engine], x: Tensor, map_c1: Tensor, map
 def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, *,
                    targets: TargetSpec = None, normalize: Normalize = None,
                    batch_size: int = 32, nan_class_sensitive: bool = False,
-                   precision: Precision = "fp32") -> AVXComponents:
+                   precision: Optional[Precision] = None) -> AVXComponents:
     """Every term of AVX (see the module docstring) for each image: an
     :class:`AVXComponents` of (B,) tensors.
 
@@ -203,8 +203,8 @@ def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, 
         batch_size: masked images per forward.
         nan_class_sensitive: count a NaN correlation (constant map) as
             class-sensitive (the official code does not).
-        precision: how the model runs (:mod:`fastcam.engine`); ``model`` may also
-            be an :class:`~fastcam.engine.Engine`.
+        precision: how the model runs (:mod:`fastcam.engine`; None: fp32, or
+            the Engine's when ``model`` is an :class:`~fastcam.engine.Engine`).
     """
     map_c1 = check_maps(x, map_c1)   # checks x too
     map_c2 = check_maps(x, map_c2)
@@ -217,7 +217,7 @@ def avx_components(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, 
 
 def avx(model: nn.Module, x: Tensor, map_c1: Tensor, map_c2: Tensor, *,
         targets: TargetSpec = None, normalize: Normalize = None, batch_size: int = 32,
-        nan_class_sensitive: bool = False, precision: Precision = "fp32") -> Tensor:
+        nan_class_sensitive: bool = False, precision: Optional[Precision] = None) -> Tensor:
     """ADVISE's AVX per image (B,), in [0, 1], higher is better: the harmonic
     mean of SSIM, FSIM, 1 − MSE and 1 − AD of the image masked by
     ``1[map_c1 ≥ 0.5]``, penalised on a top-5 miss (module docstring).

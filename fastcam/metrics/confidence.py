@@ -11,7 +11,7 @@ black) before normalisation; with None, S multiplies the tensor given.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,13 +28,13 @@ CONFIDENCE_METRICS = ("ad", "ai", "ag", "add")
 def confidence_changes(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                        normalize: Normalize = None, batch_size: int = 32,
                        which: Sequence[str] = CONFIDENCE_METRICS,
-                       precision: Precision = "fp32") -> dict[str, Tensor]:
+                       precision: Optional[Precision] = None) -> dict[str, Tensor]:
     """Several of the per-image terms below at once (``which`` ⊆ {"ad", "ai", "ag",
     "add"}): one clean pass for p, one pass on ``x ⊙ S`` for AD/AI/AG and one on
     ``x ⊙ (1 − S)`` for ADD, where calling the functions one by one repeats the
     clean pass for each. Returns ``{name: (B,) tensor}``, identical to the
-    single-metric functions. ``precision``: how the model runs (:mod:`fastcam.engine`);
-    ``model`` may also be an :class:`~fastcam.engine.Engine`."""
+    single-metric functions. ``precision``: how the model runs (:mod:`fastcam.engine`; None: fp32,
+    or the Engine's when ``model`` is an :class:`~fastcam.engine.Engine`)."""
     model = engine_for(model, precision)
     unknown = [w for w in which if w not in CONFIDENCE_METRICS]
     if unknown or not which:
@@ -56,7 +56,7 @@ def confidence_changes(model: nn.Module, x: Tensor, maps: Tensor, targets: Targe
 
 def average_drop(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32,
-                 precision: Precision = "fp32") -> Tensor:
+                 precision: Optional[Precision] = None) -> Tensor:
     """Average Drop (Grad-CAM++ paper, eq. 21; Opti-CAM paper, eq. 13), per image:
     ``max(0, p − o) / p``. AD = 100 · mean (lower is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
@@ -65,7 +65,7 @@ def average_drop(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec 
 
 def average_increase(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                      normalize: Normalize = None, batch_size: int = 32,
-                 precision: Precision = "fp32") -> Tensor:
+                 precision: Optional[Precision] = None) -> Tensor:
     """Average Increase / Increase in Confidence (Grad-CAM++ eq. 22; Opti-CAM
     eq. 14), per image: ``1[p < o]``. AI = 100 · mean (higher is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
@@ -74,7 +74,7 @@ def average_increase(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetS
 
 def average_gain(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32,
-                 precision: Precision = "fp32") -> Tensor:
+                 precision: Optional[Precision] = None) -> Tensor:
     """Average Gain (Opti-CAM paper, eq. 15), per image: ``max(0, o − p) / (1 − p)``.
     AG = 100 · mean (higher is better)."""
     return confidence_changes(model, x, maps, targets, normalize=normalize,
@@ -84,7 +84,7 @@ def average_gain(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec 
 def average_drop_in_deletion(model: nn.Module, x: Tensor, maps: Tensor,
                              targets: TargetSpec = None, *, normalize: Normalize = None,
                              batch_size: int = 32,
-                 precision: Precision = "fp32") -> Tensor:
+                 precision: Optional[Precision] = None) -> Tensor:
     """Average Drop in Deletion (LIFT-CAM paper), per image: ``(p − d) / p`` with d
     the probability on the deleted image ``x ⊙ (1 − S)``. ADD = 100 · mean
     (higher is better: deleting the salient region should hurt)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -85,17 +86,17 @@ def auc(curve: Tensor) -> Tensor:
 
 def deletion_auc(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 64, steps: int = 224,
-                 return_curve: bool = False, precision: Precision = "fp32"):
+                 return_curve: bool = False, precision: Optional[Precision] = None):
     """Deletion AUC per image (B,) (lower is better). ``return_curve`` also returns
     the (B, steps+1) probabilities. ``precision``: how the model runs
-    (:mod:`fastcam.engine`; ``model`` may also be an Engine)."""
+    (:mod:`fastcam.engine`; None: fp32, or the Engine's when ``model`` is one)."""
     curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps, insertion=False)
     return (auc(curve), curve) if return_curve else auc(curve)
 
 
 def insertion_auc(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                   normalize: Normalize = None, batch_size: int = 64, steps: int = 224,
-                  return_curve: bool = False, precision: Precision = "fp32"):
+                  return_curve: bool = False, precision: Optional[Precision] = None):
     """Insertion AUC per image (B,) (higher is better). ``return_curve`` also
     returns the (B, steps+1) probabilities. ``precision``: as :func:`deletion_auc`."""
     curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps, insertion=True)
