@@ -371,3 +371,18 @@ def test_precision_is_not_a_method_option_of_generate(images, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "precision is not a method option: use --precision" in err[0], err
     assert not out.exists()
+
+
+def test_a_store_made_before_the_compile_option_resumes_as_an_eager_run():
+    from fastcam.generate.store import describe_mismatch
+
+    old = {"method": "gradcam", "options": {"normalize": None}}        # no "compile" recorded
+    assert describe_mismatch(old, {"method": "gradcam", "options": {"normalize": None, "compile": False}}) \
+        == describe_mismatch({**old, "options": {"normalize": None, "compile": False}},
+                             {"method": "gradcam", "options": {"normalize": None, "compile": False}})
+    assert not [d for d in describe_mismatch(old, {"method": "gradcam",
+                                                   "options": {"normalize": None, "compile": False}})
+                if d.startswith("options")]
+    assert [d for d in describe_mismatch(old, {"method": "gradcam",
+                                               "options": {"normalize": None, "compile": True}})
+            if d.startswith("options")]

@@ -53,6 +53,9 @@ CHECKED_KEYS = ("format", "method", "options", "model", "weights", "layer", "siz
 #: the value of a checked key that stores made before fastcam recorded it imply
 #: (every run before ``precision`` existed ran the model in fp32)
 IMPLIED = {"precision": "fp32"}
+#: method options that stores made before fastcam had them imply (``compile`` changes
+#: how the model runs, not what is computed; every earlier run ran eagerly)
+IMPLIED_OPTIONS = {"compile": False}
 PER_IMAGE = {            # name: (dtype, fill value)
     "path": (str, ""),
     "predicted": ("int32", -1),
@@ -106,6 +109,8 @@ def describe_mismatch(stored: dict, wanted: dict) -> list[str]:
     out = []
     for key in CHECKED_KEYS:
         a, b = stored.get(key, IMPLIED.get(key)), _jsonable(wanted.get(key))
+        if key == "options" and isinstance(a, dict) and isinstance(b, dict):
+            a = {**{k: v for k, v in IMPLIED_OPTIONS.items() if k in b}, **a}
         if a != b:
             if key == "paths_sha256":
                 out.append("the image list differs (other files or paths)")
