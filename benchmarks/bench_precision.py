@@ -183,7 +183,7 @@ def _scorecam_input(case):
         x = x[:1]                                   # the chelsea photo
     with torch.no_grad():
         t = model(x).argmax(1)
-    return x, t, _group(case, "scorecam", f" (1 image, {x.shape[-1]}px)")
+    return x, t, f"scorecam {arch} B1 {x.shape[-1]}px"
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
