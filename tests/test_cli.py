@@ -13,7 +13,7 @@ from PIL import Image
 
 from fastcam.cli import DEFAULT_DEMO_METHODS, build_parser, main
 from fastcam.engine import check_precision
-from fastcam.methods import METHODS
+from fastcam.methods import METHODS, PEER_METHODS
 
 #: a tiny demo: 1 photo at 64x64, Opti-CAM at 2 iterations (the full demo is too slow for the suite)
 TINY = ["--photos", "1", "--size", "64", "-o", "opticam.max_iter=2"]
@@ -72,7 +72,8 @@ def test_demo_shows_all_eight_methods_by_default():
     assert args.methods.split(",") == list(DEFAULT_DEMO_METHODS)
     # every method under its first name, but Fake-CAM (a control map that explains nothing)
     assert set(DEFAULT_DEMO_METHODS) == {m for m, cls in METHODS.items()
-                                         if next(k for k, v in METHODS.items() if v is cls) == m} - {"fakecam"}
+                                         if next(k for k, v in METHODS.items() if v is cls) == m
+                                         } - {"fakecam"} - set(PEER_METHODS)
     assert len(DEFAULT_DEMO_METHODS) == 8 and args.precision == "fp32"
 
 

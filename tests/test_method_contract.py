@@ -1,4 +1,5 @@
-"""The method contract: a method defines channel_weights or maps of one CallContext;
+"""The method contract: a method defines channel_weights, weighted_activations or maps
+of one CallContext;
 the base class owns the call, the capture pass and the record."""
 import pytest
 import torch
@@ -21,7 +22,9 @@ def test_no_method_replaces_the_call_or_the_capture(name):
     cls = METHODS[name]
     for owned in ("__call__", "context", "compute_weights"):
         assert owned not in vars(cls), f"{cls.__name__} overrides BaseCAM.{owned}"
-    assert ("channel_weights" in vars(cls)) != ("maps" in vars(cls)), cls.__name__
+    defined = [m for m in ("channel_weights", "weighted_activations", "maps") if m in vars(cls)]
+    assert len(defined) == 1, (cls.__name__, defined)
+    assert cls.elementwise() == (defined == ["weighted_activations"])
     assert cls.capture in ("gradient", "forward", "split")
 
 
@@ -81,3 +84,26 @@ def test_every_method_warns_on_a_model_in_training_mode(name):
         options = {"permutations": 2}
     with pytest.warns(UserWarning, match="training mode"):
         fastcam.explain(model, torch.rand(2, 3, 8, 8), method=name, target_layer="2", **options)
+
+
+class _HalfTerms(BaseCAM):
+    """An element-wise method: T = A / 2 at every position."""
+
+    capture = "forward"
+
+    def weighted_activations(self, ctx: CallContext):
+        return [A / 2 for A in ctx.activations]
+
+
+def test_a_method_defined_by_its_weighted_activations_sums_them_over_channels():
+    model = _net()
+    x = torch.rand(2, 3, 9, 7)
+    cam = _HalfTerms(model, "2")
+    maps = cam(x, targets=[0, 1])
+    A = cam.last.activations[0]
+    torch.testing.assert_close(maps, cam_combine(A, torch.full((2, 5), 0.5), (9, 7)))
+    torch.testing.assert_close(cam.last.low_res[0], torch.relu(A.sum(1) / 2))
+    assert cam.last.weights == []
+    run = cam.compute_weights(x, [0, 1])
+    torch.testing.assert_close(run.terms[0], A / 2)
+    assert run.weights == []

@@ -2,13 +2,17 @@
 from .advise import ADVISE
 from .base import BaseCAM, CAMRecord
 from .cam import CAM
+from .elementwise import GradCAMElementWise, HiResCAM, LayerCAM
 from .fakecam import FakeCAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
 from .liftcam import LiftCAM
 from .opticam import OptiCAM
+from .randomcam import RandomCAM
 from .scorecam import ScoreCAM
 from .shapcam import ShapCAM
+from .shapleycam import ShapleyCAM
+from .xgradcam import XGradCAM
 
 #: names accepted by fastcam.explain(method=...)
 METHODS = {
@@ -22,6 +26,18 @@ METHODS = {
     "shapcam": ShapCAM,
     "advise": ADVISE,
     "fakecam": FakeCAM,
+    "xgradcam": XGradCAM,
+    "hirescam": HiResCAM,
+    "gradcam-elementwise": GradCAMElementWise,
+    "layercam": LayerCAM,
+    "shapleycam": ShapleyCAM,
+    "randomcam": RandomCAM,
 }
 
-__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "ADVISE", "FakeCAM", "METHODS"]
+#: the other methods of pytorch-grad-cam and TorchCAM, natively (not in the demo's
+#: or the evaluation's default method lists, which hold the papers' methods and baselines)
+PEER_METHODS = ("xgradcam", "hirescam", "gradcam-elementwise", "layercam", "shapleycam", "randomcam")
+
+__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "ADVISE", "FakeCAM",
+           "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "ShapleyCAM", "RandomCAM",
+           "METHODS", "PEER_METHODS"]

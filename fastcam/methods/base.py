@@ -60,6 +60,7 @@ class CallContext:
     splits: list[tuple[Prefix, Tail]] = field(default_factory=list)   # capture "split", per layer
     tail_runs: list[Any] = field(default_factory=list)   # capture "split": what tail_forward kept
     weights: list[Tensor] = field(default_factory=list)   # per layer (B, K)
+    terms: list[Tensor] = field(default_factory=list)     # per layer (B, K, h, w): element-wise methods
     low_res: list[Tensor] = field(default_factory=list)   # per layer (B, h, w)
     extra: dict = field(default_factory=dict)
     started: float = 0.0                # time.perf_counter() when the call began
@@ -93,7 +94,9 @@ class BaseCAM:
     (the kind in :attr:`capture`), target resolution, then the method's
     :meth:`maps` (by default :meth:`channel_weights` combined by the fused
     :func:`fastcam.ops.cam_combine`), then the last-call record. A method
-    defines :meth:`channel_weights` *or* :meth:`maps`, both of one
+    defines exactly one of :meth:`channel_weights` (maps ``Σ_k w_k A_k``),
+    :meth:`weighted_activations` (element-wise methods: maps ``Σ_k T_k`` of
+    per-position terms such as ``ReLU(∂y/∂A) ⊙ A``) or :meth:`maps`, each of one
     :class:`CallContext`; any other model pass it needs goes through
     ``self.engine``.
 
@@ -151,11 +154,25 @@ class BaseCAM:
         """Per-layer channel weights (B, K) of the call (used by the default :meth:`maps`)."""
         raise NotImplementedError(f"{type(self).__name__} defines neither channel_weights nor maps")
 
+    def weighted_activations(self, ctx: CallContext) -> list[Tensor]:
+        """Per-layer terms T (B, K, h, w) whose channel sum is the map before ReLU
+        (used by the default :meth:`maps` when a method defines this instead of
+        :meth:`channel_weights`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no weighted_activations")
+
+    @classmethod
+    def elementwise(cls) -> bool:
+        """Whether the method's maps are ``Σ_k T_k`` of :meth:`weighted_activations`."""
+        return cls.weighted_activations is not BaseCAM.weighted_activations
+
     def maps(self, ctx: CallContext) -> Tensor:
         """The call's maps (B, H, W) in [0, 1]. Default: ``minmax(up(ReLU(Σ_k w_k A_k)))``
-        per layer with w = :meth:`channel_weights`, several layers averaged and
-        rescaled; sets ``ctx.weights`` and ``ctx.low_res``. The algebra runs in
-        float32 for a half-precision model."""
+        per layer with w = :meth:`channel_weights` (or ``minmax(up(ReLU(Σ_k T_k)))``
+        with T = :meth:`weighted_activations`), several layers averaged and
+        rescaled; sets ``ctx.weights`` (or ``ctx.terms``) and ``ctx.low_res``. The
+        algebra runs in float32 for a half-precision model."""
+        if self.elementwise():
+            return self._elementwise_maps(ctx)
         ctx.weights = [at_least_fp32(w.detach()) for w in self.channel_weights(ctx)]
         for w in ctx.weights:
             check_finite(w, f"{type(self).__name__}'s channel weights")
@@ -165,6 +182,17 @@ class BaseCAM:
                     for A, w in zip(activations, ctx.weights, strict=True)]
             ctx.low_res = [torch.relu(torch.einsum("bk,bkhw->bhw", w.to(A.dtype), A))
                            for A, w in zip(activations, ctx.weights)]
+            return maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
+
+    def _elementwise_maps(self, ctx: CallContext) -> Tensor:
+        ctx.terms = [at_least_fp32(T.detach()) for T in self.weighted_activations(ctx)]
+        for T in ctx.terms:
+            check_finite(T, f"{type(self).__name__}'s weighted activations")
+        with torch.no_grad():
+            sums = [T.sum(dim=1, keepdim=True) for T in ctx.terms]
+            ones = [torch.ones(T.shape[0], 1, dtype=T.dtype, device=T.device) for T in sums]
+            maps = [self.combine(T, w, ctx.size) for T, w in zip(sums, ones)]
+            ctx.low_res = [torch.relu(T[:, 0]) for T in sums]
             return maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
 
     def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
@@ -243,11 +271,15 @@ class BaseCAM:
 
     def compute_weights(self, x: Tensor, targets: TargetSpec = None) -> CallContext:
         """The capture pass and the channel weights of every target layer
-        (``ctx.weights``): what the default :meth:`maps` combines; front-ends
+        (``ctx.weights``), or for an element-wise method its weighted activations
+        (``ctx.terms``): what the default :meth:`maps` combines; front-ends
         combine them their way."""
         with self._call_scope():
             ctx = self.context(self._usable(x), targets)
-            ctx.weights = self.channel_weights(ctx)
+            if self.elementwise():
+                ctx.terms = [T.detach() for T in self.weighted_activations(ctx)]
+            else:
+                ctx.weights = self.channel_weights(ctx)
         return ctx
 
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:

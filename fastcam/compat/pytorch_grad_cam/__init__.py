@@ -3,13 +3,14 @@
 Change ``pytorch_grad_cam`` to ``fastcam.compat.pytorch_grad_cam`` in the
 imports and keep the script: the same classes, arguments, targets and
 utilities, the same maps (within 1e-4), computed batched on the model's device.
-Besides GradCAM, GradCAMPlusPlus and ScoreCAM, fastcam's LiftCAM, ShapCAM,
+Besides GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM, HiResCAM,
+GradCAMElementWise, LayerCAM, ShapleyCAM and RandomCAM, fastcam's LiftCAM, ShapCAM,
 OptiCAM and ADVISE are available under the same conventions.
 
 Every public module of grad-cam 1.5.7 has its counterpart here (``utils.image``,
 ``utils.find_layers``, ``metrics.road``, ``eigen_cam``, ``ablation_layer``, ...;
-imported on first use). Names fastcam does not implement yet (HiResCAM,
-EigenCAM, AblationCAM, ...) are handed out from the installed grad-cam, with a
+imported on first use). Names fastcam does not implement yet (EigenCAM,
+AblationCAM, FullGrad, ...) are handed out from the installed grad-cam, with a
 warning (:mod:`._delegate`).
 """
 from . import utils
@@ -22,18 +23,24 @@ from .lift_cam import LiftCAM
 from .opti_cam import OptiCAM
 from .score_cam import ScoreCAM
 from .shap_cam import ShapCAM
+from .grad_cam_elementwise import GradCAMElementWise
+from .hirescam import HiResCAM
+from .layer_cam import LayerCAM
+from .random_cam import RandomCAM
+from .shapley_cam import ShapleyCAM
+from .xgrad_cam import XGradCAM
 
 __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "ShapCAM",
-           "OptiCAM", "ADVISE", "utils"]
+           "OptiCAM", "ADVISE", "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM",
+           "ShapleyCAM", "RandomCAM", "utils"]
 
 
 #: pytorch-grad-cam's other public names, which fastcam does not reimplement:
 #: taken from the installed pytorch-grad-cam (with a warning, see ``_delegate``)
 #: so that its README's import line keeps working after the swap.
 DELEGATED = frozenset({
-    "HiResCAM", "XGradCAM", "LayerCAM", "EigenCAM", "EigenGradCAM", "GradCAMElementWise",
-    "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN", "FullGrad",
-    "GuidedBackpropReLUModel", "RandomCAM", "KPCA_CAM", "FinerCAM", "ShapleyCAM", "FEM",
+    "EigenCAM", "EigenGradCAM", "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN", "FullGrad",
+    "GuidedBackpropReLUModel", "KPCA_CAM", "FinerCAM", "FEM",
     "SegEigenCAM", "RefineCAM", "SESS", "ActivationsAndGradients", "DeepFeatureFactorization",
     "run_dff_on_image"})
 

@@ -67,7 +67,8 @@ class BaseCAM:
 
     #: the fastcam method computing the channel weights or the maps
     method_class: ClassVar[type[_MethodBase]]
-    #: maps are Σ_k w_k A_k of per-layer channel weights (eigen_smooth applies)
+    #: maps are Σ_k w_k A_k of per-layer channel weights, or Σ_k T_k of an element-wise
+    #: method's weighted activations (eigen_smooth applies to both)
     weighted: ClassVar[bool] = True
     #: whether the method can take a reshape_transform (model-splitting ones cannot)
     takes_reshape_transform: ClassVar[bool] = True
@@ -143,7 +144,11 @@ class BaseCAM:
         size = tuple(x.shape[-2:])
         if self.weighted:
             run = self.method.compute_weights(x, targets)
-            maps = _maps.combine_layers(run.activations, run.weights, size, eigen_smooth)
+            if run.terms:       # an element-wise method: Σ_k T_k (eigen_smooth: T's first component)
+                ones = [torch.ones(T.shape[:2], dtype=T.dtype, device=T.device) for T in run.terms]
+                maps = _maps.combine_layers(run.terms, ones, size, eigen_smooth)
+            else:
+                maps = _maps.combine_layers(run.activations, run.weights, size, eigen_smooth)
             return maps, run.logits.detach()
         maps = self.method(x, targets)
         return maps, self.method.last.logits.detach()

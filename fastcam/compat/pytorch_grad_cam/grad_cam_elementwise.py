@@ -1,9 +1,11 @@
-"""``pytorch_grad_cam.grad_cam_elementwise``: element-wise Grad-CAM.
+"""GradCAMElementWise with pytorch-grad-cam's interface (``pytorch_grad_cam.grad_cam_elementwise.GradCAMElementWise``)."""
+from __future__ import annotations
 
-Not implemented by fastcam yet: ``GradCAMElementWise`` is pytorch-grad-cam's own, handed out
-with a warning (``._delegate``); without grad-cam, accessing it raises ImportError.
-"""
-from ._delegate import delegated
+from ...methods.elementwise import GradCAMElementWise as _Method
+from .base_cam import BaseCAM
 
-__all__ = ["GradCAMElementWise"]
-__getattr__ = delegated(__name__, __all__)
+
+class GradCAMElementWise(BaseCAM):
+    """Grad-CAM element-wise: the map is ``Σ_k ReLU(g_k ⊙ A_k)``, as pytorch-grad-cam."""
+
+    method_class = _Method

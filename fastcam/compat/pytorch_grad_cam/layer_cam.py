@@ -1,9 +1,11 @@
-"""``pytorch_grad_cam.layer_cam``: Layer-CAM (Jiang et al. 2021).
+"""LayerCAM with pytorch-grad-cam's interface (``pytorch_grad_cam.layer_cam.LayerCAM``)."""
+from __future__ import annotations
 
-Not implemented by fastcam yet: ``LayerCAM`` is pytorch-grad-cam's own, handed out with a
-warning (``._delegate``); without grad-cam, accessing it raises ImportError.
-"""
-from ._delegate import delegated
+from ...methods.elementwise import LayerCAM as _Method
+from .base_cam import BaseCAM
 
-__all__ = ["LayerCAM"]
-__getattr__ = delegated(__name__, __all__)
+
+class LayerCAM(BaseCAM):
+    """LayerCAM (Jiang et al. 2021): the map is ``Σ_k ReLU(g_k) ⊙ A_k``, as pytorch-grad-cam."""
+
+    method_class = _Method

@@ -1,10 +1,13 @@
-"""``pytorch_grad_cam.shapley_cam``: Shapley-CAM (gradient and Hessian-vector product weights,
-arXiv 2501.06261).
+"""ShapleyCAM with pytorch-grad-cam's interface (``pytorch_grad_cam.shapley_cam.ShapleyCAM``)."""
+from __future__ import annotations
 
-Not implemented by fastcam yet: ``ShapleyCAM`` is pytorch-grad-cam's own, handed out with a
-warning (``._delegate``); without grad-cam, accessing it raises ImportError.
-"""
-from ._delegate import delegated
+from ...methods.shapleycam import ShapleyCAM as _Method
+from .base_cam import BaseCAM
 
-__all__ = ["ShapleyCAM"]
-__getattr__ = delegated(__name__, __all__)
+
+class ShapleyCAM(BaseCAM):
+    """ShapleyCAM (Cai 2025; not Shap-CAM): ``w_k = mean_ij (g − ½ H A)_kij`` with a
+    Hessian-vector product, as pytorch-grad-cam; both backward passes stop at the
+    target layers (theirs runs them to the input)."""
+
+    method_class = _Method

@@ -1,9 +1,11 @@
-"""``pytorch_grad_cam.xgrad_cam``: XGrad-CAM (Fu et al. 2020).
+"""XGradCAM with pytorch-grad-cam's interface (``pytorch_grad_cam.xgrad_cam.XGradCAM``)."""
+from __future__ import annotations
 
-Not implemented by fastcam yet: ``XGradCAM`` is pytorch-grad-cam's own, handed out with a
-warning (``._delegate``); without grad-cam, accessing it raises ImportError.
-"""
-from ._delegate import delegated
+from ...methods.xgradcam import XGradCAM as _Method
+from .base_cam import BaseCAM
 
-__all__ = ["XGradCAM"]
-__getattr__ = delegated(__name__, __all__)
+
+class XGradCAM(BaseCAM):
+    """XGrad-CAM (Fu et al. 2020): ``w_k = Σ_ij A_kij g_kij / (Σ_ij A_kij + 1e-7)``, as pytorch-grad-cam."""
+
+    method_class = _Method

@@ -1,0 +1,23 @@
+"""XGrad-CAM (Fu et al., BMVC 2020)."""
+from __future__ import annotations
+
+from torch import Tensor
+
+from .base import BaseCAM, CallContext, gradients
+
+
+class XGradCAM(BaseCAM):
+    """XGrad-CAM: ``α_k = Σ_ij (A_kij / (Σ_ab A_kab + eps)) · ∂y_c/∂A_kij`` (paper eq. 9,
+    the axiom-derived weights), map ``minmax(up(ReLU(Σ_k α_k A_k)))``. ``eps`` = 1e-7,
+    pytorch-grad-cam's value (it keeps a channel whose activations sum to 0 finite).
+    Cost: one forward, one backward to the target layer.
+    """
+
+    eps: float = 1e-7
+
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
+        weights = []
+        for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations)):
+            A = A.detach()
+            weights.append((g * A).sum(dim=(2, 3)) / (A.sum(dim=(2, 3)) + self.eps))
+        return weights
