@@ -110,6 +110,7 @@ def test_one_backward_equals_one_per_block(vit, x):
             assert logits.grad_fn is not None and logits.requires_grad
         scores = [s[:, 4] for s in layer_logits]
         out[cut] = legrad_relevance(scores, P, 1, joint=cut)
+        assert out[cut][0].shape == (2, 4, 4)
     for a, b in zip(out[True], out[False]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     # and the joint backward on the whole graph would not (the later blocks' scores leak)
@@ -259,3 +260,31 @@ def test_bad_models_and_arguments(vit, x):
     with pytest.raises(ValueError, match="dropout"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         LeGrad(train)(x)
+
+
+def test_the_torchcam_front_end_flow_on_the_recorder(vit, x):
+    """What a TorchCAM-style front-end does: hooks open from construction, the
+    user's own forward (its graph whole), then one backward per block."""
+    blocks = list(vit.encoder.layers)
+    ref = _theirs(vit, blocks, x, [3, 7])
+    rec = AttentionRecorder(vit, blocks, vit_score_projection(vit), cut=False).open()
+    try:
+        scores = vit(x)
+        P, layer_logits = rec.collected()
+        idx = torch.tensor([3, 7])
+        grids = legrad_relevance([s.gather(1, idx[:, None])[:, 0] for s in layer_logits], P, 1,
+                                 joint=False, retain_graph=True)
+        scores[:, 0].sum().backward()       # the user's graph is still whole
+    finally:
+        rec.close()
+    torch.testing.assert_close(_torchcam_normalise(torch.stack(grids).mean(0)), ref, atol=TOL, rtol=0)
+    assert rec.token_counts == [17, 17, 17]
+    assert _hooks(vit) == _hooks(_vit())
+    vit.zero_grad(set_to_none=True)
+
+
+def test_the_method_contract():
+    for owned in ("__call__", "context", "compute_weights"):
+        assert owned not in vars(LeGrad)
+    assert [m for m in ("channel_weights", "weighted_activations", "maps") if m in vars(LeGrad)] == ["maps"]
+    assert not LeGrad.elementwise() and LeGrad.capture == "forward"

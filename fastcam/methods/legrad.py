@@ -4,8 +4,9 @@ each block's class score to that block's attention probabilities.
 The pieces a front-end reuses are public here: :class:`AttentionRecorder` (removable
 hooks that record, per target block, the post-softmax attention probabilities in the
 autograd graph and the block's class logits through a score projection),
-:func:`legrad_relevance` (the per-layer patch relevances from those records) and
-:func:`resolve_grid`. The native explainer :class:`LeGrad` combines them.
+:func:`legrad_relevance` (the per-layer patch relevances on the grid from those
+records), :func:`resolve_grid`, :func:`vit_score_projection`, :func:`attention_of` and
+:func:`check_options`. The native explainer :class:`LeGrad` combines them.
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def resolve_grid(patches: int, grid_shape: Optional[tuple[int, int]]) -> tuple[i
     return side, side
 
 
-def _check_options(prefix_tokens: Any, grid_shape: Any, score_projection: Any) -> None:
+def check_options(prefix_tokens: Any, grid_shape: Any, score_projection: Any) -> None:
+    """TypeError / ValueError for LeGrad's arguments of a bad type or value."""
     if isinstance(prefix_tokens, bool) or not isinstance(prefix_tokens, int):
         raise TypeError(f"prefix_tokens must be an int, got {type(prefix_tokens).__name__}")
     if prefix_tokens < 0:
@@ -218,10 +220,13 @@ def _attend(module: nn.MultiheadAttention, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def legrad_relevance(layer_scores: Sequence[Tensor], attentions: Sequence[Tensor],
-                     prefix_tokens: int, *, joint: bool, retain_graph: bool = False) -> list[Tensor]:
-    """Per block, the patch relevance (B, N − prefix_tokens):
+                     prefix_tokens: int, grid_shape: Optional[tuple[int, int]] = None, *,
+                     joint: bool, retain_graph: bool = False) -> list[Tensor]:
+    """Per block, the patch relevance on the patch grid (B, h, w), float32:
     ``mean_{heads, queries} ReLU(∂s_l/∂P_l)`` with the prefix keys removed
-    (LeGrad, eq. 4–5; TorchCAM 0.5.0 ``LeGrad._get_weights``). ``layer_scores[l]``
+    (LeGrad, eq. 4–5; TorchCAM 0.5.0 ``LeGrad._get_weights``), the N − prefix_tokens
+    keys reshaped row-major to ``grid_shape`` (None: square, see :func:`resolve_grid`).
+    No normalisation: the map is the blocks' mean, min-max scaled. ``layer_scores[l]``
     (B,) are the target scores of block l's logits; images are independent, so the
     gradient of the batch sum is per image. ``joint=True`` (records of an
     :class:`AttentionRecorder` with ``cut=True``): one backward for all blocks;
@@ -242,7 +247,8 @@ def legrad_relevance(layer_scores: Sequence[Tensor], attentions: Sequence[Tensor
         g = g.float()
         if g.shape[-1] <= prefix_tokens:
             raise ValueError(f"prefix_tokens={prefix_tokens} leaves no patch token of {g.shape[-1]}")
-        out.append(torch.relu(g).mean(dim=(1, 2))[:, prefix_tokens:])
+        relevance = torch.relu(g).mean(dim=(1, 2))[:, prefix_tokens:]
+        out.append(relevance.reshape(g.shape[0], *resolve_grid(relevance.shape[1], grid_shape)))
     return out
 
 
@@ -283,7 +289,7 @@ class LeGrad(BaseCAM):
                  grid_shape: Optional[tuple[int, int]] = None,
                  normalize: Normalize = None, precision: Precision = "fp32",
                  compile: bool = False):
-        _check_options(prefix_tokens, grid_shape, score_projection)
+        check_options(prefix_tokens, grid_shape, score_projection)
         super().__init__(model, target_layers, normalize=normalize, precision=precision,
                          compile=compile)
         if self.target_layers is None:
@@ -314,10 +320,8 @@ class LeGrad(BaseCAM):
             self.engine.capture(ctx.x_model, [], grad=True)
         attentions, layer_logits = rec.collected()
         scores = [ctx.targets.scores(logits.float()) for logits in layer_logits]
-        relevance = legrad_relevance(scores, attentions, self.prefix_tokens, joint=True)
+        grids = legrad_relevance(scores, attentions, self.prefix_tokens, self.grid_shape, joint=True)
         with torch.no_grad():
-            grids = [r.reshape(r.shape[0], *resolve_grid(r.shape[1], self.grid_shape))
-                     for r in relevance]
             ctx.low_res = grids
             ctx.extra["layer_scores"] = [s.detach() for s in scores]
             cam = torch.stack(grids).mean(0)[:, None]
