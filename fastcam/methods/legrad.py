@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..engine import Precision
 from ..inputs import Normalize, check_finite
-from ..network.layers import LayerSpec, layer_name, resolve_layers
+from ..network.layers import LayerSpec, layer_name
 from .base import BaseCAM, CallContext
 
 #: intermediate tokens (B, N, D) -> class logits (B, C)
@@ -133,6 +133,7 @@ class AttentionRecorder:
         self.attentions: list[Optional[Tensor]] = [None] * n    # (B, heads, N, N), in the graph
         self.layer_logits: list[Optional[Tensor]] = [None] * n  # (B, C), in the graph
         self.token_counts: list[Optional[int]] = [None] * n
+        self._fresh = [False] * n      # the block's attention ran since its last output
 
     def open(self) -> "AttentionRecorder":
         if not self._handles:
@@ -178,6 +179,7 @@ class AttentionRecorder:
                                  f"got {tuple(query.shape)}")
             P, replayed = _attend(module, query)
             self.attentions[index] = P
+            self._fresh[index] = True
             weights = output[1] if isinstance(output, tuple) and len(output) == 2 else None
             return replayed, weights
         return hook
@@ -191,8 +193,9 @@ class AttentionRecorder:
             if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != output.shape[0]:
                 raise ValueError("score_projection must return class logits shaped (batch, classes), "
                                  f"got {getattr(logits, 'shape', type(logits).__name__)}")
-            if self.attentions[index] is None:
+            if not self._fresh[index]:
                 raise RuntimeError("the block's self_attention did not run during its forward")
+            self._fresh[index] = False
             self.layer_logits[index] = logits
             self.token_counts[index] = output.shape[1]
             return output.detach() if self.cut else None
