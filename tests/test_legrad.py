@@ -288,3 +288,13 @@ def test_the_method_contract():
         assert owned not in vars(LeGrad)
     assert [m for m in ("channel_weights", "weighted_activations", "maps") if m in vars(LeGrad)] == ["maps"]
     assert not LeGrad.elementwise() and LeGrad.capture == "forward"
+
+
+def test_bf16_runs_the_passes_in_bf16_and_stays_close(vit, x):
+    from fastcam.engine import cpu_supports
+    if not cpu_supports(torch.bfloat16):
+        pytest.skip("this CPU runs no bf16 autocast")
+    blocks = list(vit.encoder.layers)
+    half = LeGrad(vit, blocks, precision="bf16")(x, [3, 7])
+    assert half.dtype == torch.float32 and half.shape == (2, 32, 32)
+    assert (half - LeGrad(vit, blocks)(x, [3, 7])).abs().max() < 0.1
