@@ -6,14 +6,11 @@ __version__ = "0.1.0"
 from . import models, ops
 from .api import explain
 from .backend import get_backend, set_backend, use_backend
-from .methods import (ADVISE, CAM, METHODS, BaseCAM, CAMRecord, GradCAM, GradCAMPlusPlus, LiftCAM, OptiCAM,
-                      ScoreCAM, ShapCAM, FakeCAM, XGradCAM, HiResCAM, GradCAMElementWise, LayerCAM,
-                      ShapleyCAM, RandomCAM)
+from .methods import *  # noqa: F403 (every method class, BaseCAM, CAMRecord, METHODS: methods.__all__)
+from .methods import __all__ as _METHOD_NAMES
 from .generate import generate
 
 __all__ = [
-    "explain", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "LiftCAM", "ShapCAM", "ADVISE", "FakeCAM",
-    "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "ShapleyCAM", "RandomCAM",
-    "BaseCAM", "CAMRecord", "METHODS",
+    "explain", *(n for n in _METHOD_NAMES if n != "PEER_METHODS"),
     "models", "ops", "set_backend", "get_backend", "use_backend", "__version__", "generate",
 ]

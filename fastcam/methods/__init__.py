@@ -6,6 +6,7 @@ from .elementwise import GradCAMElementWise, HiResCAM, LayerCAM
 from .fakecam import FakeCAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
+from .legrad import LeGrad
 from .liftcam import LiftCAM
 from .opticam import OptiCAM
 from .randomcam import RandomCAM
@@ -32,12 +33,29 @@ METHODS = {
     "layercam": LayerCAM,
     "shapleycam": ShapleyCAM,
     "randomcam": RandomCAM,
+    "legrad": LeGrad,
 }
 
 #: the other methods of pytorch-grad-cam and TorchCAM, natively (not in the demo's
 #: or the evaluation's default method lists, which hold the papers' methods and baselines)
-PEER_METHODS = ("xgradcam", "hirescam", "gradcam-elementwise", "layercam", "shapleycam", "randomcam")
+PEER_METHODS = (
+    "xgradcam",
+    "hirescam",
+    "gradcam-elementwise",
+    "layercam",
+    "shapleycam",
+    "randomcam",
+    "legrad",
+)
 
-__all__ = ["BaseCAM", "CAMRecord", "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "ADVISE", "FakeCAM",
-           "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM", "ShapleyCAM", "RandomCAM",
-           "METHODS", "PEER_METHODS"]
+__all__ = [
+    "BaseCAM", "CAMRecord", "METHODS", "PEER_METHODS",
+    "CAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "OptiCAM", "ShapCAM", "LiftCAM", "ADVISE", "FakeCAM",
+    "XGradCAM",
+    "HiResCAM",
+    "GradCAMElementWise",
+    "LayerCAM",
+    "ShapleyCAM",
+    "RandomCAM",
+    "LeGrad",
+]
