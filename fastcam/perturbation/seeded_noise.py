@@ -35,12 +35,15 @@ def seeded_normal(keys: Tensor, shape: tuple[int, ...], std: float, seed: int,
     ``(seed, keys[j])`` only. Rows with equal keys are equal (one draw each)."""
     out = torch.empty((keys.shape[0], *shape), dtype=dtype, device=device)
     gen = torch.Generator(device=device)
-    unique, inverse = torch.unique(keys.cpu(), return_inverse=True)
-    for u, key in enumerate(unique.tolist()):
+    first: dict[int, int] = {}
+    for j, key in enumerate(keys.tolist()):      # one host read per call
+        if key in first:
+            out[j].copy_(out[first[key]])
+            continue
+        first[key] = j
         gen.manual_seed(_mix(seed, key))
-        row = torch.randn(shape, generator=gen, dtype=dtype, device=device).mul_(std)
-        out[(inverse == u).to(device)] = row
-    return out
+        torch.randn(shape, generator=gen, dtype=dtype, device=device, out=out[j])
+    return out.mul_(std)
 
 
 def check_noise_options(num_samples: int, std: float | None = None,
