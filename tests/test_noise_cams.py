@@ -262,3 +262,24 @@ def test_bad_mode_and_inputs():
             cam(torch.full((1, 3, 12, 12), float("nan")))
         with pytest.raises(ValueError):
             cam(_input(size=12), [0, 1, 2])          # three targets for two images
+
+
+@pytest.mark.parametrize("kind", ["sscam", "iscam", "smoothgradcampp"])
+def test_bf16_runs_close_to_fp32(kind):
+    x = _input(size=12)
+    kw = {} if kind == "iscam" else {"seed": 1}
+    a = _noisy(kind, **kw)(x, TARGETS)
+    b = _noisy(kind, precision="bf16", **kw)(x, TARGETS)
+    assert b.dtype == torch.float32 and (a - b).abs().max() < 0.05
+
+
+def test_smoothgradcampp_front_end_weights_combine_with_the_kept_activations():
+    """compute_weights (what a front-end combines): in "torchcam" mode the activations
+    are the last noisy copy's, so w·A gives the call's low-resolution map."""
+    x = _input(size=12)
+    cam = _noisy("smoothgradcampp", seed=5)
+    ctx = cam.compute_weights(x, TARGETS)
+    low = torch.relu(torch.einsum("bk,bkhw->bhw", ctx.weights[0], ctx.activations[0]))
+    cam(x, TARGETS)
+    torch.testing.assert_close(low, cam.last.low_res[0], rtol=0, atol=1e-6)
+    assert not torch.equal(ctx.activations[0], ctx.extra["clean_activations"][0])
