@@ -1,7 +1,7 @@
 """SS-CAM: Smoothed Score-CAM (Wang et al., 2020, arXiv:2006.14255)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -25,71 +25,45 @@ def unit_maps(A: Tensor, eps: float = UNIT_EPS) -> Tensor:
     return A / (A.amax(dim=(-2, -1), keepdim=True) + eps)
 
 
-class SampledScoreCAM(BaseCAM):
-    """Score-CAM with ``num_samples`` copies per channel (TorchCAM's SSCAM and
-    ISCAM): channel k of image b is scored by the mean, over the samples s, of
-    ``y_c(copy(k, s)) − y_c(x)`` (target logits), and the weights are the softmax
-    of these means over the channels; the map is ``minmax(up(ReLU(Σ_k w_k A_k)))``.
-
-    The copies are ``scale_s · (x ⊙ (up(u(A_k)) + δ_{k,s}))`` with u the per-map
-    scaling of :func:`unit_maps` at the activation's resolution and up bilinear
+def sampled_score_weights(cam: BaseCAM, ctx: CallContext, scale: Optional[Tensor],
+                          noise_of: Callable[[int, Tensor], Optional[MaskNoise]]) -> list[Tensor]:
+    """Score-CAM weights from ``cam.num_samples`` copies per channel (TorchCAM's SSCAM
+    and ISCAM): channel k of image b is scored by the mean over the samples s of
+    ``y_c(copy(k, s)) − y_c(x)`` (target logits, or the callables' scores) and the
+    weights are the softmax of these means over the channels. The copies are
+    ``scale_s · (x ⊙ (up(u(A_k)) + δ_{k,s}))`` with u the per-map scaling of
+    :func:`unit_maps` at the activation's resolution and up bilinear
     (align_corners=False): no min-max after the upsampling (TorchCAM's order),
     which is why they are built in torch (:mod:`fastcam.perturbation.sampled_masks`)
-    rather than by the fused ``mask_blend`` op. A subclass gives ``scale`` and δ.
-    """
-
-    capture = "forward"
-
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32, num_samples: int = 10,
-                 precision: Precision = "fp32", compile: bool = False):
-        check_noise_options(num_samples, batch_size=batch_size)
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
-        self.batch_size = batch_size
-        self.num_samples = num_samples
-
-    def sample_scales(self, device: torch.device) -> Optional[Tensor]:
-        """(num_samples,) factors of the copies, or None (all 1)."""
-        return None
-
-    def mask_noise(self, ctx: CallContext, layer: int, A: Tensor) -> Optional[MaskNoise]:
-        """The additive noise of the masks of one layer, or None."""
-        return None
-
-    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
-        x, targets = ctx.x, ctx.targets
-        score_fn = (class_score(targets.indices, "logit") if targets.indices is not None
-                    else callable_score(targets.callables))
-        baseline = ctx.scores.detach()
-        weights = []
-        for layer, A in enumerate(ctx.activations):
-            A = A.detach()
-            B, K, h, w = A.shape
-            maps = unit_maps(at_least_fp32(A)).reshape(B * K, h, w)
-            index = torch.arange(B, device=A.device).repeat_interleave(K)
-            scores = sampled_mask_scores(
-                self.engine, x, maps, index, self.num_samples, score_fn,
-                scale=self.sample_scales(x.device), noise=self.mask_noise(ctx, layer, A),
-                chunk_size=self.batch_size, normalize=self.normalize)
-            gain = (scores - baseline[index, None]).sum(dim=1) / self.num_samples
-            weights.append(gain.view(B, K).softmax(dim=1))
-        ctx.extra["channel_scores"] = [w.detach() for w in weights]
-        return weights
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(target_layers={self.target_layers}, "
-                f"batch_size={self.batch_size}, num_samples={self.num_samples})")
+    rather than by the fused ``mask_blend`` op, whose masks are min-max scaled
+    after upsampling. ``noise_of(layer, A)`` gives δ for one layer (or None)."""
+    x, targets = ctx.x, ctx.targets
+    score_fn = (class_score(targets.indices, "logit") if targets.indices is not None
+                else callable_score(targets.callables))
+    baseline = ctx.scores.detach()
+    weights = []
+    for layer, A in enumerate(ctx.activations):
+        A = A.detach()
+        B, K, h, w = A.shape
+        maps = unit_maps(at_least_fp32(A)).reshape(B * K, h, w)
+        index = torch.arange(B, device=A.device).repeat_interleave(K)
+        scores = sampled_mask_scores(cam.engine, x, maps, index, cam.num_samples, score_fn,
+                                     scale=scale, noise=noise_of(layer, A),
+                                     chunk_size=cam.batch_size, normalize=cam.normalize)
+        gain = (scores - baseline[index, None]).sum(dim=1) / cam.num_samples
+        weights.append(gain.view(B, K).softmax(dim=1))
+    ctx.extra["channel_scores"] = [w.detach() for w in weights]
+    return weights
 
 
-class SSCAM(SampledScoreCAM):
+class SSCAM(BaseCAM):
     """SS-CAM (Wang et al., 2020), noise on the masks as TorchCAM 0.5.0's ``SSCAM``:
 
         w_k = softmax_k( 1/N Σ_{s<N} [ y_c(x ⊙ (up(u(A_k)) + δ_{k,s})) − y_c(x) ] ),
         δ_{k,s} ~ N(0, std²) i.i.d. per pixel at the input's resolution,
 
     map ``minmax(up(ReLU(Σ_k w_k A_k)))`` (the paper's eq. with TorchCAM's
-    normalisation u, see :class:`SampledScoreCAM`). The noise is not clipped
+    normalisation u, see :func:`sampled_score_weights`). The noise is not clipped
     (TorchCAM does not), one mask noise per channel and sample shared by the
     image's colour channels.
 
@@ -104,13 +78,17 @@ class SSCAM(SampledScoreCAM):
             is the seed a call used.
     """
 
+    capture = "forward"
+
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32, num_samples: int = 35,
                  std: float = 2.0, seed: Optional[int] = None,
                  precision: Precision = "fp32", compile: bool = False):
         check_noise_options(num_samples, std, seed, batch_size)
-        super().__init__(model, target_layers, normalize=normalize, batch_size=batch_size,
-                         num_samples=num_samples, precision=precision, compile=compile)
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
+        self.batch_size = batch_size
+        self.num_samples = num_samples
         self.std = float(std)
         self.seed = seed
 
@@ -122,13 +100,17 @@ class SSCAM(SampledScoreCAM):
         keys = sample.to(torch.long) * (1 << 24) + channel.to(torch.long)
         return seeded_normal(keys, shape, self.std, self._seed, like.device)
 
-    def mask_noise(self, ctx: CallContext, layer: int, A: Tensor) -> MaskNoise:
-        if layer == 0:
-            self._seed = call_seed(self.seed, ctx.x.device)
-            ctx.extra["seed"] = self._seed
-        B, K = A.shape[:2]
+    def channel_weights(self, ctx: CallContext) -> list[Tensor]:
+        self._seed = call_seed(self.seed, ctx.x.device)
+        ctx.extra["seed"] = self._seed
         size, x = ctx.size, ctx.x
-        return lambda row, s: self._noise(row // K, row % K, s, size, x)
+
+        def noise_of(layer: int, A: Tensor) -> MaskNoise:
+            K = A.shape[1]
+            return lambda row, s: self._noise(row // K, row % K, s, size, x)
+        return sampled_score_weights(self, ctx, None, noise_of)
 
     def __repr__(self) -> str:
-        return (f"{super().__repr__()[:-1]}, std={self.std}, seed={self.seed})")
+        return (f"{type(self).__name__}(target_layers={self.target_layers}, batch_size="
+                f"{self.batch_size}, num_samples={self.num_samples}, std={self.std}, "
+                f"seed={self.seed})")
