@@ -196,14 +196,12 @@ def test_normalize_masks_the_pixel_image(kind):
     """normalize=(mean, std) is the same as a model that normalises its pixel input."""
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.3, 0.25)
     model = _toy()
-    norm = nn.Sequential()
     wrapped = nn.Sequential(_Norm(mean, std), model).eval()
     x = _input(size=12)
     cls = SSCAM if kind == "sscam" else ISCAM
     kw = {"seed": 2} if kind == "sscam" else {}
     a = cls(model, model.features, num_samples=2, normalize=(mean, std), **kw)(x, TARGETS)
     b = cls(wrapped, model.features, num_samples=2, **kw)(x, TARGETS)
-    del norm
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 

@@ -78,7 +78,7 @@ class SmoothGradCAMpp(BaseCAM):
         return Targets(None, [targets.callables[i] for i in image.tolist()])
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
-        self._seed = call_seed(self.seed, ctx.x.device)
+        self._seed = call_seed(self.seed)
         ctx.extra["seed"] = self._seed
         x, N, B = ctx.x_model.detach(), self.num_samples, ctx.x.shape[0]
         clean = [at_least_fp32(A.detach()) for A in ctx.activations]

@@ -101,7 +101,7 @@ class SSCAM(BaseCAM):
         return seeded_normal(keys, shape, self.std, self._seed, like.device)
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
-        self._seed = call_seed(self.seed, ctx.x.device)
+        self._seed = call_seed(self.seed)
         ctx.extra["seed"] = self._seed
         size, x = ctx.size, ctx.x
 

@@ -21,7 +21,7 @@ def _mix(seed: int, key: int) -> int:
     return (z ^ (z >> 31)) & ((1 << 63) - 1)
 
 
-def call_seed(seed: Optional[int], device: torch.device) -> int:
+def call_seed(seed: Optional[int]) -> int:
     """The base seed of one call: ``seed`` itself, or one drawn from torch's global
     generator (so ``torch.manual_seed`` makes an unseeded call reproducible)."""
     if seed is not None:
