@@ -290,3 +290,14 @@ def test_each_class_defines_its_weights_and_nothing_the_base_owns(cls):
     assert [m for m in ("channel_weights", "weighted_activations", "maps") if m in vars(cls)] \
         == ["channel_weights"]
     assert cls.capture == "forward"
+
+
+@pytest.mark.parametrize("kind", ["sscam", "smoothgradcampp"])
+def test_a_generator_seed_draws_each_calls_seed(kind):
+    x = _input(size=12)
+    a = _noisy(kind, seed=torch.Generator().manual_seed(3))
+    b = _noisy(kind, seed=torch.Generator().manual_seed(3))
+    first, again = a(x, TARGETS), b(x, TARGETS)
+    assert torch.equal(first, again) and a.last.extra["seed"] == b.last.extra["seed"]
+    a(x, TARGETS)
+    assert a.last.extra["seed"] != b.last.extra["seed"]     # the generator moved on

@@ -1,7 +1,7 @@
 """Smooth Grad-CAM++ (Omeiza et al., 2019, arXiv:1908.01224)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..engine import Precision
 from ..inputs import Normalize, at_least_fp32, check_finite
 from ..network.layers import LayerSpec
-from ..perturbation.seeded_noise import call_seed, check_noise_options, seeded_normal
+from ..perturbation.seeded_noise import Seed, call_seed, check_noise_options, seeded_normal
 from ..targets import Targets
 from .base import BaseCAM, CallContext, gradients
 
@@ -41,7 +41,8 @@ class SmoothGradCAMpp(BaseCAM):
     Args:
         num_samples: N (TorchCAM's default 4). std: σ (TorchCAM's default 0.3).
         batch_size: noisy copies per pass (the chunk size; memory bound).
-        seed: None (drawn from torch's global generator at each call) or an int:
+        seed: None (drawn from torch's global generator at each call), an int, or a
+            ``torch.Generator`` (each call draws its seed from it). With an int,
             δ_s is drawn from a generator seeded by (seed, s), so the same seed gives
             the same maps whatever ``batch_size`` and the batch (an image gets the
             same noise alone or in a batch). ``last.extra["seed"]``: the seed used.
@@ -53,7 +54,7 @@ class SmoothGradCAMpp(BaseCAM):
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, num_samples: int = 4, std: float = 0.3,
-                 batch_size: int = 32, seed: Optional[int] = None, mode: Mode = "torchcam",
+                 batch_size: int = 32, seed: Seed = None, mode: Mode = "torchcam",
                  precision: Precision = "fp32", compile: bool = False):
         check_noise_options(num_samples, std, seed, batch_size)
         if mode not in ("torchcam", "mean"):

@@ -11,7 +11,7 @@ from ..inputs import Normalize, at_least_fp32
 from ..network.layers import LayerSpec
 from ..perturbation.masked_scores import callable_score, class_score
 from ..perturbation.sampled_masks import MaskNoise, sampled_mask_scores
-from ..perturbation.seeded_noise import call_seed, check_noise_options, seeded_normal
+from ..perturbation.seeded_noise import Seed, call_seed, check_noise_options, seeded_normal
 from .base import BaseCAM, CallContext
 
 #: TorchCAM's per-map scaling of the activations: (A − min) / (max − min + 1e-8)
@@ -71,7 +71,8 @@ class SSCAM(BaseCAM):
         batch_size: copies per forward (the chunk size; memory bound).
         num_samples: N, noisy copies per channel (TorchCAM's default 35).
         std: σ of the noise (TorchCAM's default 2.0).
-        seed: None (drawn from torch's global generator at each call) or an int:
+        seed: None (drawn from torch's global generator at each call), an int, or a
+            ``torch.Generator`` (each call draws its seed from it). With an int,
             δ_{k,s} is drawn from a generator seeded by (seed, s, k), so the same
             seed gives the same maps whatever ``batch_size`` and the batch (an
             image gets the same noise alone or in a batch). ``last.extra["seed"]``
@@ -82,7 +83,7 @@ class SSCAM(BaseCAM):
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32, num_samples: int = 35,
-                 std: float = 2.0, seed: Optional[int] = None,
+                 std: float = 2.0, seed: Seed = None,
                  precision: Precision = "fp32", compile: bool = False):
         check_noise_options(num_samples, std, seed, batch_size)
         super().__init__(model, target_layers, normalize=normalize, precision=precision,

@@ -5,7 +5,7 @@ gives the same noise whatever the chunk size, the chunk plan of
 :meth:`fastcam.engine.Engine.stream_scores` or the other images of the batch."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -21,9 +21,15 @@ def _mix(seed: int, key: int) -> int:
     return (z ^ (z >> 31)) & ((1 << 63) - 1)
 
 
-def call_seed(seed: Optional[int]) -> int:
-    """The base seed of one call: ``seed`` itself, or one drawn from torch's global
-    generator (so ``torch.manual_seed`` makes an unseeded call reproducible)."""
+Seed = Union[None, int, torch.Generator]
+
+
+def call_seed(seed: Seed) -> int:
+    """The base seed of one call: ``seed`` itself (an int), one drawn from the
+    ``torch.Generator`` given, or one drawn from torch's global generator (None;
+    ``torch.manual_seed`` then makes the call reproducible)."""
+    if isinstance(seed, torch.Generator):
+        return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
     if seed is not None:
         return int(seed)
     return int(torch.randint(0, 2**62, (1,)).item())
@@ -47,7 +53,7 @@ def seeded_normal(keys: Tensor, shape: tuple[int, ...], std: float, seed: int,
 
 
 def check_noise_options(num_samples: int, std: float | None = None,
-                        seed: Optional[int] = None, batch_size: int | None = None) -> None:
+                        seed: Seed = None, batch_size: int | None = None) -> None:
     """TypeError/ValueError for bad ``num_samples``, ``std``, ``seed``, ``batch_size``."""
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
         if value is None and name == "batch_size":
@@ -61,5 +67,7 @@ def check_noise_options(num_samples: int, std: float | None = None,
             raise TypeError(f"std must be a number, got {type(std).__name__}")
         if not (0 <= float(std) < float("inf")):
             raise ValueError(f"std must be finite and >= 0, got {std}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be None or an int, got {type(seed).__name__}")
+    if seed is not None and not isinstance(seed, torch.Generator) and (
+            isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be None, an int or a torch.Generator, got "
+                        f"{type(seed).__name__}")
