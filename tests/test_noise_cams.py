@@ -301,3 +301,18 @@ def test_a_generator_seed_draws_each_calls_seed(kind):
     assert torch.equal(first, again) and a.last.extra["seed"] == b.last.extra["seed"]
     a(x, TARGETS)
     assert a.last.extra["seed"] != b.last.extra["seed"]     # the generator moved on
+
+
+def test_smoothgradcampp_callable_targets_match_torchcam():
+    """TorchCAM's ``targets=`` (one callable per image, on its output row)."""
+    model, x, S = _model("resnet18"), _input(size=64), 2
+    fns = [lambda row, c=c: row.log_softmax(0)[c] for c in TARGETS]
+    noise = torch.randn(S, *x.shape, generator=torch.Generator().manual_seed(8)) * 0.3
+    cam = SmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3, batch_size=3)
+    cam._noise = lambda image, sample, shape, like: noise[sample, image]
+    cam(x, fns)
+    with tcm.SmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3) as ext:
+        ext._distrib = _Replay(noise)
+        model(x)
+        theirs = ext(targets=fns)[0].detach()
+    assert (_low_res(cam) - theirs).abs().max() < TOL
