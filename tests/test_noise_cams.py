@@ -98,7 +98,8 @@ def test_smoothgradcampp_matches_torchcam(arch, batch_size):
     layer = "features.29" if arch == "vgg16" else "layer4"
     x, S = _input(size=64), 3
     noise = torch.randn(S, *x.shape, generator=torch.Generator().manual_seed(6)) * 0.3
-    cam = SmoothGradCAMpp(model, layer, num_samples=S, std=0.3, batch_size=batch_size)
+    cam = SmoothGradCAMpp(model, layer, num_samples=S, std=0.3, batch_size=batch_size,
+                          mode="torchcam")
     cam._noise = lambda image, sample, shape, like: noise[sample, image]
     cam(x, TARGETS)
     theirs = _theirs(tcm.SmoothGradCAMpp, model, layer, x, noise, num_samples=S, std=0.3)
@@ -275,7 +276,7 @@ def test_smoothgradcampp_front_end_weights_combine_with_the_kept_activations():
     """compute_weights (what a front-end combines): in "torchcam" mode the activations
     are the last noisy copy's, so w·A gives the call's low-resolution map."""
     x = _input(size=12)
-    cam = _noisy("smoothgradcampp", seed=5)
+    cam = _noisy("smoothgradcampp", seed=5, mode="torchcam")
     ctx = cam.compute_weights(x, TARGETS)
     low = torch.relu(torch.einsum("bk,bkhw->bhw", ctx.weights[0], ctx.activations[0]))
     cam(x, TARGETS)
@@ -308,7 +309,7 @@ def test_smoothgradcampp_callable_targets_match_torchcam():
     model, x, S = _model("resnet18"), _input(size=64), 2
     fns = [lambda row, c=c: row.log_softmax(0)[c] for c in TARGETS]
     noise = torch.randn(S, *x.shape, generator=torch.Generator().manual_seed(8)) * 0.3
-    cam = SmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3, batch_size=3)
+    cam = SmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3, batch_size=3, mode="torchcam")
     cam._noise = lambda image, sample, shape, like: noise[sample, image]
     cam(x, fns)
     with tcm.SmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3) as ext:

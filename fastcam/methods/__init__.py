@@ -6,6 +6,7 @@ from .elementwise import GradCAMElementWise, HiResCAM, LayerCAM
 from .fakecam import FakeCAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
+from .iscam import ISCAM
 from .legrad import LeGrad
 from .liftcam import LiftCAM
 from .opticam import OptiCAM
@@ -13,6 +14,8 @@ from .randomcam import RandomCAM
 from .scorecam import ScoreCAM
 from .shapcam import ShapCAM
 from .shapleycam import ShapleyCAM
+from .smoothgradcampp import SmoothGradCAMpp
+from .sscam import SSCAM
 from .xgradcam import XGradCAM
 
 #: names accepted by fastcam.explain(method=...)
@@ -34,6 +37,9 @@ METHODS = {
     "shapleycam": ShapleyCAM,
     "randomcam": RandomCAM,
     "legrad": LeGrad,
+    "sscam": SSCAM,
+    "iscam": ISCAM,
+    "smoothgradcampp": SmoothGradCAMpp,
 }
 
 #: the other methods of pytorch-grad-cam and TorchCAM, natively (not in the demo's
@@ -46,6 +52,9 @@ PEER_METHODS = (
     "shapleycam",
     "randomcam",
     "legrad",
+    "sscam",
+    "iscam",
+    "smoothgradcampp",
 )
 
 __all__ = [
@@ -58,4 +67,7 @@ __all__ = [
     "ShapleyCAM",
     "RandomCAM",
     "LeGrad",
+    "SSCAM",
+    "ISCAM",
+    "SmoothGradCAMpp",
 ]

@@ -27,11 +27,11 @@ class SmoothGradCAMpp(BaseCAM):
 
     with δ_s ~ N(0, std²) per pixel and channel, y_c the target logit, A the
     clean activation in the denominator. Modes (what G and A' are):
-      - ``"torchcam"`` (default, TorchCAM's behaviour): G = g_N and A' = A(x + δ_N),
+      - ``"mean"`` (default, the paper's eq.: G = 1/N Σ_s g_s, the averaged first
+        derivative, and A' = A, the clean activation);
+      - ``"torchcam"`` (TorchCAM's behaviour): G = g_N and A' = A(x + δ_N),
         the gradient and activation of the *last* noisy copy (TorchCAM's hooks
         keep the last pass); ``last.activations`` is then A(x + δ_N).
-      - ``"mean"``: G = 1/N Σ_s g_s (the paper's averaged first derivative) and
-        A' = A, the clean activation.
 
     The noise is added to what the model sees (after ``normalize``, like
     TorchCAM, whose input is the model's). The B·N noisy copies run
@@ -46,7 +46,8 @@ class SmoothGradCAMpp(BaseCAM):
             δ_s is drawn from a generator seeded by (seed, s), so the same seed gives
             the same maps whatever ``batch_size`` and the batch (an image gets the
             same noise alone or in a batch). ``last.extra["seed"]``: the seed used.
-        mode: ``"torchcam"`` or ``"mean"`` (above).
+        mode: ``"mean"`` (default) or ``"torchcam"`` (above; the TorchCAM
+            front-end uses ``"torchcam"``).
     """
 
     capture = "forward"
@@ -54,7 +55,7 @@ class SmoothGradCAMpp(BaseCAM):
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, num_samples: int = 4, std: float = 0.3,
-                 batch_size: int = 32, seed: Seed = None, mode: Mode = "torchcam",
+                 batch_size: int = 32, seed: Seed = None, mode: Mode = "mean",
                  precision: Precision = "fp32", compile: bool = False):
         check_noise_options(num_samples, std, seed, batch_size)
         if mode not in ("torchcam", "mean"):
