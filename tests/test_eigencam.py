@@ -30,6 +30,7 @@ from fastcam.compat.pytorch_grad_cam.seg_eigen_cam import SegEigenCAM as FcSegEi
 from fastcam.compat.pytorch_grad_cam.utils import model_targets as our_targets  # noqa: E402
 from fastcam.compat.pytorch_grad_cam.utils import reshape_transforms as our_rt  # noqa: E402
 from fastcam.compat.pytorch_grad_cam.utils import svd_on_activations as our_svd  # noqa: E402
+from fastcam import engine  # noqa: E402
 from fastcam.methods import projection  # noqa: E402
 from fastcam.methods.base import minmax  # noqa: E402
 from fastcam.methods.eigencam import EigenCAM, EigenGradCAM  # noqa: E402
@@ -122,7 +123,7 @@ def test_multi_layer_predicted_class_and_aug_smooth_parity(name, monkeypatch):
     x = torch.randn(2, 3, 64, 64)
     layers = [model.layer3[-1], model.layer4[-1]]
     _check(_ours(name, model, layers, x, None), _theirs(name, model, layers, x, None, monkeypatch))
-    if name in ("EigenCAM", "SegEigenCAM"):   # the front-end's one path for all four
+    if name == "EigenCAM":      # the front-end's one path for all four
         _check(_ours(name, model, layers[1:], x, None, aug_smooth=True),
                _theirs(name, model, layers[1:], x, None, monkeypatch, aug_smooth=True))
 
@@ -276,3 +277,16 @@ def test_svd_utilities_are_the_methods_projections():
     a = torch.rand(2, 6, 5, 4)
     torch.testing.assert_close(our_svd.get_2d_projection_with_sign_correction(a),
                                projection.sign_corrected_projection(a))
+
+
+@pytest.mark.skipif(not engine.cpu_supports(torch.bfloat16), reason="no native bf16 on this CPU")
+@pytest.mark.parametrize("name", ["EigenGradCAM", "KPCA_CAM"])
+def test_bf16_model_passes_keep_the_projection_in_float32(name):
+    model = _model("resnet18")
+    torch.manual_seed(9)
+    x = torch.randn(2, 3, 64, 64)
+    cam = NATIVE[name](model, "layer3", precision="bf16")
+    maps = cam(x)
+    assert maps.dtype == torch.float32 and cam.last.low_res[0].dtype == torch.float32
+    fp32 = NATIVE[name](model, "layer3")(x)
+    assert torch.corrcoef(torch.stack([maps.flatten(), fp32.flatten()]))[0, 1] > 0.9

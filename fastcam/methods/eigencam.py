@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..inputs import at_least_fp32
 from .base import BaseCAM, CallContext, gradients
 from .projection import principal_projection, projection_maps
 
@@ -28,7 +29,7 @@ class EigenCAM(BaseCAM):
     capture = "forward"
 
     def maps(self, ctx: CallContext) -> Tensor:
-        return projection_maps(ctx, [principal_projection(A.detach()) for A in ctx.activations],
+        return projection_maps(ctx, [principal_projection(at_least_fp32(A.detach())) for A in ctx.activations],
                                "EigenCAM's principal component")
 
 
@@ -39,6 +40,6 @@ class EigenGradCAM(BaseCAM):
 
     def maps(self, ctx: CallContext) -> Tensor:
         grads = gradients(ctx.scores, ctx.activations)
-        return projection_maps(ctx, [principal_projection(g * A.detach())
+        return projection_maps(ctx, [principal_projection(at_least_fp32(g) * at_least_fp32(A.detach()))
                                      for A, g in zip(ctx.activations, grads)],
                                "EigenGradCAM's principal component")

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import Precision
-from ..inputs import Normalize
+from ..inputs import Normalize, at_least_fp32
 from ..network.layers import LayerSpec
 from .base import BaseCAM, CallContext
 from .projection import check_kernel, kernel_principal_projection, projection_maps
@@ -63,5 +63,5 @@ class KPCA_CAM(BaseCAM):  # noqa: N801 -- pytorch-grad-cam's name
 
     def maps(self, ctx: CallContext) -> Tensor:
         check_kernel(self.kernel, self.gamma)       # the attributes may have been set since
-        return projection_maps(ctx, [self._projection(A.detach()) for A in ctx.activations],
+        return projection_maps(ctx, [self._projection(at_least_fp32(A.detach())) for A in ctx.activations],
                                "KPCA_CAM's kernel principal component")

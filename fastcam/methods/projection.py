@@ -50,6 +50,7 @@ def _centred_samples(activations: Tensor) -> Tensor:
     NaNs as 0, each feature centred over the positions (as pytorch-grad-cam)."""
     if activations.dim() < 3:
         raise ValueError(f"activations must be (B, K, *spatial), got {tuple(activations.shape)}")
+    activations = at_least_fp32(activations)        # no half-precision SVD or eigh
     B, K = activations.shape[:2]
     X = activations.reshape(B, K, -1).transpose(1, 2)
     X = torch.where(torch.isnan(X), torch.zeros_like(X), X)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..inputs import at_least_fp32
 from .base import BaseCAM, CallContext, gradients
 from .projection import projection_maps, sign_corrected_projection
 
@@ -19,6 +20,6 @@ class SegEigenCAM(BaseCAM):
 
     def maps(self, ctx: CallContext) -> Tensor:
         grads = gradients(ctx.scores, ctx.activations)
-        return projection_maps(ctx, [sign_corrected_projection(g.abs() * A.detach())
+        return projection_maps(ctx, [sign_corrected_projection(at_least_fp32(g).abs() * at_least_fp32(A.detach()))
                                      for A, g in zip(ctx.activations, grads)],
                                "SegEigenCAM's principal component")
