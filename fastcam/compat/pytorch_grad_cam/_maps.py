@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ...inputs import at_least_fp32
 from ...ops import cam_combine
-from .utils.svd_on_activations import principal_projection
+from ...methods.projection import principal_projection
 
 #: pytorch-grad-cam's default test-time augmentation (ttach):
 #: horizontal flip in {no, yes} × multiply by {0.9, 1, 1.1}, in ttach's order

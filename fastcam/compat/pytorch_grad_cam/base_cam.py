@@ -72,6 +72,12 @@ class BaseCAM:
     weighted: ClassVar[bool] = True
     #: whether the method can take a reshape_transform (model-splitting ones cannot)
     takes_reshape_transform: ClassVar[bool] = True
+    #: a method whose per-layer map is a projection of the activations (EigenCAM and
+    #: friends, ``weighted = False``): the front-end combines the method's per-layer
+    #: ``ReLU(p)`` (``method.last.low_res``) the pytorch-grad-cam way, and
+    #: ``eigen_smooth`` is accepted and changes nothing, as there (their
+    #: ``get_cam_image`` ignores it); other non-weighted methods refuse it
+    projected: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
                  reshape_transform: ReshapeTransform = None, use_cuda: Optional[bool] = None,
@@ -116,6 +122,8 @@ class BaseCAM:
         factors {0.9, 1, 1.1} (pytorch-grad-cam's ttach default).
         ``eigen_smooth``: first principal component of the weighted activations.
         """
+        if eigen_smooth and self.projected:
+            eigen_smooth = False
         if eigen_smooth and not self.weighted:
             raise ValueError(f"eigen_smooth needs a map of the form Σ_k w_k A_k; "
                              f"{type(self).__name__} makes its maps otherwise")
@@ -151,6 +159,10 @@ class BaseCAM:
                 maps = _maps.combine_layers(run.activations, run.weights, size, eigen_smooth)
             return maps, run.logits.detach()
         maps = self.method(x, targets)
+        low_res = self.method.last.low_res
+        if self.projected and len(low_res) > 1:     # each layer min-maxed before resizing, as there
+            ones = [torch.ones(r.shape[0], 1, dtype=r.dtype, device=r.device) for r in low_res]
+            maps = _maps.combine_layers([r[:, None] for r in low_res], ones, size)
         return maps, self.method.last.logits.detach()
 
     def _augmented(self, x: Tensor, targets, eigen_smooth: bool) -> tuple[Tensor, Tensor]:

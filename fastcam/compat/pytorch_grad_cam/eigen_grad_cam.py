@@ -1,9 +1,18 @@
-"""``pytorch_grad_cam.eigen_grad_cam``: Eigen-Grad-CAM.
+"""Eigen-Grad-CAM with pytorch-grad-cam's interface (``pytorch_grad_cam.eigen_grad_cam.EigenGradCAM``)."""
+from __future__ import annotations
 
-Not implemented by fastcam yet: ``EigenGradCAM`` is pytorch-grad-cam's own, handed out with
-a warning (``._delegate``); without grad-cam, accessing it raises ImportError.
-"""
-from ._delegate import delegated
+from ...methods.eigencam import EigenGradCAM as _Method
+from .base_cam import BaseCAM
 
 __all__ = ["EigenGradCAM"]
-__getattr__ = delegated(__name__, __all__)
+
+
+class EigenGradCAM(BaseCAM):
+    """Eigen-Grad-CAM: Eigen-CAM of ``∂y/∂A ⊙ A`` (see
+    :class:`fastcam.methods.eigencam.EigenGradCAM`), with the sign of
+    :class:`~fastcam.compat.pytorch_grad_cam.eigen_cam.EigenCAM`. ``eigen_smooth``
+    changes nothing, as in pytorch-grad-cam."""
+
+    method_class = _Method
+    weighted = False
+    projected = True

@@ -1,9 +1,18 @@
-"""``pytorch_grad_cam.seg_eigen_cam``: Seg-Eigen-CAM (Chung & Ying 2025).
+"""Seg-Eigen-CAM with pytorch-grad-cam's interface (``pytorch_grad_cam.seg_eigen_cam.SegEigenCAM``)."""
+from __future__ import annotations
 
-Not implemented by fastcam yet: ``SegEigenCAM`` is pytorch-grad-cam's own, handed out with a
-warning (``._delegate``); without grad-cam, accessing it raises ImportError.
-"""
-from ._delegate import delegated
+from ...methods.segeigencam import SegEigenCAM as _Method
+from .base_cam import BaseCAM
 
 __all__ = ["SegEigenCAM"]
-__getattr__ = delegated(__name__, __all__)
+
+
+class SegEigenCAM(BaseCAM):
+    """Seg-Eigen-CAM (Chung & Ying 2025): the first principal component of
+    ``|∂y/∂A| ⊙ A``, signed so that ``|max| ≥ |min|`` (Eq. 10–13; see
+    :class:`fastcam.methods.segeigencam.SegEigenCAM`): pytorch-grad-cam's maps on
+    every library. ``eigen_smooth`` changes nothing, as there."""
+
+    method_class = _Method
+    weighted = False
+    projected = True
