@@ -2,16 +2,19 @@
 from .advise import ADVISE
 from .base import BaseCAM, CAMRecord
 from .cam import CAM
+from .eigencam import EigenCAM, EigenGradCAM
 from .elementwise import GradCAMElementWise, HiResCAM, LayerCAM
 from .fakecam import FakeCAM
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
 from .iscam import ISCAM
+from .kpcacam import KPCA_CAM
 from .legrad import LeGrad
 from .liftcam import LiftCAM
 from .opticam import OptiCAM
 from .randomcam import RandomCAM
 from .scorecam import ScoreCAM
+from .segeigencam import SegEigenCAM
 from .shapcam import ShapCAM
 from .shapleycam import ShapleyCAM
 from .smoothgradcampp import SmoothGradCAMpp
@@ -40,6 +43,10 @@ METHODS = {
     "sscam": SSCAM,
     "iscam": ISCAM,
     "smoothgradcampp": SmoothGradCAMpp,
+    "eigencam": EigenCAM,
+    "eigengradcam": EigenGradCAM,
+    "kpcacam": KPCA_CAM,
+    "segeigencam": SegEigenCAM,
 }
 
 #: the other methods of pytorch-grad-cam and TorchCAM, natively (not in the demo's
@@ -55,6 +62,10 @@ PEER_METHODS = (
     "sscam",
     "iscam",
     "smoothgradcampp",
+    "eigencam",
+    "eigengradcam",
+    "kpcacam",
+    "segeigencam",
 )
 
 __all__ = [
@@ -70,4 +81,8 @@ __all__ = [
     "SSCAM",
     "ISCAM",
     "SmoothGradCAMpp",
+    "EigenCAM",
+    "EigenGradCAM",
+    "KPCA_CAM",
+    "SegEigenCAM",
 ]

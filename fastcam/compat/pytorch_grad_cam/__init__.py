@@ -4,19 +4,22 @@ Change ``pytorch_grad_cam`` to ``fastcam.compat.pytorch_grad_cam`` in the
 imports and keep the script: the same classes, arguments, targets and
 utilities, the same maps (within 1e-4), computed batched on the model's device.
 Besides GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM, HiResCAM,
-GradCAMElementWise, LayerCAM, ShapleyCAM and RandomCAM, fastcam's LiftCAM, ShapCAM,
+GradCAMElementWise, LayerCAM, ShapleyCAM, RandomCAM, EigenCAM, EigenGradCAM,
+KPCA_CAM and SegEigenCAM, fastcam's LiftCAM, ShapCAM,
 OptiCAM and ADVISE are available under the same conventions.
 
 Every public module of grad-cam 1.5.7 has its counterpart here (``utils.image``,
 ``utils.find_layers``, ``metrics.road``, ``eigen_cam``, ``ablation_layer``, ...;
-imported on first use). Names fastcam does not implement yet (EigenCAM,
-AblationCAM, FullGrad, ...) are handed out from the installed grad-cam, with a
+imported on first use). Names fastcam does not implement yet (AblationCAM,
+FullGrad, ...) are handed out from the installed grad-cam, with a
 warning (:mod:`._delegate`).
 """
 from . import utils
 from ._delegate import delegated
 from .advise import ADVISE
 from .base_cam import BaseCAM
+from .eigen_cam import EigenCAM
+from .eigen_grad_cam import EigenGradCAM
 from .grad_cam import GradCAM
 from .grad_cam_plusplus import GradCAMPlusPlus
 from .lift_cam import LiftCAM
@@ -25,23 +28,26 @@ from .score_cam import ScoreCAM
 from .shap_cam import ShapCAM
 from .grad_cam_elementwise import GradCAMElementWise
 from .hirescam import HiResCAM
+from .kpca_cam import KPCA_CAM
 from .layer_cam import LayerCAM
 from .random_cam import RandomCAM
+from .seg_eigen_cam import SegEigenCAM
 from .shapley_cam import ShapleyCAM
 from .xgrad_cam import XGradCAM
 
 __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "ShapCAM",
            "OptiCAM", "ADVISE", "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM",
-           "ShapleyCAM", "RandomCAM", "utils"]
+           "ShapleyCAM", "RandomCAM", "EigenCAM", "EigenGradCAM", "KPCA_CAM", "SegEigenCAM",
+           "utils"]
 
 
 #: pytorch-grad-cam's other public names, which fastcam does not reimplement:
 #: taken from the installed pytorch-grad-cam (with a warning, see ``_delegate``)
 #: so that its README's import line keeps working after the swap.
 DELEGATED = frozenset({
-    "EigenCAM", "EigenGradCAM", "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN", "FullGrad",
-    "GuidedBackpropReLUModel", "KPCA_CAM", "FinerCAM", "FEM",
-    "SegEigenCAM", "RefineCAM", "SESS", "ActivationsAndGradients", "DeepFeatureFactorization",
+    "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN", "FullGrad",
+    "GuidedBackpropReLUModel", "FinerCAM", "FEM",
+    "RefineCAM", "SESS", "ActivationsAndGradients", "DeepFeatureFactorization",
     "run_dff_on_image"})
 
 
