@@ -9,19 +9,36 @@ pytorch-grad-cam's. Median of 3 after a warm-up call.
 import pytest
 import torch
 
-from bench_precision import PRECISIONS, _fastcam, _group, _pgc, _torchcam, case  # noqa: F401
+from bench_precision import PRECISIONS, SC_SIZE_R50, SMOKE_SC_LAYER, _fastcam, _group, _pgc, _torchcam, case  # noqa: F401
+from conftest import SMOKE
 
-#: fastcam name -> (pytorch-grad-cam class, TorchCAM class or None, eager terms T(A, g) whose
-#: channel sum is the map, or weights w(A, g) (B, K))
+
+def _pc1(X):
+    """Eager first principal component of (B, K, h, w), batched (the sign left to LAPACK)."""
+    B, K, h, w = X.shape
+    S = X.reshape(B, K, -1).transpose(1, 2)
+    S = S - S.mean(1, keepdim=True)
+    _, _, Vh = torch.linalg.svd(S, full_matrices=False)
+    return (S @ Vh[:, 0, :, None]).reshape(B, h, w)
+
+
+#: fastcam name -> (pytorch-grad-cam class, TorchCAM class or None, the eager map before the
+#: ReLU, (B, h, w) of A and g = ∂y_c/∂A (g None: no backward), or None)
 CASES = {
     "xgradcam": ("XGradCAM", "XGradCAM",
-                 lambda A, g: ((g * A).sum((2, 3)) / (A.sum((2, 3)) + 1e-7))[:, :, None, None] * A),
-    "hirescam": ("HiResCAM", None, lambda A, g: g * A),
-    "gradcam-elementwise": ("GradCAMElementWise", None, lambda A, g: torch.relu(g * A)),
-    "layercam": ("LayerCAM", "LayerCAM", lambda A, g: torch.relu(g) * A),
+                 lambda A, g: (((g * A).sum((2, 3)) / (A.sum((2, 3)) + 1e-7))[:, :, None, None] * A).sum(1)),
+    "hirescam": ("HiResCAM", None, lambda A, g: (g * A).sum(1)),
+    "gradcam-elementwise": ("GradCAMElementWise", None, lambda A, g: torch.relu(g * A).sum(1)),
+    "layercam": ("LayerCAM", "LayerCAM", lambda A, g: (torch.relu(g) * A).sum(1)),
     "shapleycam": ("ShapleyCAM", None, None),
     "randomcam": ("RandomCAM", None, None),
+    "eigencam": ("EigenCAM", None, lambda A, g: _pc1(A)),
+    "eigengradcam": ("EigenGradCAM", None, lambda A, g: _pc1(g * A)),
+    "kpcacam": ("KPCA_CAM", None, None),
+    "segeigencam": ("SegEigenCAM", None, None),
 }
+#: the eager maps that need no gradient (a forward under inference mode)
+NO_GRAD = ("eigencam",)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -48,21 +65,24 @@ def test_eager(benchmark, case, method):
     module = model.get_submodule(layer)
     terms = CASES[method][2]
 
+    grad = method not in NO_GRAD
+
     def run():
         seen = []
 
         def leaf(m, i, o):      # the graph starts at the layer: the backward stops there
-            seen.append(o.detach().requires_grad_())
+            seen.append(o.detach().requires_grad_(grad))
             return seen[-1]
         handle = module.register_forward_hook(leaf)
         try:
-            logits = model(x)
+            with torch.inference_mode(not grad):
+                logits = model(x)
         finally:
             handle.remove()
         A = seen[0]
-        (g,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), A)
+        g = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), A)[0] if grad else None
         with torch.no_grad():
-            low = torch.relu(terms(A, g).sum(1, keepdim=True))
+            low = torch.relu(terms(A, g))[:, None]
             up = torch.nn.functional.interpolate(low, size=x.shape[-2:], mode="bilinear",
                                                  align_corners=False)[:, 0]
             lo = up.amin((1, 2), keepdim=True)
@@ -75,3 +95,51 @@ def test_eager(benchmark, case, method):
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
+
+
+# -- TorchCAM's noisy / interpolated methods ------------------------------------------------------
+
+#: fastcam name -> (TorchCAM class, options of both, one image or the batch). SS-CAM and IS-CAM
+#: run num_samples × K masked forwards of one image (ResNet-50 at 112 px as Score-CAM in
+#: bench_precision; 2 samples, not TorchCAM's default 35 / 10: the cost is linear in them)
+NOISY = {
+    "sscam": ("SSCAM", {"num_samples": 2, "std": 2.0, "batch_size": 32}, True),
+    "iscam": ("ISCAM", {"num_samples": 2, "batch_size": 32}, True),
+    "smoothgradcampp": ("SmoothGradCAMpp", {"num_samples": 4, "std": 0.3}, False),
+}
+
+
+def _noisy_case(case, method):
+    arch, model, layer, tail, x, targets = case
+    one = NOISY[method][2]
+    if one:
+        if SMOKE:
+            layer = SMOKE_SC_LAYER[arch]
+        if arch == "resnet50":
+            x = torch.nn.functional.interpolate(x[:1], size=(SC_SIZE_R50, SC_SIZE_R50),
+                                                mode="bilinear", align_corners=False)
+        else:
+            x = x[:1]
+        with torch.no_grad():
+            targets = model(x).argmax(1)
+    group = f"{method} {arch} B{x.shape[0]} {x.shape[-1]}px"
+    return (arch, model, layer, tail, x, targets), group
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("method", list(NOISY))
+def test_fastcam_noisy(benchmark, case, method, precision):
+    c, group = _noisy_case(case, method)
+    options = dict(NOISY[method][1]) | ({} if method == "iscam" else {"seed": 0})  # IS-CAM has no noise
+    if method == "smoothgradcampp":
+        options["mode"] = "torchcam"            # what TorchCAM computes
+    _fastcam(benchmark, c, method, precision, group=group, x=c[4], targets=c[5], **options)
+
+
+@pytest.mark.parametrize("method", list(NOISY))
+def test_torchcam_noisy(benchmark, case, method):
+    c, group = _noisy_case(case, method)
+    kw = dict(NOISY[method][1])
+    if method == "smoothgradcampp":
+        kw.pop("batch_size", None)
+    _torchcam(benchmark, c, NOISY[method][0], group=group, x=c[4], targets=c[5], **kw)

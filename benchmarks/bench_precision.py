@@ -119,12 +119,15 @@ def _torchcam(benchmark, case, cls_name, *, group=None, x=None, targets=None, **
         return extractor(targets.tolist(), out)
 
     try:
-        with (torch.no_grad() if cls_name in ("CAM", "ScoreCAM") else torch.enable_grad()):
+        with (torch.no_grad() if cls_name in ("CAM", "ScoreCAM", "SSCAM", "ISCAM") else torch.enable_grad()):
             _run(benchmark, group or _group(case, _METHOD_OF["tc" + cls_name]), run,
-                 baseline=cls_name == "CAM", note="TorchCAM (low-resolution maps)")
+                 baseline=cls_name in TORCHCAM_ONLY, note="TorchCAM (low-resolution maps)")
     finally:
         extractor.remove_hooks()
 
+
+#: TorchCAM's methods that pytorch-grad-cam lacks: TorchCAM is their groups' baseline
+TORCHCAM_ONLY = ("CAM", "SSCAM", "ISCAM", "SmoothGradCAMpp")
 
 _METHOD_OF = {"GradCAM": "gradcam", "GradCAMPlusPlus": "gradcam++", "ScoreCAM": "scorecam",
               "tcCAM": "cam", "tcGradCAM": "gradcam", "tcGradCAMpp": "gradcam++",
