@@ -6,7 +6,6 @@ batch against single images, bad input."""
 import functools
 import warnings
 
-import numpy as np
 import pytest
 import torch
 import torchvision

@@ -10,7 +10,7 @@ from ..engine import Precision
 from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from . import torchcam_numerics as tc
-from .base import BaseCAM, CallContext, minmax
+from .base import BaseCAM, CallContext
 from .finercam import base_instance, layer_maps
 from .gradcam_plusplus import GradCAMPlusPlus
 
