@@ -1,6 +1,8 @@
-"""Finer-CAM (Zhang et al., 2025): a base CAM of a contrastive target score."""
+"""Finer-CAM ("Spotting the Difference Reveals Finer Details for Visual Explanation",
+arXiv 2501.11309, 2025): a base CAM of a contrastive target score."""
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -87,8 +89,7 @@ class FinerCAM(BaseCAM):
         self.mode = tc.check_mode(mode)
         if alpha is None:
             alpha = 0.6 if mode == "torchcam" else 1.0
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not torch.isfinite(
-                torch.tensor(float(alpha))):
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
             raise ValueError(f"alpha must be a finite real number, got {alpha!r}")
         self.alpha = float(alpha)
         ranks = [int(r) for r in comparison_categories]

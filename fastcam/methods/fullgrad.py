@@ -55,9 +55,10 @@ def layer_bias(layer: nn.Module) -> Tensor:
 
 class FullGrad(BaseCAM):
     """FullGrad: the map is the sum of the input-gradient term and the bias-gradient
-    terms of every layer with a bias (the paper's eq. 5 full-gradient decomposition,
-    its "FullGrad saliency" of eq. 7, with pytorch-grad-cam 1.5.7's post-processing
-    ψ): with ``s(t) = (t − min)/(1e-7 + max − min)`` per map,
+    terms of every layer with a bias — the paper's FullGrad saliency
+    ``S = ψ(∇ₓf ⊙ x) + Σ_l Σ_k ψ(∇_{b_l}f ⊙ b_l)_k`` with ψ = abs, per-map scaling
+    and resizing, as pytorch-grad-cam 1.5.7 (``fullgrad_cam.py``) computes it:
+    with ``s(t) = (t − min)/(1e-7 + max − min)`` per map,
 
         S = s( Σ_c s(|x ⊙ ∂y/∂x|_c) + Σ_l up( Σ_k s(|b_lk · ∂y/∂z_lk|) ) )
 
