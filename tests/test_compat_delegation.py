@@ -20,10 +20,10 @@ def test_readme_import_line_works_and_says_which_classes_are_not_fastcams():
     namespace = {}
     with pytest.warns(UserWarning, match="does not implement") as record:
         exec("from fastcam.compat.pytorch_grad_cam import GradCAM, HiResCAM, ScoreCAM, "
-             "GradCAMPlusPlus, XGradCAM, FullGrad, FEM, SESS", namespace)
+             "GradCAMPlusPlus, XGradCAM, EigenCAM, FEM, SESS", namespace)
     warned = sorted({str(w.message).split()[4].rstrip(":") for w in record})
-    assert warned == ["FEM", "FullGrad", "SESS"]
-    assert namespace["FullGrad"] is pytorch_grad_cam.FullGrad
+    assert warned == ["EigenCAM", "FEM", "SESS"]
+    assert namespace["EigenCAM"] is pytorch_grad_cam.EigenCAM
     assert namespace["HiResCAM"] is front.HiResCAM and front.HiResCAM is not pytorch_grad_cam.HiResCAM
     assert namespace["GradCAM"] is front.GradCAM and front.GradCAM is not pytorch_grad_cam.GradCAM
     assert namespace["ScoreCAM"].__module__.startswith("fastcam.")

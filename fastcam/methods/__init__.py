@@ -5,6 +5,8 @@ from .cam import CAM
 from .eigencam import EigenCAM, EigenGradCAM
 from .elementwise import GradCAMElementWise, HiResCAM, LayerCAM
 from .fakecam import FakeCAM
+from .finercam import FinerCAM
+from .fullgrad import FullGrad
 from .gradcam import GradCAM
 from .gradcam_plusplus import GradCAMPlusPlus
 from .iscam import ISCAM
@@ -13,6 +15,7 @@ from .legrad import LeGrad
 from .liftcam import LiftCAM
 from .opticam import OptiCAM
 from .randomcam import RandomCAM
+from .refinecam import RefineCAM
 from .scorecam import ScoreCAM
 from .segeigencam import SegEigenCAM
 from .shapcam import ShapCAM
@@ -47,6 +50,9 @@ METHODS = {
     "eigengradcam": EigenGradCAM,
     "kpcacam": KPCA_CAM,
     "segeigencam": SegEigenCAM,
+    "fullgrad": FullGrad,
+    "finercam": FinerCAM,
+    "refinecam": RefineCAM,
 }
 
 #: the other methods of pytorch-grad-cam and TorchCAM, natively (not in the demo's
@@ -66,6 +72,9 @@ PEER_METHODS = (
     "eigengradcam",
     "kpcacam",
     "segeigencam",
+    "fullgrad",
+    "finercam",
+    "refinecam",
 )
 
 __all__ = [
@@ -85,4 +94,7 @@ __all__ = [
     "EigenGradCAM",
     "KPCA_CAM",
     "SegEigenCAM",
+    "FullGrad",
+    "FinerCAM",
+    "RefineCAM",
 ]

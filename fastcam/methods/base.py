@@ -132,6 +132,9 @@ class BaseCAM:
     #: model split at each target layer: prefix under no autograd, then
     #: :meth:`tail_forward`)
     capture: ClassVar[Capture] = "gradient"
+    #: capture "gradient": the input the model sees (``ctx.x_model``) is a leaf
+    #: that requires grad, so a method can differentiate w.r.t. it (FullGrad)
+    input_gradient: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, precision: Precision = "fp32",
@@ -222,6 +225,8 @@ class BaseCAM:
             warnings.warn("the model is in training mode; call model.eval() for "
                           "per-image explanations", stacklevel=3)
         x_model = normalizer(self.normalize, x)(x)
+        if self.input_gradient and self.capture == "gradient":
+            x_model = x_model.detach().requires_grad_(True)
         layers = self._layers_for(x_model)
         splits, tail_runs = [], []
         with torch.enable_grad() if self.capture == "gradient" else torch.no_grad():

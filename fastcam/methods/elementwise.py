@@ -6,9 +6,15 @@ backward to the target layer); they differ only in T.
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import ClassVar
 
+import torch
+from torch import Tensor, nn
+
+from ..engine import Precision
+from ..inputs import Normalize
+from ..network.layers import LayerSpec
+from . import torchcam_numerics as tc
 from .base import BaseCAM, CallContext, gradients
 
 
@@ -35,7 +41,30 @@ class LayerCAM(BaseCAM):
     """LayerCAM (Jiang et al., TIP 2021): ``T = ReLU(g) ⊙ A`` (paper eq. 5–6: positive
     gradients as per-position weights). Several target layers are averaged and
     rescaled (pytorch-grad-cam's convention; the paper fuses layers after its
-    tanh scaling, which fastcam does not apply)."""
+    tanh scaling, which fastcam does not apply).
+
+    Modes (keyword ``mode``): ``"pytorch-grad-cam"`` (default) as above;
+    ``"torchcam"``: TorchCAM 0.5.0's numerics — the same terms, the map
+    ``up(normalize(ReLU(Σ_k T_k)))`` with TorchCAM's normalisation
+    ``(m − min)/(max − min + 1e-8)`` at the layer's resolution. TorchCAM's
+    multi-layer fusion (``tanh(2·cam)`` then the maximum) is
+    :func:`fastcam.methods.torchcam_numerics.fuse_cams` with ``layercam=True``
+    on the normalised ``last.low_res`` maps; the native multi-layer maps stay
+    the mean."""
+
+    modes: ClassVar[tuple[str, ...]] = tc.MODES
+
+    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
+                 mode: tc.Mode = "pytorch-grad-cam", normalize: Normalize = None,
+                 precision: Precision = "fp32", compile: bool = False):
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
+        self.mode = tc.check_mode(mode)
+
+    def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
+        if self.mode == "torchcam":
+            return tc.combine(A, w, size)
+        return super().combine(A, w, size)
 
     def weighted_activations(self, ctx: CallContext) -> list[Tensor]:
         return [torch.relu(g) * A.detach()

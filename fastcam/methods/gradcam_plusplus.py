@@ -1,9 +1,15 @@
 """Grad-CAM++ (Chattopadhay et al., WACV 2018)."""
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import ClassVar
 
+import torch
+from torch import Tensor, nn
+
+from ..engine import Precision
+from ..inputs import Normalize
+from ..network.layers import LayerSpec
+from . import torchcam_numerics as tc
 from .base import BaseCAM, CallContext, gradients
 
 
@@ -15,17 +21,42 @@ class GradCAMPlusPlus(BaseCAM):
         α_k   = Σ_ij a_kij · ReLU(g_kij)               (eq. 7's ReLU),
 
     with eps = 1e-6 (pytorch-grad-cam's value, so maps agree with it).
+
+    Modes (keyword ``mode``):
+      - ``"pytorch-grad-cam"`` (default): the formula above.
+      - ``"torchcam"``: TorchCAM 0.5.0's GradCAMpp weights as it computes them.
+        Its code forms ``a = g²`` and divides ``a[g² > 0]`` in place by
+        ``2 g² + Σ_ab g³_ab A_ab + 1e-8``; boolean indexing makes a copy, so the
+        division never reaches ``a`` and the weights are ``α_k = Σ_ij g²_kij ·
+        ReLU(g_kij)``. The map is ``up(normalize(ReLU(Σ_k α_k A_k)))`` with
+        TorchCAM's normalisation (:mod:`fastcam.methods.torchcam_numerics`).
     """
 
+    modes: ClassVar[tuple[str, ...]] = tc.MODES
     eps: float = 1e-6
+
+    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
+                 mode: tc.Mode = "pytorch-grad-cam", normalize: Normalize = None,
+                 precision: Precision = "fp32", compile: bool = False):
+        super().__init__(model, target_layers, normalize=normalize, precision=precision,
+                         compile=compile)
+        self.mode = tc.check_mode(mode)
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         weights = []
         for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations)):
             A = A.detach()
             g2 = g * g
+            if self.mode == "torchcam":
+                weights.append((g2 * torch.relu(g)).sum(dim=(2, 3)))
+                continue
             g3 = g2 * g
             a = g2 / (2 * g2 + A.sum(dim=(2, 3), keepdim=True) * g3 + self.eps)
             a = torch.where(g != 0, a, 0)
             weights.append((a * torch.relu(g)).sum(dim=(2, 3)))
         return weights
+
+    def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
+        if self.mode == "torchcam":
+            return tc.combine(A, w, size)
+        return super().combine(A, w, size)

@@ -5,19 +5,21 @@ imports and keep the script: the same classes, arguments, targets and
 utilities, the same maps (within 1e-4), computed batched on the model's device.
 Besides GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM, HiResCAM,
 GradCAMElementWise, LayerCAM, ShapleyCAM, RandomCAM, EigenCAM, EigenGradCAM,
-KPCA_CAM and SegEigenCAM, fastcam's LiftCAM, ShapCAM,
+KPCA_CAM, SegEigenCAM, FullGrad, FinerCAM and RefineCAM, fastcam's LiftCAM, ShapCAM,
 OptiCAM and ADVISE are available under the same conventions.
 
 Every public module of grad-cam 1.5.7 has its counterpart here (``utils.image``,
 ``utils.find_layers``, ``metrics.road``, ``eigen_cam``, ``ablation_layer``, ...;
 imported on first use). Names fastcam does not implement yet (AblationCAM,
-FullGrad, ...) are handed out from the installed grad-cam, with a
+...) are handed out from the installed grad-cam, with a
 warning (:mod:`._delegate`).
 """
 from . import utils
 from ._delegate import delegated
 from .advise import ADVISE
 from .base_cam import BaseCAM
+from .finer_cam import FinerCAM
+from .fullgrad_cam import FullGrad
 from .eigen_cam import EigenCAM
 from .eigen_grad_cam import EigenGradCAM
 from .grad_cam import GradCAM
@@ -31,6 +33,7 @@ from .hirescam import HiResCAM
 from .kpca_cam import KPCA_CAM
 from .layer_cam import LayerCAM
 from .random_cam import RandomCAM
+from .refine_cam import RefineCAM
 from .seg_eigen_cam import SegEigenCAM
 from .shapley_cam import ShapleyCAM
 from .xgrad_cam import XGradCAM
@@ -38,16 +41,16 @@ from .xgrad_cam import XGradCAM
 __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "ShapCAM",
            "OptiCAM", "ADVISE", "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM",
            "ShapleyCAM", "RandomCAM", "EigenCAM", "EigenGradCAM", "KPCA_CAM", "SegEigenCAM",
-           "utils"]
+           "FullGrad", "FinerCAM", "RefineCAM", "utils"]
 
 
 #: pytorch-grad-cam's other public names, which fastcam does not reimplement:
 #: taken from the installed pytorch-grad-cam (with a warning, see ``_delegate``)
 #: so that its README's import line keeps working after the swap.
 DELEGATED = frozenset({
-    "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN", "FullGrad",
-    "GuidedBackpropReLUModel", "FinerCAM", "FEM",
-    "RefineCAM", "SESS", "ActivationsAndGradients", "DeepFeatureFactorization",
+    "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN",
+    "GuidedBackpropReLUModel", "FEM",
+    "SESS", "ActivationsAndGradients", "DeepFeatureFactorization",
     "run_dff_on_image"})
 
 

@@ -78,6 +78,8 @@ class BaseCAM:
     #: ``eigen_smooth`` is accepted and changes nothing, as there (their
     #: ``get_cam_image`` ignores it); other non-weighted methods refuse it
     projected: ClassVar[bool] = False
+    #: whether target_layers must name a layer (FullGrad's are ignored: it may get [])
+    needs_target_layers: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
                  reshape_transform: ReshapeTransform = None, use_cuda: Optional[bool] = None,
@@ -86,7 +88,8 @@ class BaseCAM:
             warnings.warn("use_cuda is deprecated (pytorch-grad-cam removed it) and ignored: "
                           "the CAM is computed on the model's device", DeprecationWarning,
                           stacklevel=2 + (type(self).__init__ is not BaseCAM.__init__))
-        if target_layers is None or (isinstance(target_layers, (list, tuple)) and not target_layers):
+        if self.needs_target_layers and (target_layers is None or (
+                isinstance(target_layers, (list, tuple)) and not target_layers)):
             raise ValueError("target_layers must name at least one layer, e.g. [model.layer4[-1]]")
         if reshape_transform is not None and not self.takes_reshape_transform:
             raise ValueError(f"{type(self).__name__} splits the model at the target layer "
