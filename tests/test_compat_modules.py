@@ -122,13 +122,14 @@ def test_submodules_are_attributes_of_the_package():
 
 def test_without_grad_cam_a_delegated_name_says_to_install_it(monkeypatch):
     import fastcam.compat.pytorch_grad_cam as fc
-    from fastcam.compat.pytorch_grad_cam import fem
+    from fastcam.compat.pytorch_grad_cam import fem, fullgrad_cam
     for key in [k for k in sys.modules if k == "pytorch_grad_cam" or k.startswith("pytorch_grad_cam.")]:
         monkeypatch.setitem(sys.modules, key, None)        # "not installed"; restored afterwards
-    monkeypatch.delitem(vars(fem), "FEM", raising=False)
+    monkeypatch.delitem(vars(fullgrad_cam), "FullGrad", raising=False)
     monkeypatch.delitem(vars(fc), "FullGrad", raising=False)
     with pytest.raises(ImportError, match="install grad-cam"):
-        fem.FEM
+        fullgrad_cam.FullGrad
+    assert fem.FEM.__module__.startswith("fastcam.")          # native: no grad-cam needed
     with pytest.raises(ImportError, match="install grad-cam"):
         exec("from fastcam.compat.pytorch_grad_cam import FullGrad", {})
     assert fc.HiResCAM.__module__.startswith("fastcam.")      # native: no grad-cam needed
