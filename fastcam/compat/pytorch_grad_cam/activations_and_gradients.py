@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["ActivationsAndGradients"]

@@ -20,7 +20,7 @@ problems (the tests check 1e-4) and match its reconstruction error otherwise.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
