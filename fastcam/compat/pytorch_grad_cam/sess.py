@@ -10,8 +10,8 @@ optionally Gaussian-smoothed (11×11, σ 5) and min-max scaled — grad-cam 1.5.
 
 Here every step runs batched on the model's device: the windows of all images and scales
 are scored and explained ``batch_size`` patches at a time (patches are cut on the fly
-from the rescaled images, so memory is bounded by ``batch_size``, never by the number of
-windows), pasted and fused with tensor scatter operations.
+from the rescaled images, so memory is the rescaled images plus ``batch_size`` patches,
+never all windows at once), pasted and fused with tensor scatter operations.
 """
 from __future__ import annotations
 
