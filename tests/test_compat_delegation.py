@@ -17,13 +17,18 @@ def test_readme_import_line_works_and_says_which_classes_are_not_fastcams():
     import pytorch_grad_cam
 
     front = _fresh_front_end()
+    # names still delegated (whichever they are as fastcam implements more of grad-cam)
+    delegated = sorted(front.DELEGATED)[:3]
+    if not delegated:
+        pytest.skip("fastcam implements every name of pytorch-grad-cam")
     namespace = {}
     with pytest.warns(UserWarning, match="does not implement") as record:
         exec("from fastcam.compat.pytorch_grad_cam import GradCAM, HiResCAM, ScoreCAM, "
-             "GradCAMPlusPlus, XGradCAM, EigenCAM, FEM, SESS", namespace)
+             f"GradCAMPlusPlus, XGradCAM, {', '.join(delegated)}", namespace)
     warned = sorted({str(w.message).split()[4].rstrip(":") for w in record})
-    assert warned == ["EigenCAM", "FEM", "SESS"]
-    assert namespace["EigenCAM"] is pytorch_grad_cam.EigenCAM
+    assert warned == delegated
+    for name in delegated:
+        assert namespace[name] is getattr(pytorch_grad_cam, name)
     assert namespace["HiResCAM"] is front.HiResCAM and front.HiResCAM is not pytorch_grad_cam.HiResCAM
     assert namespace["GradCAM"] is front.GradCAM and front.GradCAM is not pytorch_grad_cam.GradCAM
     assert namespace["ScoreCAM"].__module__.startswith("fastcam.")

@@ -5,6 +5,7 @@ from .cam import CAM
 from .eigencam import EigenCAM, EigenGradCAM
 from .elementwise import GradCAMElementWise, HiResCAM, LayerCAM
 from .fakecam import FakeCAM
+from .fem import FEM
 from .finercam import FinerCAM
 from .fullgrad import FullGrad
 from .gradcam import GradCAM
@@ -53,6 +54,7 @@ METHODS = {
     "fullgrad": FullGrad,
     "finercam": FinerCAM,
     "refinecam": RefineCAM,
+    "fem": FEM,
 }
 
 #: the other methods of pytorch-grad-cam and TorchCAM, natively (not in the demo's
@@ -75,6 +77,7 @@ PEER_METHODS = (
     "fullgrad",
     "finercam",
     "refinecam",
+    "fem",
 )
 
 __all__ = [
@@ -97,4 +100,5 @@ __all__ = [
     "FullGrad",
     "FinerCAM",
     "RefineCAM",
+    "FEM",
 ]

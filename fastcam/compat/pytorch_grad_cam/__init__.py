@@ -16,14 +16,18 @@ warning (:mod:`._delegate`).
 """
 from . import utils
 from ._delegate import delegated
+from .activations_and_gradients import ActivationsAndGradients
 from .advise import ADVISE
 from .base_cam import BaseCAM
 from .finer_cam import FinerCAM
 from .fullgrad_cam import FullGrad
 from .eigen_cam import EigenCAM
 from .eigen_grad_cam import EigenGradCAM
+from .feature_factorization.deep_feature_factorization import DeepFeatureFactorization, run_dff_on_image
+from .fem import FEM
 from .grad_cam import GradCAM
 from .grad_cam_plusplus import GradCAMPlusPlus
+from .guided_backprop import GuidedBackpropReLUModel
 from .lift_cam import LiftCAM
 from .opti_cam import OptiCAM
 from .score_cam import ScoreCAM
@@ -35,13 +39,15 @@ from .layer_cam import LayerCAM
 from .random_cam import RandomCAM
 from .refine_cam import RefineCAM
 from .seg_eigen_cam import SegEigenCAM
+from .sess import SESS
 from .shapley_cam import ShapleyCAM
 from .xgrad_cam import XGradCAM
 
 __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "ShapCAM",
            "OptiCAM", "ADVISE", "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM",
            "ShapleyCAM", "RandomCAM", "EigenCAM", "EigenGradCAM", "KPCA_CAM", "SegEigenCAM",
-           "FullGrad", "FinerCAM", "RefineCAM", "utils"]
+           "FullGrad", "FinerCAM", "RefineCAM", "FEM", "SESS", "GuidedBackpropReLUModel",
+           "ActivationsAndGradients", "DeepFeatureFactorization", "run_dff_on_image", "utils"]
 
 
 #: pytorch-grad-cam's other public names, which fastcam does not reimplement:
@@ -49,9 +55,7 @@ __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "Shap
 #: so that its README's import line keeps working after the swap.
 DELEGATED = frozenset({
     "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN",
-    "GuidedBackpropReLUModel", "FEM",
-    "SESS", "ActivationsAndGradients", "DeepFeatureFactorization",
-    "run_dff_on_image"})
+})
 
 
 #: our submodules (``metrics``, ``eigen_cam``, ...) are imported on first attribute access
