@@ -1,0 +1,180 @@
+"""TorchCAM's activation-based extractors (``torchcam.methods.activation``) on fastcam's methods."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ....methods.cam import CAM as _CAMNative
+from ....methods.scorecam import ScoreCAM as _ScoreCAMNative
+from ....targets import Targets
+from .core import _CAM, ClassIdx, LayerArg, _model_eval, _target_list, normalize_maps
+
+__all__ = ["CAM", "ScoreCAM"]
+
+logger = logging.getLogger(__name__)
+
+Numerics = Literal["torchcam", "fastcam"]
+
+
+class CAM(_CAM):
+    """CAM (Zhou et al. 2016): ``M_c = Σ_k W[c, k] A_k`` (paper eq. 2) with W the
+    fully connected layer after the global pooling — the weights of
+    :class:`fastcam.methods.cam.CAM`. As in TorchCAM the map gets no ReLU, and
+    the scores need not be passed.
+
+    Args:
+        fc_layer: the fully connected layer (module or name); None -> the model's
+            only ``nn.Linear`` (several are an error, as in TorchCAM). A 1×1
+            convolution in its place is accepted (its weight viewed as (C, K)).
+    """
+
+    relu = False
+
+    def __init__(self, model: nn.Module, target_layer: LayerArg = None,
+                 fc_layer: Union[None, str, nn.Module] = None,
+                 input_shape: tuple[int, ...] = (3, 224, 224), **kwargs: Any) -> None:
+        if isinstance(target_layer, (list, tuple)) and len(target_layer) > 1:
+            raise ValueError("base CAM does not support multiple target layers")
+        super().__init__(model, target_layer, input_shape, **kwargs)
+        if isinstance(fc_layer, str):
+            if fc_layer not in self.submodule_dict:
+                self.remove_hooks()
+                raise ValueError(f"unknown `fc_layer` name {fc_layer!r}; see `model.named_modules()`")
+            fc = self.submodule_dict[fc_layer]
+        elif isinstance(fc_layer, nn.Module):
+            self._resolve_layer_name(fc_layer)
+            fc = fc_layer
+        elif fc_layer is None:
+            linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            if len(linears) != 1:
+                self.remove_hooks()
+                raise ValueError("unable to resolve `fc_layer` automatically, please specify its value"
+                                 if not linears else
+                                 "This CAM method does not support multiple fully connected layers.")
+            logger.warning(f"no value was provided for `fc_layer`, thus set to '{linears[0][0]}'.")
+            fc = linears[0][1]
+        else:
+            self.remove_hooks()
+            raise TypeError("invalid argument type for `fc_layer`")
+        weight = getattr(fc, "weight", None)
+        if not isinstance(weight, Tensor) or weight.dim() < 2:
+            self.remove_hooks()
+            raise ValueError(f"fc_layer {type(fc).__name__} has no (C, K) weight")
+        self.fc_layer = fc
+        self._fc_weights = weight.detach().reshape(*weight.shape[:2])
+        self._method = _CAMNative(model, self._layers, fc_layer=fc) if isinstance(fc, nn.Linear) else None
+
+    def _make_method(self):
+        return None        # made once fc_layer is known
+
+    def _num_classes(self, scores: Any) -> Optional[int]:
+        return self._fc_weights.shape[0]
+
+    @torch.no_grad()
+    def _get_weights(self, class_idx: ClassIdx, scores: Any = None, **_: Any) -> list[Tensor]:
+        A = self.hook_a[0]
+        idx = self._class_indices(class_idx, A.shape[0], A.device)
+        if self._method is None:                       # a 1×1 convolution head
+            return [self._fc_weights[idx]]
+        logits = A.new_zeros((A.shape[0], self._fc_weights.shape[0]))   # CAM reads no score
+        ctx = self._context([A], logits, Targets(idx, None), logits[:, 0])
+        return self._method.channel_weights(ctx)
+
+
+class ScoreCAM(_CAM):
+    """Score-CAM (Wang et al. 2020) with TorchCAM's interface; the masked copies run
+    through the engine of :class:`fastcam.methods.scorecam.ScoreCAM`, chunk by chunk.
+
+    ``numerics="torchcam"`` (default), TorchCAM 0.5's formulas: channel k's mask is
+    ``up(minmax(A_k))`` (scaled at the layer's resolution, ``(A−min)/(max−min+1e-8)``,
+    then bilinear, align_corners=False) times the recorded input; ``w = softmax_k``
+    of the target scores on the masked copies (TorchCAM subtracts the score of the
+    unmasked input first, a constant per image that the softmax ignores, so no
+    forward is spent on it). The model's input is recorded by a forward pre-hook
+    and the reruns happen in eval mode with the hooks off, as in TorchCAM.
+    ``numerics="fastcam"``: the native class's default mode (``minmax(up(A_k))``).
+
+    Args:
+        batch_size: masked copies per forward (at most; the engine may use fewer).
+    """
+
+    relu = True
+    targets_supported = True
+    records_input = True
+
+    def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
+                 input_shape: tuple[int, ...] = (3, 224, 224), *, numerics: Numerics = "torchcam",
+                 **kwargs: Any) -> None:
+        if numerics not in ("torchcam", "fastcam"):
+            raise ValueError(f"numerics must be 'torchcam' or 'fastcam', got {numerics!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.numerics = numerics
+        self.bs = batch_size
+        super().__init__(model, target_layer, input_shape, **kwargs)
+
+    def _make_method(self):
+        return _ScoreCAMNative(self.model, self._layers, batch_size=self.bs)
+
+    def _score_fn(self, class_idx: Optional[ClassIdx], targets: Any, batch: int, device: torch.device):
+        if targets is not None:
+            fns = _target_list(targets, batch)
+
+            def by_target(out: Tensor, image: Tensor) -> Tensor:
+                return torch.stack([fns[int(i)](row).reshape(()) for row, i in zip(out, image.tolist())])
+            return by_target
+        idx = self._class_indices(class_idx, batch, device)
+
+        def by_class(out: Tensor, image: Tensor) -> Tensor:
+            return out.gather(1, idx[image][:, None])[:, 0]
+        return by_class
+
+    def _masks(self, A: Tensor) -> Tensor:
+        """The (B·K, h, w) masks at the layer's resolution (upsampled chunk by chunk)."""
+        return normalize_maps(A.float(), 2).flatten(0, 1)
+
+    def _channel_scores(self, A: Tensor, x: Tensor, score_fn) -> Tensor:
+        """(B, K) target scores of the copies ``up(mask_k) ⊙ x_b``."""
+        B, K = A.shape[:2]
+        masks = self._masks(A)
+        image = torch.arange(B, device=A.device).repeat_interleave(K)
+        size = tuple(x.shape[2:])
+        mode = {2: "bilinear", 3: "trilinear"}.get(len(size), "nearest")
+        options = {} if mode == "nearest" else {"align_corners": False}
+
+        def build(a: int, b: int) -> Tensor:
+            up = F.interpolate(masks[a:b, None], size, mode=mode, **options)
+            return up.to(x.dtype) * x[image[a:b]]
+        scores = self._method.engine.stream_scores(B * K, build, image, score_fn, self.bs)
+        return scores.view(B, K)
+
+    @torch.no_grad()
+    def _get_weights(self, class_idx: Optional[ClassIdx], scores: Any = None, *, targets: Any = None,
+                     **_: Any) -> list[Tensor]:
+        x = self._input
+        batch = self.hook_a[0].shape[0]
+        if x.shape[0] != batch:
+            raise ValueError(f"the recorded input has {x.shape[0]} samples but the activations {batch}")
+        score_fn = self._score_fn(class_idx, targets, batch, x.device)
+        with self._hooks_off(), _model_eval(self.model):
+            if self.numerics == "fastcam":
+                return self._native_weights(class_idx, targets, x)
+            return [self._channel_scores(A, x, score_fn).softmax(dim=1) for A in self.hook_a]
+
+    def _native_weights(self, class_idx: Optional[ClassIdx], targets: Any, x: Tensor) -> list[Tensor]:
+        batch = x.shape[0]
+        if targets is not None:
+            resolved = Targets(None, _target_list(targets, batch))
+        else:
+            resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
+        A0 = self.hook_a[0]
+        stand_in = A0.new_zeros((batch, 0))     # the native weights read no score of the forward
+        ctx = self._context(list(self.hook_a), stand_in, resolved, stand_in[:, 0], x=x)
+        return self._method.channel_weights(ctx)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_size={self.bs})"
