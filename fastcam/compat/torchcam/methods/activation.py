@@ -173,7 +173,7 @@ class ScoreCAM(_CAM):
             resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
         A0 = self.hook_a[0]
         stand_in = A0.new_zeros((batch, 0))     # the native weights read no score of the forward
-        ctx = self._context(list(self.hook_a), stand_in, resolved, stand_in[:, 0], x=x)
+        ctx = self._context(list(self.hook_a), stand_in, resolved, A0.new_zeros(batch), x=x)
         return self._method.channel_weights(ctx)
 
     def __repr__(self) -> str:
