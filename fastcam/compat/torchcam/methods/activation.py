@@ -13,7 +13,7 @@ from ....methods.scorecam import ScoreCAM as _ScoreCAMNative
 from ....targets import Targets
 from .core import _CAM, ClassIdx, LayerArg, _model_eval, _target_list, normalize_maps
 
-__all__ = ["CAM", "ScoreCAM"]
+__all__ = ["CAM", "ScoreCAM", "SSCAM", "ISCAM"]
 
 logger = logging.getLogger(__name__)
 
@@ -178,3 +178,22 @@ class ScoreCAM(_CAM):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_size={self.bs})"
+
+
+class SSCAM(ScoreCAM):
+    """SS-CAM (Wang et al. 2020) with TorchCAM's interface (placeholder until the native
+    method is on this fastcam: building it raises ``NotImplementedError``)."""
+
+    def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
+                 num_samples: int = 35, std: float = 2.0, input_shape: tuple[int, ...] = (3, 224, 224),
+                 **kwargs: Any) -> None:
+        raise NotImplementedError("SSCAM needs fastcam's native SS-CAM, which this fastcam lacks")
+
+
+class ISCAM(ScoreCAM):
+    """IS-CAM (Naidu et al. 2020) with TorchCAM's interface (placeholder until the native
+    method is on this fastcam: building it raises ``NotImplementedError``)."""
+
+    def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
+                 num_samples: int = 10, input_shape: tuple[int, ...] = (3, 224, 224), **kwargs: Any) -> None:
+        raise NotImplementedError("ISCAM needs fastcam's native IS-CAM, which this fastcam lacks")

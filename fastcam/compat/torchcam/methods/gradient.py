@@ -17,7 +17,7 @@ from ....targets import Targets
 from . import _native
 from .core import _CAM, ClassIdx, LayerArg, OutputTarget, normalize_maps, target_scores
 
-__all__ = ["GradCAM", "GradCAMpp", "XGradCAM", "LayerCAM"]
+__all__ = ["GradCAM", "GradCAMpp", "SmoothGradCAMpp", "XGradCAM", "LayerCAM"]
 
 Numerics = Literal["torchcam", "fastcam"]
 
@@ -177,3 +177,13 @@ class LayerCAM(_GradCAM):
     @staticmethod
     def _scale_cams(cams: list[Tensor], gamma: float = 2.0) -> list[Tensor]:
         return [torch.tanh(gamma * cam) for cam in cams]
+
+
+class SmoothGradCAMpp(_GradCAM):
+    """Smooth Grad-CAM++ (Omeiza et al. 2019) with TorchCAM's interface (placeholder until
+    the native method is on this fastcam: building it raises ``NotImplementedError``)."""
+
+    def __init__(self, model: nn.Module, target_layer: LayerArg = None, num_samples: int = 4,
+                 std: float = 0.3, input_shape: tuple[int, ...] = (3, 224, 224), **kwargs: Any) -> None:
+        raise NotImplementedError("SmoothGradCAMpp needs fastcam's native Smooth Grad-CAM++, "
+                                  "which this fastcam lacks")
