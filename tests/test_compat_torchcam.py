@@ -77,7 +77,7 @@ def test_cam_matches_torchcam_and_needs_no_scores(models, x):
     assert hook_count(models["vgg16"]) == 0
 
 
-@pytest.mark.parametrize("arch,layer", [("resnet18", "layer2"), ("vgg16", "features.3")])
+@pytest.mark.parametrize("arch,layer", [("resnet18", "layer1"), ("vgg16", "features.3")])
 def test_scorecam_matches_torchcam(models, arch, layer):
     model = models[arch]
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
@@ -89,6 +89,66 @@ def test_scorecam_matches_torchcam(models, arch, layer):
             maps.append(cam([5, 9], normalized=False)[0])
     close(maps[0], maps[1])
     close(normalize_maps(maps[0]), _TorchCAMBase._normalize(maps[1].clone()))
+
+
+def _native_or_skip(module: str) -> None:
+    pytest.importorskip(f"fastcam.methods.{module}", reason="the native method is not on this branch")
+
+
+def _torchcam_normal(std: float, shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
+    """The draws TorchCAM makes from the global generator after torch.manual_seed(seed)."""
+    torch.manual_seed(seed)
+    return [torch.distributions.normal.Normal(0, std).sample(s) for s in shapes]
+
+
+def test_iscam_matches_torchcam(models):
+    """resnet18 only: IS-CAM's copies are Score-CAM's times N (vgg16: see test_scorecam_*)."""
+    _native_or_skip("iscam")
+    model, layer = models["resnet18"], "layer1"
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    maps = []
+    for cls in (fc_methods.ISCAM, tc_methods.ISCAM):
+        with cls(model, layer, batch_size=40, num_samples=2) as cam:
+            with torch.no_grad():
+                model(x)
+            maps.append(cam([5, 9], normalized=False)[0])
+    close(maps[0], maps[1])
+
+
+def test_sscam_matches_torchcam_given_its_noise(models):
+    _native_or_skip("sscam")
+    model, N, std = models["resnet18"], 2, 2.0
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with tc_methods.SSCAM(model, "layer1", batch_size=40, num_samples=N, std=std) as ref:
+        with torch.no_grad():
+            model(x)
+        K = ref.hook_a[0].shape[1]
+        noise = torch.stack(_torchcam_normal(std, [(2, K, 32, 32)] * N, seed=5))   # (N, B, K, H, W)
+        torch.manual_seed(5)
+        theirs = ref([5, 9], normalized=False)[0]
+    with fc_methods.SSCAM(model, "layer1", batch_size=40, num_samples=N, std=std) as cam:
+        cam._method._noise = lambda image, channel, sample, size, like: noise[sample, image, channel]
+        with torch.no_grad():
+            model(x)
+        close(cam([5, 9], normalized=False)[0], theirs)
+
+
+@pytest.mark.parametrize("arch", list(LAYER))
+def test_smoothgradcampp_matches_torchcam_given_its_noise(models, x, arch):
+    _native_or_skip("smoothgradcampp")
+    model, N, std = models[arch], 2, 0.3
+    noise = torch.stack(_torchcam_normal(std, [tuple(x.shape)] * N, seed=6))          # (N, B, C, H, W)
+    maps = []
+    with tc_methods.SmoothGradCAMpp(model, LAYER[arch], num_samples=N, std=std) as ref:
+        model(x)
+        torch.manual_seed(6)
+        theirs = ref([1, 7], normalized=False)[0]
+    with fc_methods.SmoothGradCAMpp(model, LAYER[arch], num_samples=N, std=std) as cam:
+        cam._method._noise = lambda image, sample, shape, like: noise[sample, image]
+        with torch.no_grad():                   # the scores are not used: no autograd needed
+            model(x)
+        close(cam([1, 7], normalized=False)[0], theirs)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_several_layers_and_fuse_cams(models, x):

@@ -13,6 +13,12 @@ from ....methods.scorecam import ScoreCAM as _ScoreCAMNative
 from ....targets import Targets
 from .core import _CAM, ClassIdx, LayerArg, _model_eval, _target_list, normalize_maps
 
+try:                                    # the native SS-CAM / IS-CAM (TorchCAM numerics)
+    from ....methods.iscam import ISCAM as _ISCAMNative
+    from ....methods.sscam import SSCAM as _SSCAMNative
+except ImportError:
+    _ISCAMNative = _SSCAMNative = None
+
 __all__ = ["CAM", "ScoreCAM", "SSCAM", "ISCAM"]
 
 logger = logging.getLogger(__name__)
@@ -105,6 +111,8 @@ class ScoreCAM(_CAM):
     relu = True
     targets_supported = True
     records_input = True
+    #: the weights are always the native method's (SSCAM, ISCAM)
+    _native_only = False
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
                  input_shape: tuple[int, ...] = (3, 224, 224), *, numerics: Numerics = "torchcam",
@@ -161,7 +169,7 @@ class ScoreCAM(_CAM):
             raise ValueError(f"the recorded input has {x.shape[0]} samples but the activations {batch}")
         score_fn = self._score_fn(class_idx, targets, batch, x.device)
         with self._hooks_off(), _model_eval(self.model):
-            if self.numerics == "fastcam":
+            if self.numerics == "fastcam" or self._native_only:
                 return self._native_weights(class_idx, targets, x)
             return [self._channel_scores(A, x, score_fn).softmax(dim=1) for A in self.hook_a]
 
@@ -172,7 +180,9 @@ class ScoreCAM(_CAM):
         else:
             resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
         A0 = self.hook_a[0]
-        stand_in = A0.new_zeros((batch, 0))     # the native weights read no score of the forward
+        # The native weights read no logits; SSCAM/ISCAM subtract ctx.scores (the score of the
+        # unmasked input) before a softmax over channels, which a constant per image leaves as is.
+        stand_in = A0.new_zeros((batch, 0))
         ctx = self._context(list(self.hook_a), stand_in, resolved, A0.new_zeros(batch), x=x)
         return self._method.channel_weights(ctx)
 
@@ -180,20 +190,57 @@ class ScoreCAM(_CAM):
         return f"{type(self).__name__}(batch_size={self.bs})"
 
 
+
 class SSCAM(ScoreCAM):
-    """SS-CAM (Wang et al. 2020) with TorchCAM's interface (placeholder until the native
-    method is on this fastcam: building it raises ``NotImplementedError``)."""
+    """SS-CAM (Wang et al. 2020) with TorchCAM's interface, on the native
+    :class:`fastcam.methods.sscam.SSCAM` (TorchCAM 0.5's numerics: N noisy masks
+    ``up(minmax(A_k)) + δ``, δ ~ N(0, std²) per pixel at the input's resolution;
+    ``w = softmax_k`` of the mean target score).
+
+    The noise comes from fastcam's seeded generator (``seed=None``: drawn from
+    torch's global generator at each call), not from TorchCAM's sequence of
+    ``Normal.sample`` calls, so maps agree with TorchCAM's in distribution, not
+    draw for draw. On a fastcam without the native method building it raises
+    ``NotImplementedError``.
+    """
+
+    _native_only = True
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
                  num_samples: int = 35, std: float = 2.0, input_shape: tuple[int, ...] = (3, 224, 224),
-                 **kwargs: Any) -> None:
-        raise NotImplementedError("SSCAM needs fastcam's native SS-CAM, which this fastcam lacks")
+                 *, seed: Optional[int] = None, **kwargs: Any) -> None:
+        if _SSCAMNative is None:
+            raise NotImplementedError("SSCAM needs fastcam.methods.sscam, which this fastcam lacks")
+        self.num_samples, self.std, self.seed = num_samples, std, seed
+        super().__init__(model, target_layer, batch_size, input_shape, **kwargs)
+
+    def _make_method(self):
+        return _SSCAMNative(self.model, self._layers, batch_size=self.bs, num_samples=self.num_samples,
+                            std=self.std, seed=self.seed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_size={self.bs}, num_samples={self.num_samples}, std={self.std})"
 
 
 class ISCAM(ScoreCAM):
-    """IS-CAM (Naidu et al. 2020) with TorchCAM's interface (placeholder until the native
-    method is on this fastcam: building it raises ``NotImplementedError``)."""
+    """IS-CAM (Naidu et al. 2020) with TorchCAM's interface, on the native
+    :class:`fastcam.methods.iscam.ISCAM` (TorchCAM 0.5's numerics: the copies
+    ``c_s · up(minmax(A_k)) ⊙ x`` with ``c_s = Σ_{j≤s} j/N``; ``w = softmax_k`` of
+    the mean target score). On a fastcam without the native method building it
+    raises ``NotImplementedError``.
+    """
+
+    _native_only = True
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
                  num_samples: int = 10, input_shape: tuple[int, ...] = (3, 224, 224), **kwargs: Any) -> None:
-        raise NotImplementedError("ISCAM needs fastcam's native IS-CAM, which this fastcam lacks")
+        if _ISCAMNative is None:
+            raise NotImplementedError("ISCAM needs fastcam.methods.iscam, which this fastcam lacks")
+        self.num_samples = num_samples
+        super().__init__(model, target_layer, batch_size, input_shape, **kwargs)
+
+    def _make_method(self):
+        return _ISCAMNative(self.model, self._layers, batch_size=self.bs, num_samples=self.num_samples)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_size={self.bs}, num_samples={self.num_samples})"

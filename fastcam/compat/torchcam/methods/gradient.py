@@ -17,6 +17,11 @@ from ....targets import Targets
 from . import _native
 from .core import _CAM, ClassIdx, LayerArg, OutputTarget, normalize_maps, target_scores
 
+try:                                    # the native Smooth Grad-CAM++ (TorchCAM numerics)
+    from ....methods.smoothgradcampp import SmoothGradCAMpp as _SmoothNative
+except ImportError:
+    _SmoothNative = None
+
 __all__ = ["GradCAM", "GradCAMpp", "SmoothGradCAMpp", "XGradCAM", "LayerCAM"]
 
 Numerics = Literal["torchcam", "fastcam"]
@@ -179,11 +184,54 @@ class LayerCAM(_GradCAM):
         return [torch.tanh(gamma * cam) for cam in cams]
 
 
+
 class SmoothGradCAMpp(_GradCAM):
-    """Smooth Grad-CAM++ (Omeiza et al. 2019) with TorchCAM's interface (placeholder until
-    the native method is on this fastcam: building it raises ``NotImplementedError``)."""
+    """Smooth Grad-CAM++ (Omeiza et al. 2019) with TorchCAM's interface, on the native
+    :class:`fastcam.methods.smoothgradcampp.SmoothGradCAMpp` (``mode="torchcam"``).
+
+    TorchCAM 0.5's numerics: N noisy copies ``x + δ_s`` of the recorded input
+    (δ ~ N(0, std²)); ``α = mean(g²) / (2·mean(g²) + Σ_ij A·mean(g³) + 1e-8)`` with A
+    the recorded (clean) activation, ``w_k = Σ_ij α · ReLU(g_N)`` with g_N the last
+    copy's gradient, and the map combines w with the last copy's activation (what
+    TorchCAM's hook holds after its loop; ``hook_a`` holds it here too). The scores
+    need not be passed. The noisy copies run through the native method's engine,
+    ``batch_size`` at a time, with this extractor's hooks off. The noise comes from
+    fastcam's seeded generator (``seed``), not TorchCAM's ``Normal.sample`` sequence.
+    On a fastcam without the native method building it raises ``NotImplementedError``.
+    """
+
+    score_used = False
+    keeps_graph = False
+    records_input = True
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, num_samples: int = 4,
-                 std: float = 0.3, input_shape: tuple[int, ...] = (3, 224, 224), **kwargs: Any) -> None:
-        raise NotImplementedError("SmoothGradCAMpp needs fastcam's native Smooth Grad-CAM++, "
-                                  "which this fastcam lacks")
+                 std: float = 0.3, input_shape: tuple[int, ...] = (3, 224, 224), *,
+                 batch_size: int = 32, seed: Optional[int] = None, **kwargs: Any) -> None:
+        if _SmoothNative is None:
+            raise NotImplementedError("SmoothGradCAMpp needs fastcam.methods.smoothgradcampp, "
+                                      "which this fastcam lacks")
+        self.num_samples, self.std, self.batch_size, self.seed = num_samples, std, batch_size, seed
+        super().__init__(model, target_layer, input_shape, **kwargs)
+
+    def _make_method(self):
+        self._native_torchcam = True
+        mode = "torchcam" if self.numerics == "torchcam" else "mean"
+        return _SmoothNative(self.model, self._layers, num_samples=self.num_samples, std=self.std,
+                             batch_size=self.batch_size, seed=self.seed, mode=mode)
+
+    def _get_weights(self, class_idx, scores=None, *, targets=None, **_):
+        x = self._input
+        batch = self.hook_a[0].shape[0]
+        if targets is not None:
+            resolved = Targets(None, list(targets) if isinstance(targets, (list, tuple)) else [targets] * batch)
+        else:
+            resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
+        stand_in = self.hook_a[0].new_zeros((batch, 0))       # no score of the forward is read
+        ctx = self._context(list(self.hook_a), stand_in, resolved, stand_in.new_zeros(batch), x=x)
+        with self._hooks_off():
+            weights = self._method.channel_weights(ctx)
+        self.hook_a = [A.detach() for A in ctx.activations]
+        return weights
+
+    def _extra_repr(self) -> str:
+        return f"target_layer={self.target_names}, num_samples={self.num_samples}, std={self.std}"
