@@ -151,6 +151,27 @@ def test_smoothgradcampp_matches_torchcam_given_its_noise(models, x, arch):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_legrad_matches_torchcam():
+    _native_or_skip("legrad")
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32, num_classes=10).eval()
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.5)     # torchvision's zero head: constant scores
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    blocks = list(vit.encoder.layers)
+    before = hook_count(vit)
+    maps = {}
+    for tag, module in (("ours", fc_methods), ("theirs", tc_methods)):
+        with module.LeGrad(vit, blocks) as cam:
+            scores = vit(x)
+            maps[tag] = [cam([3, 7], scores, normalized=n, retain_graph=True)[0] for n in (True, False)]
+            scores[:, 0].sum().backward()            # the user's graph is whole
+        vit.zero_grad(set_to_none=True)
+    for a, b in zip(maps["ours"], maps["theirs"]):
+        close(a, b)
+    assert hook_count(vit) == before
+
+
 def test_several_layers_and_fuse_cams(models, x):
     model = models["resnet18"]
     layers = ["layer3", "layer4"]

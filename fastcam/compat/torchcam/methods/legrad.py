@@ -71,9 +71,7 @@ class LeGrad:
 
     def reset_hooks(self) -> None:
         """Forget what was recorded (the hooks stay)."""
-        reset = getattr(self._rec, "reset", None)
-        if callable(reset):
-            reset()
+        self._rec.clear()
 
     def __enter__(self) -> "LeGrad":
         return self
