@@ -281,6 +281,11 @@ def test_clear_errors(models, x):
         with fc_methods.CAM(model, "layer4") as cam:
             model(x)
             cam(targets=lambda r: r[0])
+    with fc_methods.ScoreCAM(model, "layer4", batch_size=4) as cam:
+        with torch.no_grad():
+            model(x[:, :, :32, :32])
+        with pytest.raises(ValueError, match="outside"):
+            cam(1000)
     with pytest.raises(AssertionError, match="input"):
         with fc_methods.ScoreCAM(model, "layer4") as cam:
             cam.hook_a = [torch.zeros(2, 4, 2, 2)]                    # activations but no input

@@ -26,6 +26,28 @@ logger = logging.getLogger(__name__)
 Numerics = Literal["torchcam", "fastcam"]
 
 
+def _find_fc(model: nn.Module, fc_layer: Union[None, str, nn.Module]) -> nn.Module:
+    """TorchCAM's fully connected layer of CAM: by name or module, else the only ``nn.Linear``."""
+    modules = dict(model.named_modules())
+    if isinstance(fc_layer, str):
+        if fc_layer not in modules:
+            raise ValueError(f"unknown `fc_layer` name {fc_layer!r}; see `model.named_modules()`")
+        return modules[fc_layer]
+    if isinstance(fc_layer, nn.Module):
+        if not any(m is fc_layer for m in modules.values()):
+            raise ValueError("unable to locate `fc_layer` inside the specified model.")
+        return fc_layer
+    if fc_layer is not None:
+        raise TypeError("invalid argument type for `fc_layer`")
+    linears = [(n, m) for n, m in modules.items() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("unable to resolve `fc_layer` automatically, please specify its value.")
+    if len(linears) > 1:
+        raise ValueError("This CAM method does not support multiple fully connected layers.")
+    logger.warning(f"no value was provided for `fc_layer`, thus set to '{linears[0][0]}'.")
+    return linears[0][1]
+
+
 class CAM(_CAM):
     """CAM (Zhou et al. 2016): ``M_c = Σ_k W[c, k] A_k`` (paper eq. 2) with W the
     fully connected layer after the global pooling — the weights of
@@ -45,37 +67,18 @@ class CAM(_CAM):
                  input_shape: tuple[int, ...] = (3, 224, 224), **kwargs: Any) -> None:
         if isinstance(target_layer, (list, tuple)) and len(target_layer) > 1:
             raise ValueError("base CAM does not support multiple target layers")
-        super().__init__(model, target_layer, input_shape, **kwargs)
-        if isinstance(fc_layer, str):
-            if fc_layer not in self.submodule_dict:
-                self.remove_hooks()
-                raise ValueError(f"unknown `fc_layer` name {fc_layer!r}; see `model.named_modules()`")
-            fc = self.submodule_dict[fc_layer]
-        elif isinstance(fc_layer, nn.Module):
-            self._resolve_layer_name(fc_layer)
-            fc = fc_layer
-        elif fc_layer is None:
-            linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-            if len(linears) != 1:
-                self.remove_hooks()
-                raise ValueError("unable to resolve `fc_layer` automatically, please specify its value"
-                                 if not linears else
-                                 "This CAM method does not support multiple fully connected layers.")
-            logger.warning(f"no value was provided for `fc_layer`, thus set to '{linears[0][0]}'.")
-            fc = linears[0][1]
-        else:
-            self.remove_hooks()
-            raise TypeError("invalid argument type for `fc_layer`")
+        fc = _find_fc(model, fc_layer)          # before any hook is registered
         weight = getattr(fc, "weight", None)
         if not isinstance(weight, Tensor) or weight.dim() < 2:
-            self.remove_hooks()
             raise ValueError(f"fc_layer {type(fc).__name__} has no (C, K) weight")
         self.fc_layer = fc
         self._fc_weights = weight.detach().reshape(*weight.shape[:2])
-        self._method = _CAMNative(model, self._layers, fc_layer=fc) if isinstance(fc, nn.Linear) else None
+        super().__init__(model, target_layer, input_shape, **kwargs)
 
     def _make_method(self):
-        return None        # made once fc_layer is known
+        # a 1×1 convolution head has no native counterpart: its rows are read directly
+        return _CAMNative(self.model, self._layers, fc_layer=self.fc_layer) \
+            if isinstance(self.fc_layer, nn.Linear) else None
 
     def _num_classes(self, scores: Any) -> Optional[int]:
         return self._fc_weights.shape[0]
@@ -136,8 +139,12 @@ class ScoreCAM(_CAM):
                 return torch.stack([fns[int(i)](row).reshape(()) for row, i in zip(out, image.tolist())])
             return by_target
         idx = self._class_indices(class_idx, batch, device)
+        top = int(idx.max())
 
         def by_class(out: Tensor, image: Tensor) -> Tensor:
+            if top >= out.shape[1]:
+                raise ValueError(f"Incorrect `class_idx` argument value: {class_idx!r} is outside "
+                                 f"[0, {out.shape[1]})")
             return out.gather(1, idx[image][:, None])[:, 0]
         return by_class
 

@@ -1,11 +1,9 @@
 """TorchCAM's gradient-based extractors (``torchcam.methods.gradient``) on fastcam's methods."""
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, ClassVar, Literal, Optional, Sequence, Union
+from typing import Any, Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ....methods.base import CallContext
@@ -15,7 +13,7 @@ from ....methods.gradcam_plusplus import GradCAMPlusPlus as _GradCAMPlusPlus
 from ....methods.xgradcam import XGradCAM as _XGradCAM
 from ....targets import Targets
 from . import _native
-from .core import _CAM, ClassIdx, LayerArg, OutputTarget, normalize_maps, target_scores
+from .core import _CAM, ClassIdx, LayerArg, normalize_maps, target_scores
 
 try:                                    # the native Smooth Grad-CAM++ (TorchCAM numerics)
     from ....methods.smoothgradcampp import SmoothGradCAMpp as _SmoothNative
