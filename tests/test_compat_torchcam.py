@@ -307,3 +307,38 @@ def test_overlay_mask_equals_torchcam(mode):
         fc_utils.overlay_mask(img, mask, alpha=1.0)
     with pytest.raises(TypeError):
         fc_utils.overlay_mask(np.asarray(img), mask)
+
+
+# TorchCAM's README "Usage" example with a random-init model (no download), a synthetic
+# image instead of the file it reads, and GradCAM (the README's SmoothGradCAMpp draws noise).
+README_SCRIPT = '''
+import torch
+from torchvision.transforms.functional import normalize, resize, to_pil_image
+from torchvision.models import resnet18
+from {pkg}.methods import GradCAM
+from {pkg}.utils import overlay_mask
+
+torch.manual_seed(0)
+model = resnet18().eval()
+img = torch.randint(0, 256, (3, 96, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+input_tensor = normalize(resize(img, (224, 224)) / 255., [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+with GradCAM(model) as cam_extractor:
+    out = model(input_tensor.unsqueeze(0))
+    activation_map = cam_extractor(out.squeeze(0).argmax().item(), out)
+
+result = overlay_mask(to_pil_image(img), to_pil_image(activation_map[0].squeeze(0), mode='F'), alpha=0.5)
+'''
+
+
+def test_torchcam_readme_script_runs_unchanged():
+    runs = {}
+    for pkg in ("torchcam", "fastcam.compat.torchcam"):
+        runs[pkg] = {}
+        exec(compile(README_SCRIPT.format(pkg=pkg), f"<readme:{pkg}>", "exec"), runs[pkg])
+    ours, theirs = runs["fastcam.compat.torchcam"], runs["torchcam"]
+    close(ours["activation_map"][0], theirs["activation_map"][0])
+    assert ours["activation_map"][0].shape == (1, 7, 7)
+    diff = np.abs(np.asarray(ours["result"], dtype=int) - np.asarray(theirs["result"], dtype=int))
+    assert ours["result"].size == (80, 96) and diff.max() <= 1      # uint8 rounding of ~1e-7 map differences
+    assert hook_count(ours["model"]) == 0
