@@ -342,3 +342,21 @@ def test_torchcam_readme_script_runs_unchanged():
     diff = np.abs(np.asarray(ours["result"], dtype=int) - np.asarray(theirs["result"], dtype=int))
     assert ours["result"].size == (80, 96) and diff.max() <= 1      # uint8 rounding of ~1e-7 map differences
     assert hook_count(ours["model"]) == 0
+
+
+def test_scorecam_bf16_reruns_stay_close(models):
+    from fastcam.engine import cpu_supports
+    if not cpu_supports(torch.bfloat16):
+        pytest.skip("this CPU runs no bf16 autocast")
+    model = models["resnet18"]
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    maps = []
+    for precision in ("fp32", "bf16"):
+        with fc_methods.ScoreCAM(model, "layer1", precision=precision) as cam:
+            with torch.no_grad():
+                model(x)
+            maps.append(cam([5, 9])[0])
+    assert maps[1].dtype == torch.float32 and (maps[0] - maps[1]).abs().max() < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        fc_methods.ScoreCAM(model, "layer1", precision="fp8")
+    assert hook_count(model) == 0

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ....engine import Precision, check_precision
 from ....methods.cam import CAM as _CAMNative
 from ....methods.scorecam import ScoreCAM as _ScoreCAMNative
 from ....targets import Targets
@@ -109,6 +110,8 @@ class ScoreCAM(_CAM):
 
     Args:
         batch_size: masked copies per forward (at most; the engine may use fewer).
+        precision: how the engine runs the reruns (keyword; not TorchCAM's):
+            ``"fp32"`` (default) or ``"bf16"``/``"fp16"`` autocast (:mod:`fastcam.engine`).
     """
 
     relu = True
@@ -119,17 +122,19 @@ class ScoreCAM(_CAM):
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
                  input_shape: tuple[int, ...] = (3, 224, 224), *, numerics: Numerics = "torchcam",
-                 **kwargs: Any) -> None:
+                 precision: Precision = "fp32", **kwargs: Any) -> None:
         if numerics not in ("torchcam", "fastcam"):
             raise ValueError(f"numerics must be 'torchcam' or 'fastcam', got {numerics!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_precision(precision)
         self.numerics = numerics
+        self.precision = precision
         self.bs = batch_size
         super().__init__(model, target_layer, input_shape, **kwargs)
 
     def _make_method(self):
-        return _ScoreCAMNative(self.model, self._layers, batch_size=self.bs)
+        return _ScoreCAMNative(self.model, self._layers, batch_size=self.bs, precision=self.precision)
 
     def _score_fn(self, class_idx: Optional[ClassIdx], targets: Any, batch: int, device: torch.device):
         if targets is not None:
@@ -223,7 +228,7 @@ class SSCAM(ScoreCAM):
 
     def _make_method(self):
         return _SSCAMNative(self.model, self._layers, batch_size=self.bs, num_samples=self.num_samples,
-                            std=self.std, seed=self.seed)
+                            std=self.std, seed=self.seed, precision=self.precision)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_size={self.bs}, num_samples={self.num_samples}, std={self.std})"
@@ -247,7 +252,8 @@ class ISCAM(ScoreCAM):
         super().__init__(model, target_layer, batch_size, input_shape, **kwargs)
 
     def _make_method(self):
-        return _ISCAMNative(self.model, self._layers, batch_size=self.bs, num_samples=self.num_samples)
+        return _ISCAMNative(self.model, self._layers, batch_size=self.bs, num_samples=self.num_samples,
+                            precision=self.precision)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_size={self.bs}, num_samples={self.num_samples})"

@@ -6,6 +6,7 @@ from typing import Any, Literal, Optional
 import torch
 from torch import Tensor, nn
 
+from ....engine import Precision, check_precision
 from ....methods.base import CallContext
 from ....methods.elementwise import LayerCAM as _LayerCAM
 from ....methods.gradcam import GradCAM as _GradCAMNative
@@ -195,6 +196,9 @@ class SmoothGradCAMpp(_GradCAM):
     need not be passed. The noisy copies run through the native method's engine,
     ``batch_size`` at a time, with this extractor's hooks off. The noise comes from
     fastcam's seeded generator (``seed``), not TorchCAM's ``Normal.sample`` sequence.
+    Keywords not in TorchCAM: ``batch_size`` (noisy copies per pass), ``seed``,
+    ``precision`` (the engine's, for the noisy passes), ``numerics="fastcam"``
+    (the native ``mode="mean"``: averaged gradient, clean activations).
     On a fastcam without the native method building it raises ``NotImplementedError``.
     """
 
@@ -204,18 +208,21 @@ class SmoothGradCAMpp(_GradCAM):
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, num_samples: int = 4,
                  std: float = 0.3, input_shape: tuple[int, ...] = (3, 224, 224), *,
-                 batch_size: int = 32, seed: Optional[int] = None, **kwargs: Any) -> None:
+                 batch_size: int = 32, seed: Optional[int] = None, precision: Precision = "fp32",
+                 **kwargs: Any) -> None:
         if _SmoothNative is None:
             raise NotImplementedError("SmoothGradCAMpp needs fastcam.methods.smoothgradcampp, "
                                       "which this fastcam lacks")
+        check_precision(precision)
         self.num_samples, self.std, self.batch_size, self.seed = num_samples, std, batch_size, seed
+        self.precision = precision
         super().__init__(model, target_layer, input_shape, **kwargs)
 
     def _make_method(self):
         self._native_torchcam = True
         mode = "torchcam" if self.numerics == "torchcam" else "mean"
         return _SmoothNative(self.model, self._layers, num_samples=self.num_samples, std=self.std,
-                             batch_size=self.batch_size, seed=self.seed, mode=mode)
+                             batch_size=self.batch_size, seed=self.seed, mode=mode, precision=self.precision)
 
     def _get_weights(self, class_idx, scores=None, *, targets=None, **_):
         x = self._input
