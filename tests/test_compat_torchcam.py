@@ -352,7 +352,7 @@ def test_scorecam_bf16_reruns_stay_close(models):
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8))
     maps = []
     for precision in ("fp32", "bf16"):
-        with fc_methods.ScoreCAM(model, "layer1", precision=precision) as cam:
+        with fc_methods.ScoreCAM(model, "layer1", batch_size=128, precision=precision) as cam:
             with torch.no_grad():
                 model(x)
             maps.append(cam([5, 9])[0])
