@@ -360,3 +360,18 @@ def test_scorecam_bf16_reruns_stay_close(models):
     with pytest.raises(ValueError, match="precision"):
         fc_methods.ScoreCAM(model, "layer1", precision="fp8")
     assert hook_count(model) == 0
+
+
+def test_calls_under_inference_mode(models, x):
+    """TorchCAM's README runs ScoreCAM's forward under inference mode; a gradient
+    extractor may be called inside it (its forward ran with autograd)."""
+    model = models["resnet18"]
+    with fc_methods.GradCAM(model, "layer4") as cam:
+        out = model(x)
+        outside = cam(1, out, retain_graph=True)[0]
+        with torch.inference_mode():
+            inside = cam(1, out)[0]
+    close(inside, outside)
+    with fc_methods.CAM(model, "layer4", "fc") as cam, torch.inference_mode():
+        model(x)
+        assert cam(1)[0].shape == (2, 2, 2)

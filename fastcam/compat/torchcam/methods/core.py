@@ -228,7 +228,8 @@ class _CAM:
 
     def _store_input(self, _module: nn.Module, inputs: tuple[Any, ...]) -> None:
         if self._hooks_enabled:
-            self._input = inputs[0].detach().clone()
+            with torch.inference_mode(False):     # a forward under inference mode: a normal copy
+                self._input = inputs[0].detach().clone()
 
     def enable_hooks(self) -> None:
         """Let the hooks record the next forwards."""

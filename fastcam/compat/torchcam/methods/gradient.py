@@ -76,7 +76,13 @@ class _GradCAM(_CAM):
 
     def _backprop(self, scores: Any, class_idx: Optional[ClassIdx], retain_graph: bool = False,
                   targets: Any = None) -> list[Tensor]:
-        """g = ∂(Σ_n score_n)/∂(layer output) per target layer (``hook_g``, transformed)."""
+        """g = ∂(Σ_n score_n)/∂(layer output) per target layer (``hook_g``, transformed);
+        also when called under ``torch.no_grad()`` or ``torch.inference_mode()``."""
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._gradients(scores, class_idx, retain_graph, targets)
+
+    def _gradients(self, scores: Any, class_idx: Optional[ClassIdx], retain_graph: bool,
+                   targets: Any) -> list[Tensor]:
         selected = self._selected_scores(class_idx, scores, targets)
         if not selected.requires_grad:
             raise RuntimeError("the scores carry no autograd graph: run the forward with gradients "
@@ -87,13 +93,12 @@ class _GradCAM(_CAM):
             if out is None or not out.requires_grad:
                 raise RuntimeError(f"the output of target layer '{name}' was recorded without autograd: "
                                    "run the forward with gradients enabled")
-        with torch.enable_grad():
-            try:
-                grads = torch.autograd.grad(selected.sum(), outputs, retain_graph=retain_graph)
-            except RuntimeError as exc:
-                raise RuntimeError("target score is not connected to every target layer (or the graph "
-                                   "was freed by an earlier call: pass retain_graph=True to reuse a "
-                                   "forward)") from exc
+        try:
+            grads = torch.autograd.grad(selected.sum(), outputs, retain_graph=retain_graph)
+        except RuntimeError as exc:
+            raise RuntimeError("target score is not connected to every target layer (or the graph "
+                               "was freed by an earlier call: pass retain_graph=True to reuse a "
+                               "forward)") from exc
         if self._reshape_transform is not None:
             grads = tuple(self._reshape_transform(g) for g in grads)
         self.hook_g = [g.detach() for g in grads]
@@ -102,8 +107,8 @@ class _GradCAM(_CAM):
     def _native_context(self, class_idx: Optional[ClassIdx], scores: Any, targets: Any,
                         retain_graph: bool = False) -> CallContext:
         grads = self._backprop(scores, class_idx, retain_graph=retain_graph, targets=targets)
-        leaves = [A.detach().requires_grad_() for A in self.hook_a]
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():
+            leaves = [A.detach().requires_grad_() for A in self.hook_a]
             surrogate = sum((A * g).flatten(1).sum(1) for A, g in zip(leaves, grads))
         batch = leaves[0].shape[0]
         logits = scores.detach() if isinstance(scores, Tensor) else leaves[0].new_zeros((batch, 0))
@@ -116,9 +121,10 @@ class _GradCAM(_CAM):
     def _get_weights(self, class_idx: Optional[ClassIdx], scores: Any, *, targets: Any = None,
                      retain_graph: bool = False, **_: Any) -> list[Tensor]:
         ctx = self._native_context(class_idx, scores, targets, retain_graph)
-        if self._method.elementwise():
-            return self._method.weighted_activations(ctx)
-        return self._method.channel_weights(ctx)
+        with torch.inference_mode(False):
+            if self._method.elementwise():
+                return self._method.weighted_activations(ctx)
+            return self._method.channel_weights(ctx)
 
     def compute_cams(self, class_idx: Optional[ClassIdx] = None, scores: Any = None, normalized: bool = True,
                      *, targets: Any = None, **kwargs: Any) -> list[Tensor]:
