@@ -18,7 +18,7 @@ from ....methods.base import BaseCAM as _Method
 XGRADCAM_EPS = 1e-8
 
 
-def takes_mode(cls: type[_Method], mode: str = "torchcam") -> bool:
+def takes_mode(cls: type[_Method]) -> bool:
     """Whether the native class has a ``mode`` option (``mode=...`` in its constructor)."""
     return "mode" in inspect.signature(cls.__init__).parameters
 
