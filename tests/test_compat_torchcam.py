@@ -375,3 +375,15 @@ def test_calls_under_inference_mode(models, x):
     with fc_methods.CAM(model, "layer4", "fc") as cam, torch.inference_mode():
         model(x)
         assert cam(1)[0].shape == (2, 2, 2)
+
+
+def test_reshape_transform_matches_torchcam(models, x):
+    """The transform applies to the activation and to its gradient, as in TorchCAM."""
+    model = models["resnet18"]
+    transform = lambda t: t.flip(-1)[:, :256]          # noqa: E731 (a spatial flip and a channel slice)
+    maps = [run(module.XGradCAM, model, x, [1, 7], "layer4", reshape_transform=transform)
+            for module in (fc_methods, tc_methods)]
+    for a, b in zip(*maps):
+        close(a[0], b[0])
+    with pytest.raises(ValueError, match="reshape_transform"):
+        fc_methods.GradCAM(model, None, reshape_transform=transform)
