@@ -2,4 +2,6 @@
 
 ``fastcam.compat.pytorch_grad_cam`` mirrors the PyPI package ``grad-cam``
 (import name ``pytorch_grad_cam``): change the import line, keep the script.
+``fastcam.compat.torchcam`` mirrors TorchCAM 0.5 (``torchcam.methods``,
+``torchcam.utils``) the same way.
 """
