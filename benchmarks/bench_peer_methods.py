@@ -9,7 +9,9 @@ pytorch-grad-cam's. Median of 3 after a warm-up call.
 import pytest
 import torch
 
-from bench_precision import PRECISIONS, SC_SIZE_R50, SMOKE_SC_LAYER, _fastcam, _group, _pgc, _torchcam, case  # noqa: F401
+import fastcam
+
+from bench_precision import PRECISIONS, _run, release, SC_SIZE_R50, SMOKE_SC_LAYER, _fastcam, _group, _pgc, _torchcam, case  # noqa: F401
 from conftest import SMOKE
 
 
@@ -36,6 +38,8 @@ CASES = {
     "eigengradcam": ("EigenGradCAM", None, lambda A, g: _pc1(g * A)),
     "kpcacam": ("KPCA_CAM", None, None),
     "segeigencam": ("SegEigenCAM", None, None),
+    "fullgrad": ("FullGrad", None, None),
+    "fem": ("FEM", None, None),
 }
 #: the eager maps that need no gradient (a forward under inference mode)
 NO_GRAD = ("eigencam",)
@@ -143,3 +147,40 @@ def test_torchcam_noisy(benchmark, case, method):
     if method == "smoothgradcampp":
         kw.pop("batch_size", None)
     _torchcam(benchmark, c, NOISY[method][0], group=group, x=c[4], targets=c[5], **kw)
+
+
+# -- Finer-CAM (the predicted class against its closest ones) and Refine-CAM (two layers) -------
+
+#: Refine-CAM's layers: the last two stages
+REFINE_LAYERS = {"resnet50": ["layer3", "layer4"], "efficientnet_lite0": ["_blocks.15", "_head_act"]}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("method", ["finercam", "refinecam"])
+def test_fastcam_wrapped(benchmark, case, method, precision):
+    arch, model, layer, _, x, targets = case
+    if method == "finercam":
+        cam = fastcam.FinerCAM(model, layer, precision=precision)
+        fn = lambda: cam(x)            # noqa: E731  targets None: the predicted class vs its neighbours
+    else:
+        cam = fastcam.RefineCAM(model, REFINE_LAYERS[arch], precision=precision)
+        fn = lambda: cam(x, targets)   # noqa: E731
+    _run(benchmark, _group(case, method), fn, note=f"fastcam {precision}")
+
+
+@pytest.mark.parametrize("method", ["finercam", "refinecam"])
+def test_pytorch_grad_cam_wrapped(benchmark, case, method):
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    arch, model, layer, _, x, targets = case
+    if method == "finercam":
+        cam = pgc.FinerCAM(model, [model.get_submodule(layer)])
+        fn = lambda: cam(x)            # noqa: E731
+    else:
+        cam = pgc.RefineCAM(model, [model.get_submodule(n) for n in REFINE_LAYERS[arch]])
+        tg = [ClassifierOutputTarget(int(t)) for t in targets]
+        fn = lambda: cam(x, tg)        # noqa: E731
+    try:
+        _run(benchmark, _group(case, method), fn, baseline=True, note="pytorch-grad-cam")
+    finally:
+        release(cam)

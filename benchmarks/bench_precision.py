@@ -104,7 +104,14 @@ def _pgc(benchmark, case, cls_name, *, group=None, x=None, targets=None, **attrs
         _run(benchmark, group or _group(case, _METHOD_OF[cls_name]), lambda: cam(input_tensor=x, targets=tg),
              baseline=True, note="pytorch-grad-cam")
     finally:
-        cam.activations_and_grads.release()
+        release(cam)
+
+
+def release(cam):
+    """Removes a pytorch-grad-cam object's hooks (its wrappers keep their base CAMs')."""
+    for c in [cam, getattr(cam, "base_cam", None), *getattr(cam, "base_cam_per_layer", [])]:
+        if c is not None and hasattr(c, "activations_and_grads"):
+            c.activations_and_grads.release()
 
 
 def _torchcam(benchmark, case, cls_name, *, group=None, x=None, targets=None, **kw):
