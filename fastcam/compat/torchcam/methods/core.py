@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ....methods.base import BaseCAM as _Method
 from ....methods.base import CallContext
+from ....methods.torchcam_numerics import normalize
 from ....targets import Targets
 
 __all__ = ["_CAM", "OutputTarget", "MissingForwardError"]
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 OutputTarget = Callable[[Any], Tensor]
 LayerArg = Union[None, str, nn.Module, Sequence[Union[str, nn.Module]]]
 ClassIdx = Union[int, Sequence[int]]
-
-_EPS = 1e-8      # TorchCAM's eps in the map normalisation
 
 
 class MissingForwardError(AssertionError, RuntimeError):
@@ -83,15 +82,6 @@ def locate_candidate_layer(model: nn.Module, input_shape: tuple[int, ...] = (3, 
         for h in handles:
             h.remove()
     return found[-1] if found else None
-
-
-def normalize_maps(cams: Tensor, spatial_dims: Optional[int] = None, eps: float = _EPS) -> Tensor:
-    """TorchCAM's per-map scaling ``(M − min) / (max − min + eps)`` over the last
-    ``spatial_dims`` dims (default all but the first), out of place."""
-    spatial_dims = cams.dim() - 1 if spatial_dims is None else spatial_dims
-    dims = tuple(range(cams.dim() - spatial_dims, cams.dim()))
-    shifted = cams - cams.amin(dim=dims, keepdim=True)
-    return shifted / (shifted.amax(dim=dims, keepdim=True) + eps)
 
 
 def target_scores(output: Any, targets: Union[OutputTarget, Sequence[OutputTarget]]) -> Tensor:
@@ -345,7 +335,7 @@ class _CAM:
                 cam = torch.nansum(w * A, dim=1)
                 if self.relu:
                     cam = torch.relu(cam)
-                cams.append(normalize_maps(cam) if normalized else cam)
+                cams.append(normalize(cam, spatial_dims=cam.dim() - 1) if normalized else cam)
         return cams
 
     # -- what a class defines ------------------------------------------------------------------

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import _CAM, ClassIdx, LayerArg, normalize_maps
+from ....methods.torchcam_numerics import normalize
+from .core import _CAM, ClassIdx, LayerArg
 from .gradient import GradCAM, GradCAMpp, LayerCAM
 
 __all__ = ["RefineCAM", "FinerCAM"]
@@ -109,10 +110,10 @@ class RefineCAM(_CAMWrapper):
         options = {} if mode == "nearest" else {"align_corners": False}
         refined = None
         for cam in cams:
-            up = F.interpolate(normalize_maps(cam).unsqueeze(1), shape, mode=mode, **options)
+            up = F.interpolate(normalize(cam, spatial_dims=cam.dim() - 1).unsqueeze(1), shape, mode=mode, **options)
             refined = up if refined is None else refined * up
         refined = refined.squeeze(1)
-        return normalize_maps(refined) if normalized else refined
+        return normalize(refined, spatial_dims=refined.dim() - 1) if normalized else refined
 
     def __repr__(self) -> str:
         return f"RefineCAM(base_method={type(self.base_cam).__name__}, target_layer={self.target_names})"
