@@ -184,10 +184,7 @@ class ScoreCAM(_CAM):
 
     def _native_weights(self, class_idx: Optional[ClassIdx], targets: Any, x: Tensor) -> list[Tensor]:
         batch = x.shape[0]
-        if targets is not None:
-            resolved = Targets(None, _target_list(targets, batch))
-        else:
-            resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
+        resolved = self._resolved_targets(class_idx, targets, batch, x.device)
         A0 = self.hook_a[0]
         # The native weights read no logits; SSCAM/ISCAM subtract ctx.scores (the score of the
         # unmasked input) before a softmax over channels, which a constant per image leaves as is.

@@ -14,7 +14,6 @@ from ....methods.gradcam_plusplus import GradCAMPlusPlus as _GradCAMPlusPlus
 from ....methods.smoothgradcampp import SmoothGradCAMpp as _SmoothNative
 from ....methods.torchcam_numerics import normalize
 from ....methods.xgradcam import XGradCAM as _XGradCAM
-from ....targets import Targets
 from .core import _CAM, ClassIdx, LayerArg, target_scores
 
 __all__ = ["GradCAM", "GradCAMpp", "SmoothGradCAMpp", "XGradCAM", "LayerCAM"]
@@ -108,10 +107,7 @@ class _GradCAM(_CAM):
             surrogate = sum((A * g).flatten(1).sum(1) for A, g in zip(leaves, grads))
         batch = leaves[0].shape[0]
         logits = scores.detach() if isinstance(scores, Tensor) else leaves[0].new_zeros((batch, 0))
-        if targets is not None:
-            resolved = Targets(None, list(targets) if isinstance(targets, (list, tuple)) else [targets] * batch)
-        else:
-            resolved = Targets(self._class_indices(class_idx, batch, leaves[0].device), None)
+        resolved = self._resolved_targets(class_idx, targets, batch, leaves[0].device)
         return self._context(leaves, logits, resolved, surrogate)
 
     def _get_weights(self, class_idx: Optional[ClassIdx], scores: Any, *, targets: Any = None,
@@ -214,10 +210,7 @@ class SmoothGradCAMpp(_GradCAM):
     def _get_weights(self, class_idx, scores=None, *, targets=None, **_):
         x = self._input
         batch = self.hook_a[0].shape[0]
-        if targets is not None:
-            resolved = Targets(None, list(targets) if isinstance(targets, (list, tuple)) else [targets] * batch)
-        else:
-            resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
+        resolved = self._resolved_targets(class_idx, targets, batch, x.device)
         stand_in = self.hook_a[0].new_zeros((batch, 0))       # no score of the forward is read
         ctx = self._context(list(self.hook_a), stand_in, resolved, stand_in.new_zeros(batch), x=x)
         with self._hooks_off():

@@ -14,12 +14,12 @@ from torch import Tensor, nn
 from ....methods import legrad as _legrad
 from ....methods.torchcam_numerics import normalize
 from ....network.layers import resolve_layers
-from .core import MissingForwardError
+from .core import HookScope, MissingForwardError
 
 __all__ = ["LeGrad"]
 
 
-class LeGrad:
+class LeGrad(HookScope):
     """LeGrad (Bousselham et al. 2024) with TorchCAM 0.5's interface: per target block
     l, ``R_l = mean over heads and queries of ReLU(∂s_l/∂P_l)`` with ``P_l`` its
     post-softmax attention and ``s_l`` the class score of its tokens through
@@ -65,15 +65,6 @@ class LeGrad:
     def reset_hooks(self) -> None:
         """Forget what was recorded (the hooks stay)."""
         self._rec.clear()
-
-    def __enter__(self) -> "LeGrad":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.remove_hooks()
-        finally:
-            self.reset_hooks()
 
     def __call__(self, class_idx: Union[int, Sequence[int]], scores: Any = None, normalized: bool = True,
                  retain_graph: bool = False, *, targets: Any = None, **_: Any) -> list[Tensor]:
