@@ -218,6 +218,26 @@ def test_fastcam_numerics_are_the_native_method(models, x):
     close(ours, native.last.low_res[0])
 
 
+@pytest.mark.parametrize("name,mode", [("GradCAMpp", "torchcam"), ("XGradCAM", "torchcam"),
+                                       ("LayerCAM", "torchcam"), ("GradCAM", None)])
+def test_torchcam_numerics_are_the_native_torchcam_mode(models, name, mode):
+    """numerics="torchcam" builds the native class with mode="torchcam" (GradCAM has no mode:
+    TorchCAM's weights are fastcam's); numerics="fastcam" with the native default."""
+    model = models["resnet18"]
+    with getattr(fc_methods, name)(model, "layer4") as cam:
+        assert getattr(cam._method, "mode", None) == mode
+    with getattr(fc_methods, name)(model, "layer4", numerics="fastcam") as cam:
+        assert getattr(cam._method, "mode", None) in (None, "pytorch-grad-cam")
+
+
+def test_normalize_is_torchcams_over_all_but_the_batch_dim():
+    """The front-end's map scaling (torchcam_numerics.normalize) on 2-D and 3-D maps."""
+    g = torch.Generator().manual_seed(9)
+    for shape in [(2, 5, 7), (2, 3, 5, 7)]:
+        m = torch.randn(shape, generator=g)
+        close(normalize(m, spatial_dims=m.dim() - 1), _TorchCAMBase._normalize(m.clone()))
+
+
 @pytest.mark.parametrize("name", ["GradCAM", "ScoreCAM", "CAM"])
 def test_remove_hooks_and_context_manager_leave_no_hooks(models, name):
     model = models["resnet18"]
