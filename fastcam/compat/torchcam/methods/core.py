@@ -9,7 +9,7 @@ scaled per map as ``(M − min) / (max − min + 1e-8)`` when ``normalized``.
 Here a call wraps the recorded activations and the user's scores in a
 :class:`fastcam.methods.base.CallContext` and asks the native fastcam method
 for its channel weights (or element-wise terms), so the numerics are those of
-:mod:`fastcam.methods`; a class sets TorchCAM's constants where they differ.
+:mod:`fastcam.methods` (in their ``mode="torchcam"`` where TorchCAM's differ).
 """
 from __future__ import annotations
 
