@@ -13,8 +13,9 @@ from torchcam.methods.core import _CAM as _TorchCAMBase  # noqa: E402
 
 from fastcam.compat.torchcam import methods as fc_methods  # noqa: E402
 from fastcam.compat.torchcam import utils as fc_utils  # noqa: E402
-from fastcam.compat.torchcam.methods.core import MissingForwardError, normalize_maps  # noqa: E402
+from fastcam.compat.torchcam.methods.core import MissingForwardError  # noqa: E402
 from fastcam.methods.gradcam_plusplus import GradCAMPlusPlus as NativeGradCAMPlusPlus  # noqa: E402
+from fastcam.methods.torchcam_numerics import normalize  # noqa: E402
 
 LAYER = {"resnet18": "layer4", "vgg16": "features.29"}
 GRADIENT = ["GradCAM", "GradCAMpp", "XGradCAM", "LayerCAM"]
@@ -88,11 +89,7 @@ def test_scorecam_matches_torchcam(models, arch, layer):
                 model(x)
             maps.append(cam([5, 9], normalized=False)[0])
     close(maps[0], maps[1])
-    close(normalize_maps(maps[0]), _TorchCAMBase._normalize(maps[1].clone()))
-
-
-def _native_or_skip(module: str) -> None:
-    pytest.importorskip(f"fastcam.methods.{module}", reason="the native method is not on this branch")
+    close(normalize(maps[0]), _TorchCAMBase._normalize(maps[1].clone()))
 
 
 def _torchcam_normal(std: float, shapes: list[tuple[int, ...]], seed: int) -> list[torch.Tensor]:
@@ -103,7 +100,6 @@ def _torchcam_normal(std: float, shapes: list[tuple[int, ...]], seed: int) -> li
 
 def test_iscam_matches_torchcam(models):
     """resnet18 only: IS-CAM's copies are Score-CAM's times N (vgg16: see test_scorecam_*)."""
-    _native_or_skip("iscam")
     model, layer = models["resnet18"], "layer1"
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     maps = []
@@ -116,7 +112,6 @@ def test_iscam_matches_torchcam(models):
 
 
 def test_sscam_matches_torchcam_given_its_noise(models):
-    _native_or_skip("sscam")
     model, N, std = models["resnet18"], 2, 2.0
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     with tc_methods.SSCAM(model, "layer1", batch_size=40, num_samples=N, std=std) as ref:
@@ -135,7 +130,6 @@ def test_sscam_matches_torchcam_given_its_noise(models):
 
 @pytest.mark.parametrize("arch", list(LAYER))
 def test_smoothgradcampp_matches_torchcam_given_its_noise(models, x, arch):
-    _native_or_skip("smoothgradcampp")
     model, N, std = models[arch], 2, 0.3
     noise = torch.stack(_torchcam_normal(std, [tuple(x.shape)] * N, seed=6))          # (N, B, C, H, W)
     maps = []
@@ -152,7 +146,6 @@ def test_smoothgradcampp_matches_torchcam_given_its_noise(models, x, arch):
 
 
 def test_legrad_matches_torchcam():
-    _native_or_skip("legrad")
     torch.manual_seed(0)
     vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
                                                hidden_dim=16, mlp_dim=32, num_classes=10).eval()
@@ -223,6 +216,26 @@ def test_fastcam_numerics_are_the_native_method(models, x):
     native = NativeGradCAMPlusPlus(model, "layer4")
     native(x, [1, 7])
     close(ours, native.last.low_res[0])
+
+
+@pytest.mark.parametrize("name,mode", [("GradCAMpp", "torchcam"), ("XGradCAM", "torchcam"),
+                                       ("LayerCAM", "torchcam"), ("GradCAM", None)])
+def test_torchcam_numerics_are_the_native_torchcam_mode(models, name, mode):
+    """numerics="torchcam" builds the native class with mode="torchcam" (GradCAM has no mode:
+    TorchCAM's weights are fastcam's); numerics="fastcam" with the native default."""
+    model = models["resnet18"]
+    with getattr(fc_methods, name)(model, "layer4") as cam:
+        assert getattr(cam._method, "mode", None) == mode
+    with getattr(fc_methods, name)(model, "layer4", numerics="fastcam") as cam:
+        assert getattr(cam._method, "mode", None) in (None, "pytorch-grad-cam")
+
+
+def test_normalize_is_torchcams_over_all_but_the_batch_dim():
+    """The front-end's map scaling (torchcam_numerics.normalize) on 2-D and 3-D maps."""
+    g = torch.Generator().manual_seed(9)
+    for shape in [(2, 5, 7), (2, 3, 5, 7)]:
+        m = torch.randn(shape, generator=g)
+        close(normalize(m, spatial_dims=m.dim() - 1), _TorchCAMBase._normalize(m.clone()))
 
 
 @pytest.mark.parametrize("name", ["GradCAM", "ScoreCAM", "CAM"])

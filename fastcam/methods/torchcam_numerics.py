@@ -29,11 +29,13 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def normalize(cams: Tensor, eps: float = EPS) -> Tensor:
+def normalize(cams: Tensor, eps: float = EPS, spatial_dims: int = 2) -> Tensor:
     """TorchCAM's ``_normalize`` (not in place): ``(m − min) / (max − min + eps)``
-    over the last two dims."""
-    shifted = cams - cams.amin(dim=(-2, -1), keepdim=True)
-    return shifted / (shifted.amax(dim=(-2, -1), keepdim=True) + eps)
+    over the last ``spatial_dims`` dims (TorchCAM's default for its (N, h, w)
+    or (N, d, h, w) maps: all but the batch dim)."""
+    dims = tuple(range(-spatial_dims, 0))
+    shifted = cams - cams.amin(dim=dims, keepdim=True)
+    return shifted / (shifted.amax(dim=dims, keepdim=True) + eps)
 
 
 def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:

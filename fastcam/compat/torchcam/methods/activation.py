@@ -10,15 +10,12 @@ from torch import Tensor, nn
 
 from ....engine import Precision, check_precision
 from ....methods.cam import CAM as _CAMNative
+from ....methods.iscam import ISCAM as _ISCAMNative
 from ....methods.scorecam import ScoreCAM as _ScoreCAMNative
+from ....methods.sscam import SSCAM as _SSCAMNative
+from ....methods.torchcam_numerics import normalize
 from ....targets import Targets
-from .core import _CAM, ClassIdx, LayerArg, _model_eval, _target_list, normalize_maps
-
-try:                                    # the native SS-CAM / IS-CAM (TorchCAM numerics)
-    from ....methods.iscam import ISCAM as _ISCAMNative
-    from ....methods.sscam import SSCAM as _SSCAMNative
-except ImportError:
-    _ISCAMNative = _SSCAMNative = None
+from .core import _CAM, ClassIdx, LayerArg, _model_eval, _target_list
 
 __all__ = ["CAM", "ScoreCAM", "SSCAM", "ISCAM"]
 
@@ -155,7 +152,7 @@ class ScoreCAM(_CAM):
 
     def _masks(self, A: Tensor) -> Tensor:
         """The (B·K, h, w) masks at the layer's resolution (upsampled chunk by chunk)."""
-        return normalize_maps(A.float(), 2).flatten(0, 1)
+        return normalize(A.float()).flatten(0, 1)
 
     def _channel_scores(self, A: Tensor, x: Tensor, score_fn) -> Tensor:
         """(B, K) target scores of the copies ``up(mask_k) ⊙ x_b``."""
@@ -187,10 +184,7 @@ class ScoreCAM(_CAM):
 
     def _native_weights(self, class_idx: Optional[ClassIdx], targets: Any, x: Tensor) -> list[Tensor]:
         batch = x.shape[0]
-        if targets is not None:
-            resolved = Targets(None, _target_list(targets, batch))
-        else:
-            resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
+        resolved = self._resolved_targets(class_idx, targets, batch, x.device)
         A0 = self.hook_a[0]
         # The native weights read no logits; SSCAM/ISCAM subtract ctx.scores (the score of the
         # unmasked input) before a softmax over channels, which a constant per image leaves as is.
@@ -212,8 +206,7 @@ class SSCAM(ScoreCAM):
     The noise comes from fastcam's seeded generator (``seed=None``: drawn from
     torch's global generator at each call), not from TorchCAM's sequence of
     ``Normal.sample`` calls, so maps agree with TorchCAM's in distribution, not
-    draw for draw. On a fastcam without the native method building it raises
-    ``NotImplementedError``.
+    draw for draw.
     """
 
     _native_only = True
@@ -221,8 +214,6 @@ class SSCAM(ScoreCAM):
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
                  num_samples: int = 35, std: float = 2.0, input_shape: tuple[int, ...] = (3, 224, 224),
                  *, seed: Optional[int] = None, **kwargs: Any) -> None:
-        if _SSCAMNative is None:
-            raise NotImplementedError("SSCAM needs fastcam.methods.sscam, which this fastcam lacks")
         self.num_samples, self.std, self.seed = num_samples, std, seed
         super().__init__(model, target_layer, batch_size, input_shape, **kwargs)
 
@@ -238,16 +229,13 @@ class ISCAM(ScoreCAM):
     """IS-CAM (Naidu et al. 2020) with TorchCAM's interface, on the native
     :class:`fastcam.methods.iscam.ISCAM` (TorchCAM 0.5's numerics: the copies
     ``c_s · up(minmax(A_k)) ⊙ x`` with ``c_s = Σ_{j≤s} j/N``; ``w = softmax_k`` of
-    the mean target score). On a fastcam without the native method building it
-    raises ``NotImplementedError``.
+    the mean target score).
     """
 
     _native_only = True
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None, batch_size: int = 32,
                  num_samples: int = 10, input_shape: tuple[int, ...] = (3, 224, 224), **kwargs: Any) -> None:
-        if _ISCAMNative is None:
-            raise NotImplementedError("ISCAM needs fastcam.methods.iscam, which this fastcam lacks")
         self.num_samples = num_samples
         super().__init__(model, target_layer, batch_size, input_shape, **kwargs)
 

@@ -9,7 +9,7 @@ scaled per map as ``(M − min) / (max − min + 1e-8)`` when ``normalized``.
 Here a call wraps the recorded activations and the user's scores in a
 :class:`fastcam.methods.base.CallContext` and asks the native fastcam method
 for its channel weights (or element-wise terms), so the numerics are those of
-:mod:`fastcam.methods`; a class sets TorchCAM's constants where they differ.
+:mod:`fastcam.methods` (in their ``mode="torchcam"`` where TorchCAM's differ).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ....methods.base import BaseCAM as _Method
 from ....methods.base import CallContext
+from ....methods.torchcam_numerics import normalize
 from ....targets import Targets
 
 __all__ = ["_CAM", "OutputTarget", "MissingForwardError"]
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 OutputTarget = Callable[[Any], Tensor]
 LayerArg = Union[None, str, nn.Module, Sequence[Union[str, nn.Module]]]
 ClassIdx = Union[int, Sequence[int]]
-
-_EPS = 1e-8      # TorchCAM's eps in the map normalisation
 
 
 class MissingForwardError(AssertionError, RuntimeError):
@@ -85,15 +84,6 @@ def locate_candidate_layer(model: nn.Module, input_shape: tuple[int, ...] = (3, 
     return found[-1] if found else None
 
 
-def normalize_maps(cams: Tensor, spatial_dims: Optional[int] = None, eps: float = _EPS) -> Tensor:
-    """TorchCAM's per-map scaling ``(M − min) / (max − min + eps)`` over the last
-    ``spatial_dims`` dims (default all but the first), out of place."""
-    spatial_dims = cams.dim() - 1 if spatial_dims is None else spatial_dims
-    dims = tuple(range(cams.dim() - spatial_dims, cams.dim()))
-    shifted = cams - cams.amin(dim=dims, keepdim=True)
-    return shifted / (shifted.amax(dim=dims, keepdim=True) + eps)
-
-
 def target_scores(output: Any, targets: Union[OutputTarget, Sequence[OutputTarget]]) -> Tensor:
     """(N,) scores of TorchCAM-style output targets: one callable for the batch or
     one per sample, each applied to its sample's output (differentiable)."""
@@ -122,7 +112,48 @@ def _target_list(targets: Union[OutputTarget, Sequence[OutputTarget]], batch: in
     return list(targets)
 
 
-class _CAM:
+def check_cams(cams: Any) -> None:
+    """TorchCAM's checks of the per-layer maps given to a fusion."""
+    if not isinstance(cams, list) or any(not isinstance(c, Tensor) for c in cams):
+        raise TypeError("invalid argument type for `cams`: a list of tensors")
+    if not cams:
+        raise ValueError("argument `cams` cannot be an empty list")
+
+
+def largest_shape(cams: list[Tensor]) -> tuple[int, ...]:
+    """The largest size per spatial dim of maps (N, *spatial)."""
+    return tuple(max(s) for s in zip(*[tuple(c.shape[1:]) for c in cams]))
+
+
+def resize_map(cam: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Maps (N, *spatial) resized to ``shape`` as TorchCAM resizes them: bilinear
+    (2-D) or trilinear (3-D) with align_corners=False, else nearest."""
+    mode = {3: "bilinear", 4: "trilinear"}.get(cam.dim(), "nearest")
+    options = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(cam.unsqueeze(1), shape, mode=mode, **options).squeeze(1)
+
+
+class HookScope:
+    """A ``with`` block over an extractor: on exit its hooks are removed and what
+    they recorded is forgotten (``remove_hooks``, then ``reset_hooks``)."""
+
+    def remove_hooks(self) -> None:
+        raise NotImplementedError
+
+    def reset_hooks(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.remove_hooks()
+        finally:
+            self.reset_hooks()
+
+
+class _CAM(HookScope):
     """A class activation map extractor with TorchCAM 0.5's interface.
 
     Args:
@@ -261,15 +292,6 @@ class _CAM:
             handle.remove()
         self.hook_handles.clear()
 
-    def __enter__(self) -> "_CAM":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.remove_hooks()
-        finally:
-            self.reset_hooks()
-
     # -- the call --------------------------------------------------------------------------
     def _precheck(self, class_idx: Optional[ClassIdx], scores: Any,
                   targets: Optional[Union[OutputTarget, Sequence[OutputTarget]]]) -> None:
@@ -345,7 +367,7 @@ class _CAM:
                 cam = torch.nansum(w * A, dim=1)
                 if self.relu:
                     cam = torch.relu(cam)
-                cams.append(normalize_maps(cam) if normalized else cam)
+                cams.append(normalize(cam, spatial_dims=cam.dim() - 1) if normalized else cam)
         return cams
 
     # -- what a class defines ------------------------------------------------------------------
@@ -358,6 +380,13 @@ class _CAM:
         if isinstance(class_idx, numbers.Integral):
             return torch.full((batch,), int(class_idx), dtype=torch.long, device=device)
         return torch.tensor([int(c) for c in class_idx], dtype=torch.long, device=device)
+
+    def _resolved_targets(self, class_idx: Optional[ClassIdx], targets: Any, batch: int,
+                          device: torch.device) -> Targets:
+        """fastcam's targets of a call: the class indices, or the output-target callables."""
+        if targets is not None:
+            return Targets(None, _target_list(targets, batch))
+        return Targets(self._class_indices(class_idx, batch, device), None)
 
     def _context(self, activations: list[Tensor], logits: Tensor, targets: Targets,
                  scores: Tensor, x: Optional[Tensor] = None) -> CallContext:
@@ -375,21 +404,15 @@ class _CAM:
         """TorchCAM's fusion of per-layer maps: each map (scaled by :meth:`_scale_cams`)
         resized bilinearly (align_corners=False) to ``target_shape`` (default the
         largest size per dim), then their element-wise maximum."""
-        if not isinstance(cams, list) or any(not isinstance(c, Tensor) for c in cams):
-            raise TypeError("invalid argument type for `cams`: a list of tensors")
-        if not cams:
-            raise ValueError("argument `cams` cannot be an empty list")
+        check_cams(cams)
         if len(cams) == 1:
             return cams[0]
-        shape = target_shape if isinstance(target_shape, tuple) else \
-            tuple(max(s) for s in zip(*[tuple(c.shape[1:]) for c in cams]))
-        mode = {3: "bilinear", 4: "trilinear"}.get(cams[0].dim(), "nearest")
-        options = {} if mode == "nearest" else {"align_corners": False}
+        shape = target_shape if isinstance(target_shape, tuple) else largest_shape(cams)
         fused = None
         for cam in cls._scale_cams(cams):
-            up = F.interpolate(cam.unsqueeze(1), shape, mode=mode, **options)
+            up = resize_map(cam, shape)
             fused = up if fused is None else torch.maximum(fused, up)
-        return fused.squeeze(1)
+        return fused
 
     @staticmethod
     def _scale_cams(cams: list[Tensor]) -> list[Tensor]:

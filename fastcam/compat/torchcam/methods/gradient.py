@@ -1,7 +1,7 @@
 """TorchCAM's gradient-based extractors (``torchcam.methods.gradient``) on fastcam's methods."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -11,15 +11,10 @@ from ....methods.base import CallContext
 from ....methods.elementwise import LayerCAM as _LayerCAM
 from ....methods.gradcam import GradCAM as _GradCAMNative
 from ....methods.gradcam_plusplus import GradCAMPlusPlus as _GradCAMPlusPlus
+from ....methods.smoothgradcampp import SmoothGradCAMpp as _SmoothNative
+from ....methods.torchcam_numerics import normalize
 from ....methods.xgradcam import XGradCAM as _XGradCAM
-from ....targets import Targets
-from . import _native
-from .core import _CAM, ClassIdx, LayerArg, normalize_maps, target_scores
-
-try:                                    # the native Smooth Grad-CAM++ (TorchCAM numerics)
-    from ....methods.smoothgradcampp import SmoothGradCAMpp as _SmoothNative
-except ImportError:
-    _SmoothNative = None
+from .core import _CAM, ClassIdx, LayerArg, target_scores
 
 __all__ = ["GradCAM", "GradCAMpp", "SmoothGradCAMpp", "XGradCAM", "LayerCAM"]
 
@@ -52,6 +47,8 @@ class _GradCAM(_CAM):
     score_used = True
     targets_supported = True
     keeps_graph = True
+    #: the native class takes ``mode="torchcam"`` (Grad-CAM's weights need none: TorchCAM's agree)
+    native_mode: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None,
                  input_shape: tuple[int, ...] = (3, 224, 224), *, numerics: Numerics = "torchcam",
@@ -62,10 +59,8 @@ class _GradCAM(_CAM):
         super().__init__(model, target_layer, input_shape, **kwargs)
 
     def _make_method(self):
-        if self.numerics == "torchcam" and self.native is not _GradCAMNative:
-            method, self._native_torchcam = _native.native(self.native, self.model, self._layers)
-            return method
-        self._native_torchcam = True
+        if self.numerics == "torchcam" and self.native_mode:
+            return self.native(self.model, self._layers, mode="torchcam")
         return self.native(self.model, self._layers)
 
     def _selected_scores(self, class_idx: Optional[ClassIdx], scores: Any, targets: Any) -> Tensor:
@@ -112,10 +107,7 @@ class _GradCAM(_CAM):
             surrogate = sum((A * g).flatten(1).sum(1) for A, g in zip(leaves, grads))
         batch = leaves[0].shape[0]
         logits = scores.detach() if isinstance(scores, Tensor) else leaves[0].new_zeros((batch, 0))
-        if targets is not None:
-            resolved = Targets(None, list(targets) if isinstance(targets, (list, tuple)) else [targets] * batch)
-        else:
-            resolved = Targets(self._class_indices(class_idx, batch, leaves[0].device), None)
+        resolved = self._resolved_targets(class_idx, targets, batch, leaves[0].device)
         return self._context(leaves, logits, resolved, surrogate)
 
     def _get_weights(self, class_idx: Optional[ClassIdx], scores: Any, *, targets: Any = None,
@@ -133,7 +125,7 @@ class _GradCAM(_CAM):
         terms = self._get_weights(class_idx, scores, targets=targets, **kwargs)
         with torch.no_grad():
             cams = [torch.relu(torch.nansum(T.detach(), dim=1)) for T in terms]
-            return [normalize_maps(c) if normalized else c for c in cams]
+            return [normalize(c, spatial_dims=c.dim() - 1) if normalized else c for c in cams]
 
 
 class GradCAM(_GradCAM):
@@ -149,32 +141,21 @@ class GradCAMpp(_GradCAM):
 
     ``numerics="torchcam"`` (default): TorchCAM 0.5's weights as its code computes
     them, ``w_k = Σ_ij g² · ReLU(g)`` (its docstring's α = g²/(2g² + Σ A g³) is
-    computed on a copy and dropped; see :func:`._native.gradcampp_weights`).
+    computed on a copy and dropped), the native class's ``mode="torchcam"``.
     ``numerics="fastcam"``: the paper's closed form (eq. 19) as fastcam's native
     class computes it (pytorch-grad-cam's numerics)."""
 
     native = _GradCAMPlusPlus
-
-    def _get_weights(self, class_idx, scores, *, targets=None, retain_graph=False, **_):
-        if self.numerics == "fastcam" or self._native_torchcam:
-            return super()._get_weights(class_idx, scores, targets=targets, retain_graph=retain_graph)
-        grads = self._backprop(scores, class_idx, retain_graph=retain_graph, targets=targets)
-        return [_native.gradcampp_weights(g) for g in grads]
+    native_mode = True
 
 
 class XGradCAM(_GradCAM):
     """XGrad-CAM (Fu et al. 2020): ``w_k = Σ_ij g·A / (Σ_ij A + eps)`` (paper eq. 9) —
     :class:`fastcam.methods.xgradcam.XGradCAM`'s weights, with TorchCAM's eps = 1e-8
-    under ``numerics="torchcam"`` (fastcam's: 1e-7)."""
+    under ``numerics="torchcam"`` (the native ``mode="torchcam"``; fastcam's default: 1e-7)."""
 
     native = _XGradCAM
-
-    def _make_method(self):
-        method = super()._make_method()
-        if self.numerics == "torchcam" and not self._native_torchcam:
-            method.eps = _native.XGRADCAM_EPS      # the only difference in TorchCAM's numerics
-            self._native_torchcam = True
-        return method
+    native_mode = True
 
 
 class LayerCAM(_GradCAM):
@@ -183,6 +164,7 @@ class LayerCAM(_GradCAM):
     scales each layer's map by ``tanh(2·M)`` first (paper eq. 9), as TorchCAM does."""
 
     native = _LayerCAM
+    native_mode = True
 
     @staticmethod
     def _scale_cams(cams: list[Tensor], gamma: float = 2.0) -> list[Tensor]:
@@ -205,7 +187,6 @@ class SmoothGradCAMpp(_GradCAM):
     Keywords not in TorchCAM: ``batch_size`` (noisy copies per pass), ``seed``,
     ``precision`` (the engine's, for the noisy passes), ``numerics="fastcam"``
     (the native ``mode="mean"``: averaged gradient, clean activations).
-    On a fastcam without the native method building it raises ``NotImplementedError``.
     """
 
     score_used = False
@@ -216,16 +197,12 @@ class SmoothGradCAMpp(_GradCAM):
                  std: float = 0.3, input_shape: tuple[int, ...] = (3, 224, 224), *,
                  batch_size: int = 32, seed: Optional[int] = None, precision: Precision = "fp32",
                  **kwargs: Any) -> None:
-        if _SmoothNative is None:
-            raise NotImplementedError("SmoothGradCAMpp needs fastcam.methods.smoothgradcampp, "
-                                      "which this fastcam lacks")
         check_precision(precision)
         self.num_samples, self.std, self.batch_size, self.seed = num_samples, std, batch_size, seed
         self.precision = precision
         super().__init__(model, target_layer, input_shape, **kwargs)
 
     def _make_method(self):
-        self._native_torchcam = True
         mode = "torchcam" if self.numerics == "torchcam" else "mean"
         return _SmoothNative(self.model, self._layers, num_samples=self.num_samples, std=self.std,
                              batch_size=self.batch_size, seed=self.seed, mode=mode, precision=self.precision)
@@ -233,10 +210,7 @@ class SmoothGradCAMpp(_GradCAM):
     def _get_weights(self, class_idx, scores=None, *, targets=None, **_):
         x = self._input
         batch = self.hook_a[0].shape[0]
-        if targets is not None:
-            resolved = Targets(None, list(targets) if isinstance(targets, (list, tuple)) else [targets] * batch)
-        else:
-            resolved = Targets(self._class_indices(class_idx, batch, x.device), None)
+        resolved = self._resolved_targets(class_idx, targets, batch, x.device)
         stand_in = self.hook_a[0].new_zeros((batch, 0))       # no score of the forward is read
         ctx = self._context(list(self.hook_a), stand_in, resolved, stand_in.new_zeros(batch), x=x)
         with self._hooks_off():

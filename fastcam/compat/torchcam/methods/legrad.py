@@ -1,9 +1,7 @@
 """TorchCAM's LeGrad (``torchcam.methods.LeGrad``) on :mod:`fastcam.methods.legrad`.
 
 The attention recording and the relevance are the native module's
-(:class:`fastcam.methods.legrad.AttentionRecorder`, ``legrad_relevance``); on a
-fastcam without that module the class exists but building it raises
-``NotImplementedError``.
+(:class:`fastcam.methods.legrad.AttentionRecorder`, ``legrad_relevance``).
 """
 from __future__ import annotations
 
@@ -13,18 +11,15 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ....methods import legrad as _legrad
+from ....methods.torchcam_numerics import normalize
 from ....network.layers import resolve_layers
-from .core import MissingForwardError, normalize_maps
-
-try:
-    from ....methods import legrad as _legrad
-except ImportError:          # the native LeGrad is not on this fastcam
-    _legrad = None
+from .core import HookScope, MissingForwardError
 
 __all__ = ["LeGrad"]
 
 
-class LeGrad:
+class LeGrad(HookScope):
     """LeGrad (Bousselham et al. 2024) with TorchCAM 0.5's interface: per target block
     l, ``R_l = mean over heads and queries of ReLU(∂s_l/∂P_l)`` with ``P_l`` its
     post-softmax attention and ``s_l`` the class score of its tokens through
@@ -39,8 +34,6 @@ class LeGrad:
     def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, Sequence[Union[nn.Module, str]]],
                  *, score_projection: Optional[Callable[[Tensor], Tensor]] = None, prefix_tokens: int = 1,
                  grid_shape: Optional[tuple[int, int]] = None, enable_hooks: bool = True) -> None:
-        if _legrad is None:
-            raise NotImplementedError("LeGrad needs fastcam.methods.legrad, which this fastcam lacks")
         if target_layer is None or (isinstance(target_layer, (list, tuple)) and not target_layer):
             raise ValueError("LeGrad requires at least one explicit target block")
         _legrad.check_options(prefix_tokens, grid_shape, score_projection)
@@ -73,15 +66,6 @@ class LeGrad:
         """Forget what was recorded (the hooks stay)."""
         self._rec.clear()
 
-    def __enter__(self) -> "LeGrad":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.remove_hooks()
-        finally:
-            self.reset_hooks()
-
     def __call__(self, class_idx: Union[int, Sequence[int]], scores: Any = None, normalized: bool = True,
                  retain_graph: bool = False, *, targets: Any = None, **_: Any) -> list[Tensor]:
         if targets is not None:
@@ -105,7 +89,7 @@ class LeGrad:
                                          retain_graph=retain_graph)
         with torch.no_grad():
             cam = torch.stack(grids).mean(0)
-            return [normalize_maps(cam) if normalized else cam]
+            return [normalize(cam) if normalized else cam]
 
     def __repr__(self) -> str:
         return f"LeGrad(target_layer={self.target_names}, prefix_tokens={self.prefix_tokens})"

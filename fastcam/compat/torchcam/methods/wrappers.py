@@ -11,10 +11,10 @@ import numbers
 from typing import Any, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import _CAM, ClassIdx, LayerArg, normalize_maps
+from ....methods.torchcam_numerics import normalize
+from .core import _CAM, ClassIdx, LayerArg, check_cams, largest_shape, resize_map
 from .gradient import GradCAM, GradCAMpp, LayerCAM
 
 __all__ = ["RefineCAM", "FinerCAM"]
@@ -100,19 +100,13 @@ class RefineCAM(_CAMWrapper):
     def fuse_cams(cams: list[Tensor], target_shape: Optional[tuple[int, ...]] = None,
                   normalized: bool = True) -> Tensor:
         """The product of the scaled, resized maps (scaled again when ``normalized``)."""
-        if not isinstance(cams, list) or any(not isinstance(c, Tensor) for c in cams):
-            raise TypeError("invalid argument type for `cams`: a list of tensors")
-        if not cams:
-            raise ValueError("argument `cams` cannot be an empty list")
-        shape = target_shape or tuple(max(s) for s in zip(*[tuple(c.shape[1:]) for c in cams]))
-        mode = {3: "bilinear", 4: "trilinear"}.get(cams[0].dim(), "nearest")
-        options = {} if mode == "nearest" else {"align_corners": False}
+        check_cams(cams)
+        shape = target_shape or largest_shape(cams)
         refined = None
         for cam in cams:
-            up = F.interpolate(normalize_maps(cam).unsqueeze(1), shape, mode=mode, **options)
+            up = resize_map(normalize(cam, spatial_dims=cam.dim() - 1), shape)
             refined = up if refined is None else refined * up
-        refined = refined.squeeze(1)
-        return normalize_maps(refined) if normalized else refined
+        return normalize(refined, spatial_dims=refined.dim() - 1) if normalized else refined
 
     def __repr__(self) -> str:
         return f"RefineCAM(base_method={type(self.base_cam).__name__}, target_layer={self.target_names})"
@@ -207,17 +201,20 @@ class FinerCAM(_CAMWrapper):
 
     def __call__(self, class_idx: ClassIdx, scores: Optional[Tensor] = None, comparison_idx: Any = None,
                  normalized: bool = True, **kwargs: Any) -> list[Tensor]:
-        if kwargs.get("targets") is not None:
-            raise ValueError("FinerCAM does not support arbitrary output targets")
-        objective = self._contrastive_scores(class_idx, scores, comparison_idx)
-        return self.base_cam([0] * objective.shape[0], objective, normalized, **kwargs)
+        return self._explain(self.base_cam, class_idx, scores, comparison_idx, normalized, kwargs)
 
     def compute_cams(self, class_idx: ClassIdx, scores: Optional[Tensor] = None, comparison_idx: Any = None,
                      normalized: bool = True, **kwargs: Any) -> list[Tensor]:
+        return self._explain(self.base_cam.compute_cams, class_idx, scores, comparison_idx, normalized, kwargs)
+
+    def _explain(self, call: Any, class_idx: ClassIdx, scores: Optional[Tensor], comparison_idx: Any,
+                 normalized: bool, kwargs: dict[str, Any]) -> list[Tensor]:
+        """``call`` (the base extractor's call or compute_cams) on the contrastive objective
+        as the scores of a one-class output (class 0)."""
         if kwargs.get("targets") is not None:
             raise ValueError("FinerCAM does not support arbitrary output targets")
         objective = self._contrastive_scores(class_idx, scores, comparison_idx)
-        return self.base_cam.compute_cams([0] * objective.shape[0], objective, normalized, **kwargs)
+        return call([0] * objective.shape[0], objective, normalized, **kwargs)
 
     def fuse_cams(self, cams: list[Tensor], target_shape: Optional[tuple[int, int]] = None) -> Tensor:
         return self.base_cam.fuse_cams(cams, target_shape)
