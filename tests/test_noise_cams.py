@@ -14,7 +14,8 @@ tcm = pytest.importorskip("torchcam.methods")
 
 from fastcam.methods.iscam import ISCAM  # noqa: E402
 from fastcam.methods.smoothgradcampp import SmoothGradCAMpp  # noqa: E402
-from fastcam.methods.sscam import SSCAM, unit_maps  # noqa: E402
+from fastcam.methods.sscam import SSCAM  # noqa: E402
+from fastcam.methods.torchcam_numerics import normalize as unit_maps  # noqa: E402
 
 TOL = 1e-4
 TARGETS = [3, 1]

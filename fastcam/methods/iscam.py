@@ -20,7 +20,7 @@ class ISCAM(BaseCAM):
 
     with TorchCAM's cumulative coefficients ``c_s = Σ_{j=1}^{s} j/N`` (so c_N =
     (N+1)/2 > 1; the paper writes ``M_i = Σ_{j<i} (j/N)·mask ⊙ X``), u the per-map
-    scaling of :func:`fastcam.methods.sscam.unit_maps`; map
+    scaling of :func:`fastcam.methods.torchcam_numerics.normalize`; map
     ``minmax(up(ReLU(Σ_k w_k A_k)))``. Deterministic (no noise). The copies:
     :func:`fastcam.methods.sscam.sampled_score_weights`.
 

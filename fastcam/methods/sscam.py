@@ -13,16 +13,7 @@ from ..perturbation.masked_scores import callable_score, class_score
 from ..perturbation.sampled_masks import MaskNoise, sampled_mask_scores
 from ..perturbation.seeded_noise import Seed, call_seed, check_noise_options, seeded_normal
 from .base import BaseCAM, CallContext
-
-#: TorchCAM's per-map scaling of the activations: (A − min) / (max − min + 1e-8)
-UNIT_EPS = 1e-8
-
-
-def unit_maps(A: Tensor, eps: float = UNIT_EPS) -> Tensor:
-    """Each (h, w) map of A scaled to [0, 1) at its own resolution, as TorchCAM's
-    ``_CAM._normalize``: ``(A − min) / (max − min + eps)``; a constant map is 0."""
-    A = A - A.amin(dim=(-2, -1), keepdim=True)
-    return A / (A.amax(dim=(-2, -1), keepdim=True) + eps)
+from .torchcam_numerics import normalize as unit_maps   # TorchCAM's (A − min) / (max − min + 1e-8)
 
 
 def sampled_score_weights(cam: BaseCAM, ctx: CallContext, scale: Optional[Tensor],
@@ -32,7 +23,7 @@ def sampled_score_weights(cam: BaseCAM, ctx: CallContext, scale: Optional[Tensor
     ``y_c(copy(k, s)) − y_c(x)`` (target logits, or the callables' scores) and the
     weights are the softmax of these means over the channels. The copies are
     ``scale_s · (x ⊙ (up(u(A_k)) + δ_{k,s}))`` with u the per-map scaling of
-    :func:`unit_maps` at the activation's resolution and up bilinear
+    :func:`~fastcam.methods.torchcam_numerics.normalize` at the activation's resolution and up bilinear
     (align_corners=False): no min-max after the upsampling (TorchCAM's order),
     which is why they are built in torch (:mod:`fastcam.perturbation.sampled_masks`)
     rather than by the fused ``mask_blend`` op, whose masks are min-max scaled
