@@ -182,8 +182,8 @@ def test_batch_equals_single_images_and_side_values():
     model = _model("resnet18")
     torch.manual_seed(4)
     x = torch.randn(2, 3, 48, 48)
-    for layer in ("layer4", "layer4.1.conv2"):
-        cam = AblationCAM(model, layer, batch_size=48)
+    for layer, path in (("layer4", "never"), ("layer4.1.conv2", "auto")):
+        cam = AblationCAM(model, layer, batch_size=64, fast_path=path)
         batch = cam(x, [3, 9])
         w = cam.last.weights[0]
         for b, c in enumerate((3, 9)):
@@ -195,7 +195,7 @@ def test_batch_equals_single_images_and_side_values():
     cam(x[:1], [3])
     assert cam.last.extra["path"] == ["tail"]
     A = cam.last.activations[0]
-    for k in (0, 17, 300):
+    for k in (17, 300):
         def hook(m, i, o, k=k):
             o = o.clone()
             o[:, k] = 0
@@ -219,7 +219,7 @@ def test_bf16_runs(path):
     maps = cam(x, [3, 9])
     assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
     assert cam.last.weights[0].dtype == torch.float32
-    assert torch.nn.functional.cosine_similarity(maps.flatten(1), ref.flatten(1)).min() > 0.9
+    assert (maps - ref).abs().mean() < 0.05, (maps - ref).abs().mean()
 
 
 def test_model_left_unchanged():
