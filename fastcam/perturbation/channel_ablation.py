@@ -109,7 +109,7 @@ def ablation_values(A: Tensor, ablation: Ablation, chunk: int) -> Tensor:
 
 def ablated_copies(A: Tensor, image: Tensor, channel: Tensor, value: Tensor) -> Tensor:
     """Rows ``A[image[j]]`` with channel ``channel[j]`` set to ``value[j]`` (n, K, h, w)."""
-    out = A.index_select(0, image).clone()
+    out = A.index_select(0, image)          # a new tensor: A is left as it is
     rows = torch.arange(image.numel(), device=A.device)
     out[rows, channel] = value.to(A.dtype)[:, None, None]
     return out
