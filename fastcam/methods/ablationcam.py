@@ -147,6 +147,7 @@ class AblationCAM(BaseCAM):
         """The tail's target scores on the ablated copies, ``batch_size`` at a time."""
         engine = self.engine.part(tail)
         score_fn = self._score_fn(targets)
+        A = A.contiguous()
         if not (tail.n_sides or tail.mode == "hooks"):
             return engine.stream_scores(
                 image.numel(), lambda a, b: ablated_copies(A, image[a:b], channel[a:b], value[a:b]),

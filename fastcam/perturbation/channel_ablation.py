@@ -108,8 +108,12 @@ def ablation_values(A: Tensor, ablation: Ablation, chunk: int) -> Tensor:
 
 
 def ablated_copies(A: Tensor, image: Tensor, channel: Tensor, value: Tensor) -> Tensor:
-    """Rows ``A[image[j]]`` with channel ``channel[j]`` set to ``value[j]`` (n, K, h, w)."""
-    out = A.index_select(0, image)          # a new tensor: A is left as it is
-    rows = torch.arange(image.numel(), device=A.device)
-    out[rows, channel] = value.to(A.dtype)[:, None, None]
+    """Rows ``A[image[j]]`` with channel ``channel[j]`` set to ``value[j]`` (n, K, h, w).
+    Fastest from a contiguous A (then no per-chunk layout copy)."""
+    # A[image] and one put into the (n·K, h·w) view: on CPU, index_select and a
+    # two-index put are each ~10× slower for these shapes
+    out = A[image].contiguous()             # a new tensor: A is left as it is
+    n, K = out.shape[:2]
+    rows = torch.arange(n, device=A.device) * K + channel
+    out.view(n * K, -1)[rows] = value.to(A.dtype)[:, None]
     return out
