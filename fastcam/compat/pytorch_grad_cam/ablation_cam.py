@@ -1,9 +1,84 @@
-"""``pytorch_grad_cam.ablation_cam``: Ablation-CAM (Desai & Ramaswamy 2020).
+"""Ablation-CAM with pytorch-grad-cam's interface (``pytorch_grad_cam.AblationCAM``)."""
+from __future__ import annotations
 
-Not implemented by fastcam yet: ``AblationCAM`` is pytorch-grad-cam's own, handed out with a
-warning (``._delegate``); without grad-cam, accessing it raises ImportError.
-"""
-from ._delegate import delegated
+from typing import Any, Optional, Sequence, Union
+
+from torch import nn
+
+from ...engine import Precision
+from ...methods.ablationcam import AblationCAM as _Method
+from .ablation_layer import AblationLayer
+from .base_cam import BaseCAM, ReshapeTransform
 
 __all__ = ["AblationCAM"]
-__getattr__ = delegated(__name__, __all__)
+
+
+def _plain_layer(layer: Any) -> bool:
+    """Ours or grad-cam's own ``AblationLayer`` (not a subclass: the ViT and
+    Faster R-CNN variants ablate other layouts)."""
+    t = type(layer)
+    return t is AblationLayer or (t.__name__ == "AblationLayer"
+                                  and t.__module__ == "pytorch_grad_cam.ablation_layer")
+
+
+class AblationCAM(BaseCAM):
+    """Ablation-CAM (Desai & Ramaswamy, WACV 2020) with pytorch-grad-cam's numerics:
+    ``w_k = (y_c − y_c^k)/y_c`` with channel k ablated to 0 when the image's
+    activation has minimum 0, else to ``min − (i+1)·1e7`` at batch position i (its
+    ``AblationLayer``), ``ratio_channels_to_ablate`` with its selection rule.
+
+    Unlike pytorch-grad-cam, which swaps an ``AblationLayer`` into the model and
+    re-runs the whole model on ``batch_size`` copies of the input per chunk, one
+    image at a time, fastcam splits the model at the target layer and runs only
+    the tail on the ablated activations, the whole batch's chunks together, and
+    on a global-average-pool + linear head computes every ablated score in closed
+    form (no tail forward); scores stay on the device; no progress bar. The
+    model is never modified. The model is split, so no ``reshape_transform``;
+    ``ablation_layer`` must be an ``AblationLayer`` (ours or grad-cam's) — the ViT
+    and Faster R-CNN variants are pytorch-grad-cam's (``pytorch_grad_cam.AblationCAM``).
+    Keyword options of :class:`fastcam.methods.ablationcam.AblationCAM`
+    (``fast_path=``, ``normalize=``) pass through.
+    """
+
+    method_class = _Method
+    takes_reshape_transform = False
+
+    def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
+                 reshape_transform: ReshapeTransform = None,
+                 ablation_layer: Optional[nn.Module] = None, batch_size: int = 32,
+                 ratio_channels_to_ablate: float = 1.0, *, precision: Precision = "fp32",
+                 **options: Any) -> None:
+        if ablation_layer is None:
+            ablation_layer = AblationLayer()
+        elif not _plain_layer(ablation_layer):
+            raise ValueError(f"fastcam's AblationCAM ablates CNN channels (AblationLayer); "
+                             f"{type(ablation_layer).__name__} needs pytorch-grad-cam's own "
+                             "AblationCAM (pytorch_grad_cam.AblationCAM)")
+        options.setdefault("ablation", "pytorch-grad-cam")
+        super().__init__(model, target_layers, reshape_transform, precision=precision,
+                         batch_size=batch_size, ratio_channels_to_ablate=ratio_channels_to_ablate,
+                         **options)
+        self.ablation_layer = ablation_layer
+
+    @property
+    def batch_size(self) -> int:
+        """Ablated copies per tail forward (pytorch-grad-cam's ``batch_size``)."""
+        return self.method.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        value = int(value)
+        if value < 1:
+            raise ValueError(f"batch_size must be >= 1, got {value}")
+        self.method.batch_size = value
+
+    @property
+    def ratio_channels_to_ablate(self) -> float:
+        return self.method.ratio_channels_to_ablate
+
+    @ratio_channels_to_ablate.setter
+    def ratio_channels_to_ablate(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"ratio_channels_to_ablate must be in (0, 1], got {value}")
+        self.method.ratio_channels_to_ablate = value
