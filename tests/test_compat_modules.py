@@ -122,32 +122,33 @@ def test_submodules_are_attributes_of_the_package():
 
 def test_without_grad_cam_a_delegated_name_says_to_install_it(monkeypatch):
     import fastcam.compat.pytorch_grad_cam as fc
-    from fastcam.compat.pytorch_grad_cam import fem, fullgrad_cam
+    from fastcam.compat.pytorch_grad_cam import ablation_layer, fem, fullgrad_cam
     for key in [k for k in sys.modules if k == "pytorch_grad_cam" or k.startswith("pytorch_grad_cam.")]:
         monkeypatch.setitem(sys.modules, key, None)        # "not installed"; restored afterwards
-    monkeypatch.delitem(vars(fullgrad_cam), "FullGrad", raising=False)
-    monkeypatch.delitem(vars(fc), "FullGrad", raising=False)
+    monkeypatch.delitem(vars(ablation_layer), "AblationLayerVit", raising=False)
+    monkeypatch.delitem(vars(fc), "AblationLayerVit", raising=False)
     with pytest.raises(ImportError, match="install grad-cam"):
-        fullgrad_cam.FullGrad
-    assert fem.FEM.__module__.startswith("fastcam.")          # native: no grad-cam needed
+        ablation_layer.AblationLayerVit
+    for native in (fem.FEM, fullgrad_cam.FullGrad, ablation_layer.AblationLayer):
+        assert native.__module__.startswith("fastcam.")      # native: no grad-cam needed
     with pytest.raises(ImportError, match="install grad-cam"):
-        exec("from fastcam.compat.pytorch_grad_cam import FullGrad", {})
+        exec("from fastcam.compat.pytorch_grad_cam import AblationLayerVit", {})
     assert fc.HiResCAM.__module__.startswith("fastcam.")      # native: no grad-cam needed
     # native names do not need grad-cam
     assert our_targets.FinerWeightedTarget(0, [1], 1.0)(torch.tensor([1.0, 2.0])).shape == ()
 
 
 def test_a_missing_dependency_of_grad_cam_is_not_reported_as_grad_cam_missing(monkeypatch):
-    from fastcam.compat.pytorch_grad_cam import _delegate, fullgrad_cam
+    from fastcam.compat.pytorch_grad_cam import _delegate, ablation_layer
 
     def import_module(name):
         raise ModuleNotFoundError("No module named 'ttach'", name="ttach")
 
     monkeypatch.setattr(_delegate, "importlib", SimpleNamespace(import_module=import_module,
                                                                 util=importlib.util))
-    monkeypatch.delitem(vars(fullgrad_cam), "FullGrad", raising=False)
+    monkeypatch.delitem(vars(ablation_layer), "AblationLayerVit", raising=False)
     with pytest.raises(ModuleNotFoundError, match="ttach"):
-        fullgrad_cam.FullGrad
+        ablation_layer.AblationLayerVit
 
 
 # -- targets -------------------------------------------------------------------------

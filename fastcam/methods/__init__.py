@@ -1,4 +1,5 @@
 """One module per method; :class:`BaseCAM` owns hooks, targets and batching."""
+from .ablationcam import AblationCAM
 from .advise import ADVISE
 from .base import BaseCAM, CAMRecord
 from .cam import CAM
@@ -55,6 +56,7 @@ METHODS = {
     "finercam": FinerCAM,
     "refinecam": RefineCAM,
     "fem": FEM,
+    "ablationcam": AblationCAM,
 }
 
 #: the other methods of pytorch-grad-cam and TorchCAM, natively (not in the demo's
@@ -78,6 +80,7 @@ PEER_METHODS = (
     "finercam",
     "refinecam",
     "fem",
+    "ablationcam",
 )
 
 __all__ = [
@@ -101,4 +104,5 @@ __all__ = [
     "FinerCAM",
     "RefineCAM",
     "FEM",
+    "AblationCAM",
 ]

@@ -3,19 +3,26 @@
 Change ``pytorch_grad_cam`` to ``fastcam.compat.pytorch_grad_cam`` in the
 imports and keep the script: the same classes, arguments, targets and
 utilities, the same maps (within 1e-4), computed batched on the model's device.
-Besides GradCAM, GradCAMPlusPlus, ScoreCAM, XGradCAM, HiResCAM,
-GradCAMElementWise, LayerCAM, ShapleyCAM, RandomCAM, EigenCAM, EigenGradCAM,
-KPCA_CAM, SegEigenCAM, FullGrad, FinerCAM and RefineCAM, fastcam's LiftCAM, ShapCAM,
-OptiCAM and ADVISE are available under the same conventions.
+Every method of grad-cam 1.5.7 is fastcam's own (GradCAM, GradCAMPlusPlus,
+ScoreCAM, AblationCAM, XGradCAM, HiResCAM, GradCAMElementWise, LayerCAM,
+ShapleyCAM, RandomCAM, EigenCAM, EigenGradCAM, KPCA_CAM, SegEigenCAM, FullGrad,
+FinerCAM, RefineCAM, FEM, SESS), as are its tools (AblationLayer, guided
+backprop, ActivationsAndGradients, deep feature factorization, the metrics);
+fastcam's LiftCAM, ShapCAM, OptiCAM and ADVISE are available under the same
+conventions.
 
 Every public module of grad-cam 1.5.7 has its counterpart here (``utils.image``,
 ``utils.find_layers``, ``metrics.road``, ``eigen_cam``, ``ablation_layer``, ...;
-imported on first use). Names fastcam does not implement yet (AblationCAM,
-...) are handed out from the installed grad-cam, with a
-warning (:mod:`._delegate`).
+imported on first use). Two names fastcam does not implement, the ablation
+layers for ViTs and Faster R-CNN (``AblationLayerVit``,
+``AblationLayerFasterRCNN``: fastcam's AblationCAM splits the model at the
+layer and takes no ``reshape_transform``), are handed out from the installed
+grad-cam, with a warning (:mod:`._delegate`).
 """
 from . import utils
 from ._delegate import delegated
+from .ablation_cam import AblationCAM
+from .ablation_layer import AblationLayer
 from .activations_and_gradients import ActivationsAndGradients
 from .advise import ADVISE
 from .base_cam import BaseCAM
@@ -47,15 +54,14 @@ __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "Shap
            "OptiCAM", "ADVISE", "XGradCAM", "HiResCAM", "GradCAMElementWise", "LayerCAM",
            "ShapleyCAM", "RandomCAM", "EigenCAM", "EigenGradCAM", "KPCA_CAM", "SegEigenCAM",
            "FullGrad", "FinerCAM", "RefineCAM", "FEM", "SESS", "GuidedBackpropReLUModel",
-           "ActivationsAndGradients", "DeepFeatureFactorization", "run_dff_on_image", "utils"]
+           "ActivationsAndGradients", "DeepFeatureFactorization", "run_dff_on_image", "AblationCAM",
+           "AblationLayer", "utils"]
 
 
 #: pytorch-grad-cam's other public names, which fastcam does not reimplement:
 #: taken from the installed pytorch-grad-cam (with a warning, see ``_delegate``)
 #: so that its README's import line keeps working after the swap.
-DELEGATED = frozenset({
-    "AblationCAM", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN",
-})
+DELEGATED = frozenset({"AblationLayerVit", "AblationLayerFasterRCNN"})
 
 
 #: our submodules (``metrics``, ``eigen_cam``, ...) are imported on first attribute access
