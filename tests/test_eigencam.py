@@ -9,7 +9,6 @@ fastcam's rule. KPCA_CAM's and SegEigenCAM's signs are the methods' own: compare
 as they are."""
 import functools
 import importlib
-import warnings
 
 import numpy as np
 import pytest
@@ -44,17 +43,8 @@ NATIVE = {"EigenCAM": EigenCAM, "EigenGradCAM": EigenGradCAM, "KPCA_CAM": KPCA_C
           "SegEigenCAM": SegEigenCAM}
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-@functools.lru_cache(maxsize=None)
-def _model(name):
-    torch.manual_seed(0)
-    return getattr(torchvision.models, name)().eval()
+from _peer_models import quiet_peers  # noqa: E402,F401 (autouse)
+from _peer_models import random_model as _model  # noqa: E402
 
 
 def _layer(arch, model):

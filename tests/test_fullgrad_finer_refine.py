@@ -3,12 +3,9 @@ pytorch-grad-cam 1.5.7, and the ``mode="torchcam"`` numerics of XGradCAM, LayerC
 GradCAMPlusPlus, FinerCAM and RefineCAM against TorchCAM 0.5.0's extractors
 (ResNet-18 and VGG16 in random init, batch 2); closed forms on a linear head,
 batch against single images, bad input."""
-import functools
-import warnings
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 pgc = pytest.importorskip("pytorch_grad_cam")
@@ -39,17 +36,8 @@ LAYERS = {"resnet18": ["layer2", "layer3", "layer4"],
 PAIRS = [(pgc.GradCAM, GradCAM), (pgc.GradCAMPlusPlus, GradCAMPlusPlus), (pgc.LayerCAM, LayerCAM)]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-@functools.lru_cache(maxsize=None)
-def _model(name):
-    torch.manual_seed(0)
-    return getattr(torchvision.models, name)(weights=None).eval()
+from _peer_models import quiet_peers  # noqa: E402,F401 (autouse)
+from _peer_models import random_model as _model  # noqa: E402
 
 
 def _x(seed=1, n=2, size=64):

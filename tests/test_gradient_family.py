@@ -3,7 +3,6 @@ fastcam's native methods and its pytorch-grad-cam front-end against the real
 pytorch-grad-cam 1.5.7 (ResNet-18 and VGG16 in random init, batch 2, a ViT through
 reshape_transform), closed forms on a linear head, batch against single images."""
 import functools
-import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ import pytorch_grad_cam.utils.svd_on_activations as their_svd  # noqa: E402
 from pytorch_grad_cam.utils import model_targets as their_targets  # noqa: E402
 from pytorch_grad_cam.utils import reshape_transforms as their_rt  # noqa: E402
 
-import fastcam.compat.pytorch_grad_cam as fc  # noqa: E402
 from fastcam.compat.pytorch_grad_cam.grad_cam_elementwise import GradCAMElementWise as FcElementWise  # noqa: E402
 from fastcam.compat.pytorch_grad_cam.hirescam import HiResCAM as FcHiRes  # noqa: E402
 from fastcam.compat.pytorch_grad_cam.layer_cam import LayerCAM as FcLayer  # noqa: E402
@@ -37,17 +35,8 @@ OURS = {"XGradCAM": FcXGrad, "HiResCAM": FcHiRes, "GradCAMElementWise": FcElemen
 NATIVE = [XGradCAM, HiResCAM, GradCAMElementWise, LayerCAM, ShapleyCAM]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-@functools.lru_cache(maxsize=None)
-def _model(name):
-    torch.manual_seed(0)
-    return getattr(torchvision.models, name)().eval()
+from _peer_models import quiet_peers  # noqa: E402,F401 (autouse)
+from _peer_models import random_model as _model  # noqa: E402
 
 
 def _layer(arch, model):

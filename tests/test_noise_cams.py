@@ -3,11 +3,9 @@ VGG16 in random init, batch 2, the same noise fed to both sides), a closed form 
 a GAP + linear head, seeded determinism, batch against single images, chunk size
 against the result, bad input."""
 import functools
-import warnings
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 tcm = pytest.importorskip("torchcam.methods")
@@ -21,17 +19,8 @@ TOL = 1e-4
 TARGETS = [3, 1]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-@functools.lru_cache(maxsize=None)
-def _model(name):
-    torch.manual_seed(0)
-    return getattr(torchvision.models, name)(weights=None).eval()
+from _peer_models import quiet_peers  # noqa: E402,F401 (autouse)
+from _peer_models import random_model as _model  # noqa: E402
 
 
 # 64-channel layers keep the K·N masked forwards per image small
