@@ -184,3 +184,52 @@ def test_pytorch_grad_cam_wrapped(benchmark, case, method):
         _run(benchmark, _group(case, method), fn, baseline=True, note="pytorch-grad-cam")
     finally:
         release(cam)
+
+
+# -- LeGrad: a ViT ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vit():
+    """torchvision ViT-B/16 (random init, its zero-initialised head re-drawn so that the maps
+    are not all 0) on B8 images at 224 (smoke: a 2-block ViT at 32 px), its last 4 blocks."""
+    import torchvision
+    torch.manual_seed(0)
+    if SMOKE:
+        model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2,
+                                                     num_heads=2, hidden_dim=16, mlp_dim=32)
+        x = torch.randn(2, 3, 32, 32)
+    else:
+        model = torchvision.models.vit_b_16()
+        x = torch.randn(8, 3, 224, 224)
+    model.eval()
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    blocks = list(model.encoder.layers)[-4:]
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    return model, blocks, x, targets
+
+
+def _vit_group(vit):
+    return f"legrad vit_b_16 B{vit[2].shape[0]} last {len(vit[1])} blocks"
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fastcam_legrad(benchmark, vit, precision):
+    model, blocks, x, targets = vit
+    cam = fastcam.LeGrad(model, blocks, precision=precision)
+    _run(benchmark, _vit_group(vit), lambda: cam(x, targets), note=f"fastcam {precision}")
+
+
+def test_torchcam_legrad(benchmark, vit):
+    methods = pytest.importorskip("torchcam.methods")
+    model, blocks, x, targets = vit
+    extractor = methods.LeGrad(model, blocks)
+
+    def run():
+        out = model(x)
+        return extractor(targets.tolist(), out)
+
+    try:
+        _run(benchmark, _vit_group(vit), run, baseline=True, note="TorchCAM (low-resolution maps)")
+    finally:
+        extractor.remove_hooks()
