@@ -184,3 +184,13 @@ def test_bad_input():
         native(torch.randn(3, 32, 32))
     with pytest.raises(ValueError, match="target class out of range"):
         native(_x(1), [10])
+
+
+def test_bf16_runs_close_to_fp32():
+    from fastcam.engine import cpu_supports
+    if not cpu_supports(torch.bfloat16):
+        pytest.skip("no bf16 on this CPU")
+    model, x = _vit(), _x()
+    fp32, _ = _ours(model, x)
+    bf16, _ = _ours(model, x, precision="bf16")
+    assert np.isfinite(bf16).all() and np.abs(bf16 - fp32).max() < 0.05
