@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..engine import Precision
 from ..inputs import Normalize, at_least_fp32
+from ..network.hooks import Transform
 from ..network.layers import LayerSpec
 from ..network.linear_head import LinearHead, find_linear_head
 from ..network.split import Prefix, Tail
@@ -101,12 +102,12 @@ class AblationCAM(BaseCAM):
         self.fast_path = fast_path
 
     @property
-    def reshape_transform(self):
+    def reshape_transform(self) -> Optional[Transform]:
         """Token layers' output -> (B, K, h, w); set, the model is not split."""
         return self._reshape_transform
 
     @reshape_transform.setter
-    def reshape_transform(self, transform) -> None:
+    def reshape_transform(self, transform: Optional[Transform]) -> None:
         if transform is not None and not callable(transform):
             raise TypeError(f"reshape_transform must be callable, got {type(transform).__name__}")
         self._reshape_transform = transform
