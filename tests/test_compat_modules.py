@@ -125,14 +125,14 @@ def test_without_grad_cam_a_delegated_name_says_to_install_it(monkeypatch):
     from fastcam.compat.pytorch_grad_cam import ablation_layer, fem, fullgrad_cam
     for key in [k for k in sys.modules if k == "pytorch_grad_cam" or k.startswith("pytorch_grad_cam.")]:
         monkeypatch.setitem(sys.modules, key, None)        # "not installed"; restored afterwards
-    monkeypatch.delitem(vars(ablation_layer), "AblationLayerVit", raising=False)
-    monkeypatch.delitem(vars(fc), "AblationLayerVit", raising=False)
+    monkeypatch.delitem(vars(ablation_layer), "AblationLayerFasterRCNN", raising=False)
+    monkeypatch.delitem(vars(fc), "AblationLayerFasterRCNN", raising=False)
     with pytest.raises(ImportError, match="install grad-cam"):
-        ablation_layer.AblationLayerVit
+        ablation_layer.AblationLayerFasterRCNN
     for native in (fem.FEM, fullgrad_cam.FullGrad, ablation_layer.AblationLayer):
         assert native.__module__.startswith("fastcam.")      # native: no grad-cam needed
     with pytest.raises(ImportError, match="install grad-cam"):
-        exec("from fastcam.compat.pytorch_grad_cam import AblationLayerVit", {})
+        exec("from fastcam.compat.pytorch_grad_cam import AblationLayerFasterRCNN", {})
     assert fc.HiResCAM.__module__.startswith("fastcam.")      # native: no grad-cam needed
     # native names do not need grad-cam
     assert our_targets.FinerWeightedTarget(0, [1], 1.0)(torch.tensor([1.0, 2.0])).shape == ()
@@ -146,9 +146,9 @@ def test_a_missing_dependency_of_grad_cam_is_not_reported_as_grad_cam_missing(mo
 
     monkeypatch.setattr(_delegate, "importlib", SimpleNamespace(import_module=import_module,
                                                                 util=importlib.util))
-    monkeypatch.delitem(vars(ablation_layer), "AblationLayerVit", raising=False)
+    monkeypatch.delitem(vars(ablation_layer), "AblationLayerFasterRCNN", raising=False)
     with pytest.raises(ModuleNotFoundError, match="ttach"):
-        ablation_layer.AblationLayerVit
+        ablation_layer.AblationLayerFasterRCNN
 
 
 # -- targets -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..engine import Precision
 from ..inputs import Normalize, at_least_fp32
+from ..network.hooks import Transform
 from ..network.layers import LayerSpec
 from ..network.linear_head import LinearHead, find_linear_head
 from ..network.split import Prefix, Tail
@@ -55,11 +56,26 @@ class AblationCAM(BaseCAM):
     or a callable's value on the tail's output. An image whose target score is
     0 has no weights (``ValueError``: eq. 3 divides by it).
 
+    Token models (ViT): with a ``reshape_transform`` set (the attribute, e.g.
+    from the pytorch-grad-cam front-end with ``AblationLayerVit``) the model is
+    not split. The layer's raw output is taken as tokens with the channel on the
+    last axis ((B, N, D), as timm's and torchvision's ViTs; the class token
+    included), ``A = reshape_transform(tokens)`` is the (B, D, h, w) activation,
+    and channel k is ablated in token space — ``tokens[..., k]`` of every token
+    set to the ablation value, whose ``"pytorch-grad-cam"`` rule then takes the
+    minimum over all tokens — while the whole model re-runs from the input with
+    the layer's output replaced by the ablated copy (a temporary forward hook),
+    ``batch_size`` copies at a time: pytorch-grad-cam's ``AblationLayerVit``
+    inside its ``AblationCAM``. Channel selection and weights are as above.
+
     ``last.extra``: per layer ``"ablated_scores"`` (B, K: the original score
     where a channel was not ablated), ``"ablated"`` (B, K bool), ``"path"``
-    (``"linear-head"`` or ``"tail"``) and ``"tail_rows"`` (ablated rows the tail ran).
+    (``"linear-head"``, ``"tail"`` or ``"tokens"``) and ``"tail_rows"`` (ablated
+    rows the tail, or for ``"tokens"`` the whole model, ran).
     """
 
+    #: ``"split"``; an instance with a ``reshape_transform`` uses ``"forward"``
+    #: (see the class docstring)
     capture = "split"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
@@ -85,6 +101,21 @@ class AblationCAM(BaseCAM):
         self.ablation = ablation
         self.fast_path = fast_path
 
+    @property
+    def reshape_transform(self) -> Optional[Transform]:
+        """Token layers' output -> (B, K, h, w); set, the model is not split."""
+        return self._reshape_transform
+
+    @reshape_transform.setter
+    def reshape_transform(self, transform: Optional[Transform]) -> None:
+        if transform is not None and not callable(transform):
+            raise TypeError(f"reshape_transform must be callable, got {type(transform).__name__}")
+        self._reshape_transform = transform
+        if transform is None:
+            self.__dict__.pop("capture", None)
+        else:
+            self.capture = "forward"
+
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         targets = ctx.targets
         if targets.indices is not None and targets.indices.is_inference():
@@ -95,14 +126,30 @@ class AblationCAM(BaseCAM):
             raise ValueError(f"Ablation-CAM divides by the target score (paper eq. 3); it is 0 "
                              f"for image(s) {bad}")
         weights, extra = [], {"ablated_scores": [], "ablated": [], "path": [], "tail_rows": []}
-        for A, (prefix, tail) in zip(ctx.activations, ctx.splits, strict=True):
+        tokens = self._tokens(ctx) if self.reshape_transform is not None else None
+        for i, A in enumerate(ctx.activations):
             A = A.detach()
             B, K, h, w = A.shape
-            values = ablation_values(A, self.ablation, self.batch_size)        # (B, chunk)
+            if tokens is not None:
+                T = tokens[i]
+                if T.shape[0] != B or T.shape[-1] != K:
+                    raise ValueError(f"the target layer's tokens have shape {tuple(T.shape)}; "
+                                     f"the reshaped activation {tuple(A.shape)} needs the "
+                                     f"batch first and its {K} channels last")
+                values = ablation_values(T.reshape(B, -1, 1, 1), self.ablation, self.batch_size)
+            else:
+                values = ablation_values(A, self.ablation, self.batch_size)    # (B, chunk)
             image, channel, value = self._ablations(A, values)
-            head = find_linear_head(tail, h, w) if self.fast_path == "auto" else None
+            if tokens is None:
+                prefix, tail = ctx.splits[i]
+            head = (find_linear_head(tail, h, w)
+                    if tokens is None and self.fast_path == "auto" else None)
             with torch.inference_mode():
-                if head is not None:
+                if tokens is not None:
+                    s = self._token_scores(ctx.layers[i], ctx.x_model, tokens[i], targets,
+                                           image, channel, value)
+                    rows = int(image.numel())
+                elif head is not None:
                     s = self._head_scores(head, A, targets, image, channel, value)
                     rows = 0
                 else:
@@ -116,7 +163,8 @@ class AblationCAM(BaseCAM):
             weights.append((original[:, None] - scores) / original[:, None])
             extra["ablated_scores"].append(scores)
             extra["ablated"].append(ablated)
-            extra["path"].append("linear-head" if head is not None else "tail")
+            extra["path"].append("tokens" if tokens is not None else
+                                 "linear-head" if head is not None else "tail")
             extra["tail_rows"].append(rows)
         ctx.extra.update(extra)
         return weights
@@ -166,6 +214,53 @@ class AblationCAM(BaseCAM):
                 rows.numel(), lambda a, e: ablated_copies(Ab, zero[a:e], cb[a:e], vb[a:e]),
                 image[rows], score_fn, self.batch_size).float()
         return out
+
+    def _tokens(self, ctx: CallContext) -> list[Tensor]:
+        """Each target layer's raw output on the batch (one hooked forward)."""
+        raw: list[Optional[Tensor]] = [None] * len(ctx.layers)
+
+        def keep(i: int):
+            def hook(module, _inputs, output):
+                if not isinstance(output, Tensor):
+                    raise ValueError(f"target layer {type(module).__name__} returned "
+                                     f"{type(output).__name__}, not a tensor")
+                raw[i] = output.detach().clone()
+            return hook
+
+        handles = [layer.register_forward_hook(keep(i)) for i, layer in enumerate(ctx.layers)]
+        try:
+            self.engine.forward(ctx.x_model)
+        finally:
+            for h in handles:
+                h.remove()
+        return raw
+
+    def _token_scores(self, layer: nn.Module, x_model: Tensor, tokens: Tensor,
+                      targets: Targets, image: Tensor, channel: Tensor,
+                      value: Tensor) -> Tensor:
+        """The model's target scores on copies of the input whose ``layer`` output is
+        ``tokens[image[j]]`` with channel ``channel[j]`` (last axis) set to ``value[j]``,
+        ``batch_size`` copies at a time (a forward hook substitutes the output)."""
+        # channel-first contiguous copy, so ablated_copies sets one row per copy
+        T = tokens.movedim(-1, 1).contiguous()
+        rows: dict[str, Tensor] = {}
+
+        def build(a: int, e: int) -> Tensor:
+            rows["out"] = ablated_copies(T, image[a:e], channel[a:e], value[a:e]).movedim(1, -1)
+            return x_model[image[a:e]]
+
+        def substitute(module, _inputs, output):
+            if output.shape[1:] != rows["out"].shape[1:]:
+                raise ValueError(f"target layer {type(module).__name__} gave {tuple(output.shape)} "
+                                 f"on a copy, {tuple(rows['out'].shape)} expected")
+            return rows["out"].to(output.dtype)
+
+        handle = layer.register_forward_hook(substitute)
+        try:
+            return self.engine.stream_scores(image.numel(), build, image,
+                                             self._score_fn(targets), self.batch_size)
+        finally:
+            handle.remove()
 
     def _head_scores(self, head: LinearHead, A: Tensor, targets: Targets, image: Tensor,
                      channel: Tensor, value: Tensor) -> Tensor:

@@ -6,23 +6,22 @@ utilities, the same maps (within 1e-4), computed batched on the model's device.
 Every method of grad-cam 1.5.7 is fastcam's own (GradCAM, GradCAMPlusPlus,
 ScoreCAM, AblationCAM, XGradCAM, HiResCAM, GradCAMElementWise, LayerCAM,
 ShapleyCAM, RandomCAM, EigenCAM, EigenGradCAM, KPCA_CAM, SegEigenCAM, FullGrad,
-FinerCAM, RefineCAM, FEM, SESS), as are its tools (AblationLayer, guided
+FinerCAM, RefineCAM, FEM, SESS), as are its tools (AblationLayer, AblationLayerVit, guided
 backprop, ActivationsAndGradients, deep feature factorization, the metrics);
 fastcam's LiftCAM, ShapCAM, OptiCAM and ADVISE are available under the same
 conventions.
 
 Every public module of grad-cam 1.5.7 has its counterpart here (``utils.image``,
 ``utils.find_layers``, ``metrics.road``, ``eigen_cam``, ``ablation_layer``, ...;
-imported on first use). Two names fastcam does not implement, the ablation
-layers for ViTs and Faster R-CNN (``AblationLayerVit``,
-``AblationLayerFasterRCNN``: fastcam's AblationCAM splits the model at the
-layer and takes no ``reshape_transform``), are handed out from the installed
-grad-cam, with a warning (:mod:`._delegate`).
+imported on first use). One name fastcam does not implement, the ablation
+layer for Faster R-CNN (``AblationLayerFasterRCNN``: it ablates a detector's
+dict of feature-pyramid levels), is handed out from the installed grad-cam,
+with a warning (:mod:`._delegate`).
 """
 from . import utils
 from ._delegate import delegated
 from .ablation_cam import AblationCAM
-from .ablation_layer import AblationLayer
+from .ablation_layer import AblationLayer, AblationLayerVit
 from .activations_and_gradients import ActivationsAndGradients
 from .advise import ADVISE
 from .base_cam import BaseCAM
@@ -55,13 +54,13 @@ __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "LiftCAM", "Shap
            "ShapleyCAM", "RandomCAM", "EigenCAM", "EigenGradCAM", "KPCA_CAM", "SegEigenCAM",
            "FullGrad", "FinerCAM", "RefineCAM", "FEM", "SESS", "GuidedBackpropReLUModel",
            "ActivationsAndGradients", "DeepFeatureFactorization", "run_dff_on_image", "AblationCAM",
-           "AblationLayer", "utils"]
+           "AblationLayer", "AblationLayerVit", "utils"]
 
 
 #: pytorch-grad-cam's other public names, which fastcam does not reimplement:
 #: taken from the installed pytorch-grad-cam (with a warning, see ``_delegate``)
 #: so that its README's import line keeps working after the swap.
-DELEGATED = frozenset({"AblationLayerVit", "AblationLayerFasterRCNN"})
+DELEGATED = frozenset({"AblationLayerFasterRCNN"})
 
 
 #: our submodules (``metrics``, ``eigen_cam``, ...) are imported on first attribute access

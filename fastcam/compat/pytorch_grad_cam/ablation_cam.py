@@ -7,18 +7,18 @@ from torch import nn
 
 from ...engine import Precision
 from ...methods.ablationcam import AblationCAM as _Method
-from .ablation_layer import AblationLayer
+from .ablation_layer import AblationLayer, AblationLayerVit
 from .base_cam import BaseCAM, ReshapeTransform
 
 __all__ = ["AblationCAM"]
 
 
-def _plain_layer(layer: Any) -> bool:
-    """Ours or grad-cam's own ``AblationLayer`` (not a subclass: the ViT and
-    Faster R-CNN variants ablate other layouts)."""
+def _is_layer(layer: Any, ours: type) -> bool:
+    """``layer`` is exactly ``ours`` or grad-cam's class of that name (not a
+    subclass: the variants ablate other layouts)."""
     t = type(layer)
-    return t is AblationLayer or (t.__name__ == "AblationLayer"
-                                  and t.__module__ == "pytorch_grad_cam.ablation_layer")
+    return t is ours or (t.__name__ == ours.__name__
+                         and t.__module__ == "pytorch_grad_cam.ablation_layer")
 
 
 class AblationCAM(BaseCAM):
@@ -33,15 +33,21 @@ class AblationCAM(BaseCAM):
     the tail on the ablated activations, the whole batch's chunks together, and
     on a global-average-pool + linear head computes every ablated score in closed
     form (no tail forward); scores stay on the device; no progress bar. The
-    model is never modified. The model is split, so no ``reshape_transform``;
-    ``ablation_layer`` must be an ``AblationLayer`` (ours or grad-cam's) — the ViT
-    and Faster R-CNN variants are pytorch-grad-cam's (``pytorch_grad_cam.AblationCAM``).
+    model is never modified.
+
+    Token models: ``ablation_layer=AblationLayerVit()`` (ours or grad-cam's) with a
+    ``reshape_transform`` (required with it, and only with it): the layer's
+    output is tokens with the channel last, channel k of the reshaped activation
+    is ablated in token space and the whole model re-runs from the input with
+    the layer's output replaced, ``batch_size`` copies at a time, as there (a
+    temporary forward hook; the model is not split). The Faster R-CNN variant is
+    pytorch-grad-cam's (``pytorch_grad_cam.AblationCAM``).
     Keyword options of :class:`fastcam.methods.ablationcam.AblationCAM`
     (``fast_path=``, ``normalize=``) pass through.
     """
 
     method_class = _Method
-    takes_reshape_transform = False
+    takes_reshape_transform = True
 
     def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
                  reshape_transform: ReshapeTransform = None,
@@ -50,10 +56,19 @@ class AblationCAM(BaseCAM):
                  **options: Any) -> None:
         if ablation_layer is None:
             ablation_layer = AblationLayer()
-        elif not _plain_layer(ablation_layer):
-            raise ValueError(f"fastcam's AblationCAM ablates CNN channels (AblationLayer); "
+        vit = _is_layer(ablation_layer, AblationLayerVit)
+        if not (vit or _is_layer(ablation_layer, AblationLayer)):
+            raise ValueError(f"fastcam's AblationCAM ablates CNN channels (AblationLayer) or "
+                             f"ViT token channels (AblationLayerVit); "
                              f"{type(ablation_layer).__name__} needs pytorch-grad-cam's own "
                              "AblationCAM (pytorch_grad_cam.AblationCAM)")
+        if vit and reshape_transform is None:
+            raise ValueError("AblationLayerVit ablates token channels: pass a reshape_transform "
+                             "that turns the layer's tokens into (B, D, h, w)")
+        if not vit and reshape_transform is not None:
+            raise ValueError("AblationCAM with AblationLayer splits the model at the target "
+                             "layer and cannot take a reshape_transform; for a token model "
+                             "pass ablation_layer=AblationLayerVit()")
         options.setdefault("ablation", "pytorch-grad-cam")
         super().__init__(model, target_layers, reshape_transform, precision=precision,
                          batch_size=batch_size, ratio_channels_to_ablate=ratio_channels_to_ablate,

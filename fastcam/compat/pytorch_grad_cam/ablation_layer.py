@@ -4,9 +4,11 @@
 public methods and behaviour, on top of :mod:`fastcam.perturbation.channel_ablation`
 (fastcam's :class:`~fastcam.compat.pytorch_grad_cam.ablation_cam.AblationCAM`
 does not swap a layer into the model: it runs the ablated activations through
-the model's tail). Not implemented by fastcam yet: ``AblationLayerVit``,
-``AblationLayerFasterRCNN`` are pytorch-grad-cam's own, handed out with a warning
-(``._delegate``); without grad-cam, accessing one raises ImportError.
+the model's tail). ``AblationLayerVit`` (token channels, last axis) is fastcam's
+too; with it the AblationCAM front-end takes a ``reshape_transform`` and re-runs
+the model with the layer's tokens substituted. Not implemented by fastcam yet:
+``AblationLayerFasterRCNN`` is pytorch-grad-cam's own, handed out with a warning
+(``._delegate``); without grad-cam, accessing it raises ImportError.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from ...perturbation.channel_ablation import (PGC_OFFSET, channels_to_ablate,
 from ._delegate import delegated
 
 __all__ = ["AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN"]
-__getattr__ = delegated(__name__, ["AblationLayerVit", "AblationLayerFasterRCNN"])
+__getattr__ = delegated(__name__, ["AblationLayerFasterRCNN"])
 
 Array = Union[np.ndarray, Tensor]
 
@@ -75,3 +77,27 @@ class AblationLayer(nn.Module):
             low = torch.min(output)
             output[i, int(self.indices[i]), :] = 0 if low == 0 else low - PGC_OFFSET
         return output
+
+
+class AblationLayerVit(AblationLayer):
+    """pytorch-grad-cam's ``AblationLayerVit``: as :class:`AblationLayer` for a
+    token output with the channel on the last axis ((n, N, D), class token
+    included): :meth:`set_next_batch` repeats one image's tokens and copy i gets
+    ``tokens[i, ..., indices[i]]`` of every token set to 0 when the batch's
+    minimum is 0, else to the running minimum − 1e7, in place, as there."""
+
+    def set_next_batch(self, input_batch_index: int, activations: Tensor,
+                       num_channels_to_ablate: int) -> None:
+        """``self.activations`` = image ``input_batch_index``'s tokens repeated
+        ``num_channels_to_ablate`` times."""
+        self.activations = activations[input_batch_index].clone().unsqueeze(0).repeat(
+            num_channels_to_ablate, *([1] * (activations.dim() - 1)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.activations
+        if tokens is None:
+            raise RuntimeError("AblationLayerVit: call set_next_batch first")
+        for i in range(tokens.size(0)):
+            low = torch.min(tokens)
+            tokens[i, ..., int(self.indices[i])] = 0 if low == 0 else low - PGC_OFFSET
+        return tokens
