@@ -65,9 +65,9 @@ def _group(case, method, suffix=""):
     return f"{method} {arch} B{x.shape[0]}{suffix}"
 
 
-#: Score-CAM, Opti-CAM, SS-CAM and IS-CAM: one timed call (no warm-up, for every row alike); the
+#: Score-CAM, Opti-CAM, SS-CAM, IS-CAM and FullGrad (pytorch-grad-cam: over a minute): one timed call (no warm-up, for every row alike); the
 #: others: one warm-up call, then the median of 3
-EXPENSIVE = ("scorecam", "opticam", "sscam", "iscam")
+EXPENSIVE = ("scorecam", "opticam", "sscam", "iscam", "fullgrad")
 
 
 def _run(benchmark, group, fn, *, baseline=False, note=""):
