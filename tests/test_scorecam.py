@@ -202,7 +202,9 @@ def test_dedupe_equals_all_channels_on_planted_channels(mode):
                 finally:
                     handle.remove()
         (deduped, last, ran), (full, last_full, ran_full) = runs[True], runs[False]
-        torch.testing.assert_close(deduped, full, atol=1e-6, rtol=0)
+        # the copies run in other chunks, and oneDNN's float32 convolution rounds with the
+        # batch's composition: the maps agree to rounding (up to ~7e-6 seen on AVX512 CPUs)
+        torch.testing.assert_close(deduped, full, atol=2e-5, rtol=0)
         torch.testing.assert_close(last.weights[0], last_full.weights[0], atol=1e-6, rtol=1e-6)
         counts = last.extra["masked_forwards"][0].tolist()
         assert counts == [_PLANTED_COUNTS[mode][1 - g] for g in gates]
@@ -222,7 +224,7 @@ def test_dedupe_with_callable_targets():
         deduped = cam(x, targets)
         assert cam.last.extra["masked_forwards"][0].tolist() == [7, 8]
         cam.dedupe = False
-        torch.testing.assert_close(deduped, cam(x, targets), atol=1e-6, rtol=0)
+        torch.testing.assert_close(deduped, cam(x, targets), atol=2e-5, rtol=0)   # chunking: as above
 
 
 _REAL_COUNTS = {"default": [90, 89], "pytorch-grad-cam": [91, 91]}
