@@ -6,16 +6,11 @@ backward to the target layer); they differ only in T.
 """
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..engine import Precision
-from ..inputs import Normalize
-from ..network.layers import LayerSpec
-from . import torchcam_numerics as tc
 from .base import BaseCAM, CallContext, gradients
+from .torchcam_mode import TorchCAMMode
 
 
 class HiResCAM(BaseCAM):
@@ -37,7 +32,7 @@ class GradCAMElementWise(BaseCAM):
                 for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations))]
 
 
-class LayerCAM(BaseCAM):
+class LayerCAM(TorchCAMMode):
     """LayerCAM (Jiang et al., TIP 2021): ``T = ReLU(g) ⊙ A`` (paper eq. 5–6: positive
     gradients as per-position weights). Several target layers are averaged and
     rescaled (pytorch-grad-cam's convention; the paper fuses layers after its
@@ -52,19 +47,6 @@ class LayerCAM(BaseCAM):
     on the normalised ``last.low_res`` maps; the native multi-layer maps stay
     the mean."""
 
-    modes: ClassVar[tuple[str, ...]] = tc.MODES
-
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 mode: tc.Mode = "pytorch-grad-cam", normalize: Normalize = None,
-                 precision: Precision = "fp32", compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
-        self.mode = tc.check_mode(mode)
-
-    def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
-        if self.mode == "torchcam":
-            return tc.combine(A, w, size)
-        return super().combine(A, w, size)
 
     def weighted_activations(self, ctx: CallContext) -> list[Tensor]:
         return [torch.relu(g) * A.detach()

@@ -1,19 +1,14 @@
 """Grad-CAM++ (Chattopadhay et al., WACV 2018)."""
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..engine import Precision
-from ..inputs import Normalize
-from ..network.layers import LayerSpec
-from . import torchcam_numerics as tc
-from .base import BaseCAM, CallContext, gradients
+from .base import CallContext, gradients
+from .torchcam_mode import TorchCAMMode
 
 
-class GradCAMPlusPlus(BaseCAM):
+class GradCAMPlusPlus(TorchCAMMode):
     """Grad-CAM++ with the closed form of the paper's eq. 19 for the pixel weights,
     evaluated on the raw score's gradients g = ∂y_c/∂A as pytorch-grad-cam does:
 
@@ -32,15 +27,7 @@ class GradCAMPlusPlus(BaseCAM):
         TorchCAM's normalisation (:mod:`fastcam.methods.torchcam_numerics`).
     """
 
-    modes: ClassVar[tuple[str, ...]] = tc.MODES
     eps: float = 1e-6
-
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 mode: tc.Mode = "pytorch-grad-cam", normalize: Normalize = None,
-                 precision: Precision = "fp32", compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
-        self.mode = tc.check_mode(mode)
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         weights = []
@@ -56,7 +43,3 @@ class GradCAMPlusPlus(BaseCAM):
             weights.append((a * torch.relu(g)).sum(dim=(2, 3)))
         return weights
 
-    def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
-        if self.mode == "torchcam":
-            return tc.combine(A, w, size)
-        return super().combine(A, w, size)

@@ -1,18 +1,14 @@
 """XGrad-CAM (Fu et al., BMVC 2020)."""
 from __future__ import annotations
 
-from typing import ClassVar
+from torch import Tensor
 
-from torch import Tensor, nn
-
-from ..engine import Precision
-from ..inputs import Normalize
-from ..network.layers import LayerSpec
 from . import torchcam_numerics as tc
-from .base import BaseCAM, CallContext, gradients
+from .base import CallContext, gradients
+from .torchcam_mode import TorchCAMMode
 
 
-class XGradCAM(BaseCAM):
+class XGradCAM(TorchCAMMode):
     """XGrad-CAM: ``α_k = Σ_ij (A_kij / (Σ_ab A_kab + eps)) · ∂y_c/∂A_kij`` (paper eq. 9,
     the axiom-derived weights), map ``minmax(up(ReLU(Σ_k α_k A_k)))``.
     Cost: one forward, one backward to the target layer.
@@ -26,26 +22,13 @@ class XGradCAM(BaseCAM):
         (:mod:`fastcam.methods.torchcam_numerics`).
     """
 
-    modes: ClassVar[tuple[str, ...]] = tc.MODES
     eps: float = 1e-7
 
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 mode: tc.Mode = "pytorch-grad-cam", normalize: Normalize = None,
-                 precision: Precision = "fp32", compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
-        self.mode = tc.check_mode(mode)
-        if mode == "torchcam":
-            self.eps = tc.EPS
-
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
+        eps = tc.EPS if self.mode == "torchcam" else self.eps
         weights = []
         for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations)):
             A = A.detach()
-            weights.append((g * A).sum(dim=(2, 3)) / (A.sum(dim=(2, 3)) + self.eps))
+            weights.append((g * A).sum(dim=(2, 3)) / (A.sum(dim=(2, 3)) + eps))
         return weights
 
-    def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
-        if self.mode == "torchcam":
-            return tc.combine(A, w, size)
-        return super().combine(A, w, size)

@@ -8,7 +8,7 @@ from torch import nn
 from ...engine import Precision
 from ...methods.ablationcam import AblationCAM as _Method
 from .ablation_layer import AblationLayer, AblationLayerVit
-from .base_cam import BaseCAM, ReshapeTransform
+from .base_cam import BaseCAM, ReshapeTransform, method_option
 
 __all__ = ["AblationCAM"]
 
@@ -75,25 +75,8 @@ class AblationCAM(BaseCAM):
                          **options)
         self.ablation_layer = ablation_layer
 
-    @property
-    def batch_size(self) -> int:
-        """Ablated copies per tail forward (pytorch-grad-cam's ``batch_size``)."""
-        return self.method.batch_size
-
-    @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        value = int(value)
-        if value < 1:
-            raise ValueError(f"batch_size must be >= 1, got {value}")
-        self.method.batch_size = value
-
-    @property
-    def ratio_channels_to_ablate(self) -> float:
-        return self.method.ratio_channels_to_ablate
-
-    @ratio_channels_to_ablate.setter
-    def ratio_channels_to_ablate(self, value: float) -> None:
-        value = float(value)
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"ratio_channels_to_ablate must be in (0, 1], got {value}")
-        self.method.ratio_channels_to_ablate = value
+    batch_size = method_option("batch_size", int, lambda v: v >= 1, ">= 1",
+                               "Ablated copies per tail forward (pytorch-grad-cam's ``batch_size``).")
+    ratio_channels_to_ablate = method_option(
+        "ratio_channels_to_ablate", float, lambda v: 0.0 < v <= 1.0, "in (0, 1]",
+        "The share of channels ablated (pytorch-grad-cam's ``ratio_channels_to_ablate``).")

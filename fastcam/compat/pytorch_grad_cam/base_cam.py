@@ -17,6 +17,24 @@ from ._targets import method_targets, repeat_targets
 ReshapeTransform = Optional[Callable[[Tensor], Tensor]]
 
 
+def method_option(name: str, cast: Callable[[Any], Any], valid: Callable[[Any], bool],
+                  requirement: str, doc: str) -> property:
+    """A front-end attribute that reads and writes the fastcam method's option ``name``
+    (pytorch-grad-cam's attributes such as ``cam.batch_size = 32``): a value is cast
+    with ``cast`` and must satisfy ``valid``, else ``ValueError`` ("``name`` must be
+    ``requirement``")."""
+    def get(self) -> Any:
+        return getattr(self.method, name)
+
+    def set(self, value: Any) -> None:
+        value = cast(value)
+        if not valid(value):
+            raise ValueError(f"{name} must be {requirement}, got {value}")
+        setattr(self.method, name, value)
+
+    return property(get, set, doc=doc)
+
+
 class BaseCAM:
     """A CAM method with pytorch-grad-cam's interface (``pytorch_grad_cam.base_cam.BaseCAM``).
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from ...engine import Precision
 from ...methods import ScoreCAM as _Method
-from .base_cam import BaseCAM, ReshapeTransform
+from .base_cam import BaseCAM, ReshapeTransform, method_option
 
 
 class ScoreCAM(BaseCAM):
@@ -33,14 +33,5 @@ class ScoreCAM(BaseCAM):
         super().__init__(model, target_layers, reshape_transform, use_cuda, precision=precision,
                          **options)
 
-    @property
-    def batch_size(self) -> int:
-        """Masked copies per forward (pytorch-grad-cam's ``batch_size`` attribute)."""
-        return self.method.batch_size
-
-    @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        value = int(value)
-        if value < 1:
-            raise ValueError(f"batch_size must be >= 1, got {value}")
-        self.method.batch_size = value
+    batch_size = method_option("batch_size", int, lambda v: v >= 1, ">= 1",
+                               "Masked copies per forward (pytorch-grad-cam's ``batch_size`` attribute).")
