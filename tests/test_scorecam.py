@@ -101,10 +101,11 @@ def test_chunk_size_bounds_the_model_batch(resnet18):
             cam(x, 0)
         finally:
             handle.remove()
-        # one clean forward of 1, then the masked copies in chunks of at most 100:
-        # all 512 channels', or one per distinct copy
+        # one clean forward of 1, then the masked copies in chunks of at most 100 (the
+        # engine may pick a smaller chunk it measured faster): all 512 channels', or one
+        # per distinct copy
         ran = int(cam.last.extra["masked_forwards"][0].sum())
-        assert seen[0] == 1 and max(seen[1:]) == 100 and sum(seen[1:]) == ran
+        assert seen[0] == 1 and max(seen[1:]) <= 100 and sum(seen[1:]) == ran
         assert ran == 512 if not dedupe else ran <= 512
 
 
