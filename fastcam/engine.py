@@ -42,6 +42,7 @@ first-call check (both in the network's own fp32, as the user gave it).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
 import weakref
 from typing import Callable, Iterator, Literal, Optional, Sequence, Union
@@ -50,8 +51,11 @@ import torch
 from torch import Tensor, nn
 
 from .network.hooks import ActivationCapture, Transform
+from .network.split import Prefix, Tail, split
 
 #: ``score_fn(outputs, image_index)``: one score per row of a chunk's outputs
+#: ``tail_forward(tail, A) -> (output, kept)``: a method's pass of a split's tail
+TailForward = Callable[["Tail", Tensor], tuple[Tensor, object]]
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -145,14 +149,18 @@ class Engine:
 
     @contextlib.contextmanager
     def running(self, device: torch.device) -> Iterator[None]:
-        """The precision scope of a pass on ``device`` (autocast for bf16/fp16).
-        Checks that the device runs the precision."""
-        if self.autocast_dtype is None:
-            yield
-            return
-        check_precision(self.precision, device)
-        with torch.autocast(torch.device(device).type, dtype=self.autocast_dtype):
-            yield
+        """The scope of one pass on ``device``: the precision (autocast for bf16/fp16;
+        checks that the device runs it) and the mark :func:`in_pass` reads."""
+        token = _IN_PASS.set(True)
+        try:
+            if self.autocast_dtype is None:
+                yield
+                return
+            check_precision(self.precision, device)
+            with torch.autocast(torch.device(device).type, dtype=self.autocast_dtype):
+                yield
+        finally:
+            _IN_PASS.reset(token)
 
     def _run(self, x: Tensor, *, compiled: bool = False) -> Tensor:
         net = self._compiled() if compiled and self.compile else self.network
@@ -196,6 +204,43 @@ class Engine:
         with mode, ActivationCapture(layers, track_grad=grad, transform=transform) as hooks:
             out = self._run(x)
         return hooks.collected(), out
+
+    def capture_split(self, x: Tensor, layers: Sequence[nn.Module],
+                      tail_forward: Optional[TailForward] = None
+                      ) -> tuple[list[Tensor], list[Tensor], list[tuple[Prefix, Tail]], list]:
+        """The split capture: for each layer, the network split there
+        (:func:`fastcam.network.split.split`), its prefix on ``x`` without autograd
+        (the activation A, (B,K,h,w)) and ``tail_forward(tail, A)`` (default: the
+        tail under ``torch.no_grad``), which returns the output and what the caller
+        keeps of the pass (LIFT-CAM's DeepLIFT forward). Returns (activations,
+        outputs, (prefix, tail) per layer, kept passes); every pass runs in this
+        engine's precision and memory format."""
+        tail_forward = tail_forward or _plain_tail
+        prepared = self.prepare(x)
+        activations, outputs, splits, runs = [], [], [], []
+        for layer in layers:
+            prefix, tail = split(self.network, layer)
+            with torch.no_grad(), self.running(x.device):
+                A = prefix(prepared)
+            if not isinstance(A, Tensor) or A.dim() != 4:
+                shape = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__
+                raise ValueError(f"target layer {type(layer).__name__} has no spatial output: "
+                                 f"its output has shape {shape}, expected (B,K,h,w)")
+            with self.running(x.device):
+                out, run = tail_forward(tail, A)
+            activations.append(A)
+            outputs.append(out)
+            splits.append((prefix, tail))
+            runs.append(run)
+        return activations, outputs, splits, runs
+
+    def run_prefix(self, prefix: Prefix, x: Tensor) -> Tensor:
+        """A split's prefix on ``x`` under inference mode, in this engine's precision and
+        memory format: the activation, and for a tail with side inputs (or a hooks-mode
+        split) the values its next tail call reuses (Shap-CAM's and Ablation-CAM's
+        per-image tails)."""
+        with torch.inference_mode(), self.running(x.device):
+            return prefix(self.prepare(x))
 
     def forward(self, x: Tensor, *, grad: bool = False) -> Tensor:
         """The output on ``x``; with ``grad`` differentiable (w.r.t. the input,
@@ -288,6 +333,20 @@ class Engine:
         measured = [c for c in candidates if c in times]
         best = min(measured, key=times.__getitem__) if measured else bound
         yield from _repeat(best)
+
+
+_IN_PASS: contextvars.ContextVar[bool] = contextvars.ContextVar("fastcam_engine_pass", default=False)
+
+
+def in_pass() -> bool:
+    """Whether the caller runs inside one of an engine's passes (``Engine.running``):
+    every call of the user's model should (tests hook the model's modules to check)."""
+    return _IN_PASS.get()
+
+
+def _plain_tail(tail: Tail, A: Tensor) -> tuple[Tensor, None]:
+    with torch.no_grad():
+        return tail(A), None
 
 
 def _repeat(size: int) -> Iterator[tuple[int, None]]:

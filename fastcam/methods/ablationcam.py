@@ -206,8 +206,7 @@ class AblationCAM(BaseCAM):
             rows = (image == b).nonzero()[:, 0]
             if not rows.numel():
                 continue
-            with self.engine.running(x_model.device):
-                prefix(self.engine.prepare(x_model[b:b + 1]))
+            self.engine.run_prefix(prefix, x_model[b:b + 1])
             Ab, cb, vb = A[b:b + 1], channel[rows], value[rows]
             zero = torch.zeros_like(cb)
             out[rows] = engine.stream_scores(
@@ -291,6 +290,7 @@ class AblationCAM(BaseCAM):
             Wc = W[c, channel, :]                                              # (n, P)
             return pre[image, c] + (Wc * (v[:, None] - f)).sum(1)
         score_fn = self._score_fn(targets)
+        rest = self.engine.part(head.rest)
         out = torch.empty(image.numel(), dtype=torch.float32, device=A.device)
         O = W.shape[0]
         step = max(self.batch_size, self.batch_size * K * A.shape[2] * A.shape[3] // max(O, 1))
@@ -298,5 +298,5 @@ class AblationCAM(BaseCAM):
             e = min(image.numel(), a + step)
             delta = torch.einsum("onp,np->no", W[:, channel[a:e], :], v[a:e, None] - f[a:e])
             rows = pre[image[a:e]] + delta
-            out[a:e] = score_fn(at_least_fp32(head.rest(rows)), image[a:e]).float()
+            out[a:e] = score_fn(rest.forward(rows), image[a:e]).float()
         return out

@@ -22,7 +22,7 @@ from ..engine import Engine, Precision
 from ..inputs import Normalize, all_finite, at_least_fp32, check_finite, check_images, normalizer
 from ..network.hooks import Transform
 from ..network.layers import LayerSpec, find_spatial_layer, layer_name, resolve_layers
-from ..network.split import Prefix, Tail, split
+from ..network.split import Prefix, Tail
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets, resolve_targets
 
@@ -49,14 +49,15 @@ class CallContext:
     reads it in :meth:`BaseCAM.channel_weights` or :meth:`BaseCAM.maps` and sets
     ``weights``, ``low_res`` and ``extra`` (the last-call record is made from it)."""
 
-    x: Tensor                           # the input as given (B, C, H, W)
-    x_model: Tensor                     # what the model sees (normalised when asked)
+    x: Optional[Tensor]                 # the input as given (B, C, H, W); None for a
+                                        # recorded pass (:meth:`recorded`)
+    x_model: Optional[Tensor]           # what the model sees (normalised when asked)
     layers: list[nn.Module]
     activations: list[Tensor]           # per layer (B, K, h, w); attached to autograd
                                         # (capture "gradient") or not
-    logits: Tensor                      # (B, C)
+    logits: Optional[Tensor]            # (B, C); None only in a recorded context without them
     targets: Targets
-    scores: Tensor                      # (B,) the explained target scores
+    scores: Optional[Tensor]            # (B,) the explained target scores (idem)
     splits: list[tuple[Prefix, Tail]] = field(default_factory=list)   # capture "split", per layer
     tail_runs: list[Any] = field(default_factory=list)   # capture "split": what tail_forward kept
     weights: list[Tensor] = field(default_factory=list)   # per layer (B, K)
@@ -64,11 +65,42 @@ class CallContext:
     low_res: list[Tensor] = field(default_factory=list)   # per layer (B, h, w)
     extra: dict = field(default_factory=dict)
     started: float = 0.0                # time.perf_counter() when the call began
+    recorded_gradients: Optional[list[Tensor]] = field(default=None, repr=False)
+
+    @classmethod
+    def recorded(cls, layers: list[nn.Module], activations: list[Tensor], targets: Targets, *,
+                 gradients: Optional[list[Tensor]] = None, x: Optional[Tensor] = None,
+                 logits: Optional[Tensor] = None, scores: Optional[Tensor] = None) -> "CallContext":
+        """The context of a forward (and backward) someone else ran: a front-end that
+        hooks the user's own forward, as TorchCAM does, hands over the recorded
+        activations, their gradients ∂score/∂A where it computed them, and the
+        recorded input ``x`` (the model's input) where a method reruns the model on
+        copies of it. What was not recorded stays None; only a method's weight
+        function (:meth:`BaseCAM.channel_weights` / :meth:`BaseCAM.weighted_activations`)
+        runs on such a context, and reading a missing value fails there."""
+        if gradients is not None and len(gradients) != len(activations):
+            raise ValueError(f"{len(gradients)} gradients for {len(activations)} activations")
+        return cls(x, x, list(layers), list(activations), logits, targets, scores,
+                   recorded_gradients=None if gradients is None else list(gradients))
 
     @property
     def size(self) -> tuple[int, int]:
         """The maps' size: the input's (H, W)."""
+        if self.x is None:
+            raise ValueError("a recorded context has no input, so no map size")
         return tuple(self.x.shape[-2:])
+
+    @property
+    def gradients(self) -> list[Tensor]:
+        """Per layer ``∂ score_b / ∂ A_b`` (B, K, h, w): computed once, on first use,
+        in one backward pass from :attr:`scores` that stops at the target layers
+        (capture "gradient"), or the gradients a front-end recorded."""
+        if self.recorded_gradients is None:
+            if self.scores is None or not all(A.requires_grad for A in self.activations):
+                raise ValueError("this call's activations carry no autograd graph: the method's "
+                                 "capture must be 'gradient' to read ctx.gradients")
+            self.recorded_gradients = gradients(self.scores, self.activations)
+        return self.recorded_gradients
 
     def record(self) -> CAMRecord:
         """The last-call record, detached."""
@@ -208,6 +240,14 @@ class BaseCAM:
         with torch.no_grad():
             return tail(A), None
 
+    def target_scores(self, ctx: CallContext) -> Tensor:
+        """The (B,) scores the call explains, from ``ctx.logits`` and ``ctx.targets``
+        (attached to autograd under capture "gradient", so :attr:`CallContext.gradients`
+        differentiates them). Default: the targets' scores (the logit of a class
+        index, or a callable's value); a method explaining another score (Finer-CAM's
+        contrastive score) overrides this, never ``ctx.scores`` afterwards."""
+        return ctx.targets.scores(ctx.logits)
+
     # -- the shared pipeline -----------------------------------------------------
     def _layers_for(self, x_model: Tensor) -> list[nn.Module]:
         if self.target_layers is None:
@@ -231,21 +271,8 @@ class BaseCAM:
         splits, tail_runs = [], []
         with torch.enable_grad() if self.capture == "gradient" else torch.no_grad():
             if self.capture == "split":
-                activations, outputs = [], []
-                for layer in layers:
-                    prefix, tail = split(self.model, layer)
-                    with self.engine.running(x_model.device):
-                        A = prefix(self.engine.prepare(x_model))
-                    if A.dim() != 4:
-                        raise ValueError(f"target layer {type(layer).__name__} has no spatial "
-                                         f"output: its output has shape {tuple(A.shape)}, "
-                                         "expected (B,K,h,w)")
-                    with self.engine.running(x_model.device):
-                        out, run = self.tail_forward(tail, A)
-                    activations.append(A)
-                    outputs.append(out)
-                    splits.append((prefix, tail))
-                    tail_runs.append(run)
+                activations, outputs, splits, tail_runs = self.engine.capture_split(
+                    x_model, layers, self.tail_forward)
                 logits = outputs[0]
             else:
                 activations, logits = self.engine.capture(
@@ -256,10 +283,12 @@ class BaseCAM:
             logits = at_least_fp32(logits)
             check_finite(logits, "the model's output (logits)")
             resolved = resolve_targets(targets, logits)
-            scores = resolved.scores(logits)
-            check_finite(scores, "the target scores")
-        return CallContext(x, x_model, list(layers), activations, logits, resolved, scores,
-                           splits=splits, tail_runs=tail_runs, started=started)
+            ctx = CallContext(x, x_model, list(layers), activations, logits, resolved,
+                              logits.new_empty(0), splits=splits, tail_runs=tail_runs,
+                              started=started)
+            ctx.scores = self.target_scores(ctx)
+            check_finite(ctx.scores, "the target scores")
+        return ctx
 
     @contextlib.contextmanager
     def _call_scope(self) -> Iterator[None]:

@@ -50,7 +50,7 @@ class CAM(BaseCAM):
         if fc.in_features != A.shape[1]:
             raise ValueError(f"fc_layer has {fc.in_features} inputs but the target layer "
                              f"has {A.shape[1]} channels")
-        if fc.out_features != logits.shape[1]:
+        if logits is not None and fc.out_features != logits.shape[1]:
             raise ValueError(f"fc_layer has {fc.out_features} outputs but the model "
                              f"returns {logits.shape[1]} classes")
         return [fc.weight.detach()[ctx.targets.indices].to(A.dtype)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..inputs import at_least_fp32
-from .base import BaseCAM, CallContext, gradients
+from .base import BaseCAM, CallContext
 from .projection import principal_projection, projection_maps
 
 
@@ -39,7 +39,7 @@ class EigenGradCAM(BaseCAM):
     Cost: one forward, one backward to the target layer, one batched SVD."""
 
     def maps(self, ctx: CallContext) -> Tensor:
-        grads = gradients(ctx.scores, ctx.activations)
+        grads = ctx.gradients
         return projection_maps(ctx, [principal_projection(at_least_fp32(g) * at_least_fp32(A.detach()))
                                      for A, g in zip(ctx.activations, grads)],
                                "EigenGradCAM's principal component")

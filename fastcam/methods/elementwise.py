@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import BaseCAM, CallContext, gradients
+from .base import BaseCAM, CallContext
 from .torchcam_mode import TorchCAMMode
 
 
@@ -20,7 +20,7 @@ class HiResCAM(BaseCAM):
     position's share of the logit (less the bias)."""
 
     def weighted_activations(self, ctx: CallContext) -> list[Tensor]:
-        return [g * A.detach() for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations))]
+        return [g * A.detach() for A, g in zip(ctx.activations, ctx.gradients)]
 
 
 class GradCAMElementWise(BaseCAM):
@@ -29,7 +29,7 @@ class GradCAMElementWise(BaseCAM):
 
     def weighted_activations(self, ctx: CallContext) -> list[Tensor]:
         return [torch.relu(g * A.detach())
-                for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations))]
+                for A, g in zip(ctx.activations, ctx.gradients)]
 
 
 class LayerCAM(TorchCAMMode):
@@ -50,4 +50,4 @@ class LayerCAM(TorchCAMMode):
 
     def weighted_activations(self, ctx: CallContext) -> list[Tensor]:
         return [torch.relu(g) * A.detach()
-                for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations))]
+                for A, g in zip(ctx.activations, ctx.gradients)]

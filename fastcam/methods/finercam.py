@@ -138,16 +138,19 @@ class FinerCAM(BaseCAM):
         p = logits.softmax(dim=1).gather(1, refs)
         return (p * (y_c[:, None] - self.alpha * y_d)).sum(dim=1) / (p.sum(dim=1) + _EPS)
 
-    def maps(self, ctx: CallContext) -> Tensor:
+    def target_scores(self, ctx: CallContext) -> Tensor:
+        """The contrastive scores (B,) the base method's gradients are of."""
         target = ctx.targets.indices
         if target is None:
             raise ValueError("FinerCAM contrasts a target class with others: give class "
                              "indices (or None for the predicted class), not callables")
         refs = self._references(ctx.logits, target)
-        with torch.enable_grad():
-            ctx.scores = self.contrastive_scores(ctx.logits, target, refs)
+        scores = self.contrastive_scores(ctx.logits, target, refs)
         ctx.extra["comparison_classes"] = refs
-        ctx.extra["contrastive_scores"] = ctx.scores.detach()
+        ctx.extra["contrastive_scores"] = scores.detach()
+        return scores
+
+    def maps(self, ctx: CallContext) -> Tensor:
         if self.mode != "torchcam":
             return self.base.maps(ctx)
         layer_maps(self.base, ctx)

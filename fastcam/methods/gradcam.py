@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import BaseCAM, CallContext, gradients
+from .base import BaseCAM, CallContext
 
 
 class GradCAM(BaseCAM):
@@ -14,4 +14,4 @@ class GradCAM(BaseCAM):
     """
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
-        return [g.mean(dim=(2, 3)) for g in gradients(ctx.scores, ctx.activations)]
+        return [g.mean(dim=(2, 3)) for g in ctx.gradients]

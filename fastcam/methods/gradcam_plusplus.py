@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import CallContext, gradients
+from .base import CallContext
 from .torchcam_mode import TorchCAMMode
 
 
@@ -31,7 +31,7 @@ class GradCAMPlusPlus(TorchCAMMode):
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         weights = []
-        for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations)):
+        for A, g in zip(ctx.activations, ctx.gradients):
             A = A.detach()
             g2 = g * g
             if self.mode == "torchcam":

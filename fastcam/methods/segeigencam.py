@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..inputs import at_least_fp32
-from .base import BaseCAM, CallContext, gradients
+from .base import BaseCAM, CallContext
 from .projection import projection_maps, sign_corrected_projection
 
 
@@ -19,7 +19,7 @@ class SegEigenCAM(BaseCAM):
     """
 
     def maps(self, ctx: CallContext) -> Tensor:
-        grads = gradients(ctx.scores, ctx.activations)
+        grads = ctx.gradients
         return projection_maps(ctx, [sign_corrected_projection(at_least_fp32(g).abs() * at_least_fp32(A.detach()))
                                      for A, g in zip(ctx.activations, grads)],
                                "SegEigenCAM's principal component")

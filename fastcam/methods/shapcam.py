@@ -122,9 +122,8 @@ class ShapCAM(BaseCAM):
                 score_fn = callable_score(resolved.callables[b:b + 1])
             else:
                 raise ValueError("worth='probability' needs class-index targets, not callables")
-            if per_image_prefix:
-                with torch.inference_mode():
-                    prefix(x_model[b:b + 1])
+            if per_image_prefix:             # the tail reuses this image's prefix values
+                self.engine.run_prefix(prefix, x_model[b:b + 1])
             Ab, base = A[b:b + 1], base_all[b]
             tables = None
             if head is not None:

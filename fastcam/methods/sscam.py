@@ -31,7 +31,9 @@ def sampled_score_weights(cam: BaseCAM, ctx: CallContext, scale: Optional[Tensor
     x, targets = ctx.x, ctx.targets
     score_fn = (class_score(targets.indices, "logit") if targets.indices is not None
                 else callable_score(targets.callables))
-    baseline = ctx.scores.detach()
+    # the unmasked input's score; a recorded context may not have it, and a per-image
+    # constant leaves the softmax over channels unchanged
+    baseline = ctx.scores.detach() if ctx.scores is not None else x.new_zeros(x.shape[0])
     weights = []
     for layer, A in enumerate(ctx.activations):
         A = A.detach()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from . import torchcam_numerics as tc
-from .base import CallContext, gradients
+from .base import CallContext
 from .torchcam_mode import TorchCAMMode
 
 
@@ -27,7 +27,7 @@ class XGradCAM(TorchCAMMode):
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         eps = tc.EPS if self.mode == "torchcam" else self.eps
         weights = []
-        for A, g in zip(ctx.activations, gradients(ctx.scores, ctx.activations)):
+        for A, g in zip(ctx.activations, ctx.gradients):
             A = A.detach()
             weights.append((g * A).sum(dim=(2, 3)) / (A.sum(dim=(2, 3)) + eps))
         return weights

@@ -87,8 +87,7 @@ class CAM(_CAM):
         idx = self._class_indices(class_idx, A.shape[0], A.device)
         if self._method is None:                       # a 1×1 convolution head
             return [self._fc_weights[idx]]
-        logits = A.new_zeros((A.shape[0], self._fc_weights.shape[0]))   # CAM reads no score
-        ctx = self._context([A], logits, Targets(idx, None), logits[:, 0])
+        ctx = self._context([A], Targets(idx, None))
         return self._method.channel_weights(ctx)
 
 
@@ -185,11 +184,7 @@ class ScoreCAM(_CAM):
     def _native_weights(self, class_idx: Optional[ClassIdx], targets: Any, x: Tensor) -> list[Tensor]:
         batch = x.shape[0]
         resolved = self._resolved_targets(class_idx, targets, batch, x.device)
-        A0 = self.hook_a[0]
-        # The native weights read no logits; SSCAM/ISCAM subtract ctx.scores (the score of the
-        # unmasked input) before a softmax over channels, which a constant per image leaves as is.
-        stand_in = A0.new_zeros((batch, 0))
-        ctx = self._context(list(self.hook_a), stand_in, resolved, A0.new_zeros(batch), x=x)
+        ctx = self._context(list(self.hook_a), resolved, x=x)
         return self._method.channel_weights(ctx)
 
     def __repr__(self) -> str:

@@ -388,15 +388,14 @@ class _CAM(HookScope):
             return Targets(None, _target_list(targets, batch))
         return Targets(self._class_indices(class_idx, batch, device), None)
 
-    def _context(self, activations: list[Tensor], logits: Tensor, targets: Targets,
-                 scores: Tensor, x: Optional[Tensor] = None) -> CallContext:
-        """A fastcam call context over the recorded forward (``x``: the recorded input,
-        or an empty stand-in of the batch size where the method does not read it)."""
-        A0 = activations[0]
-        if x is None:
-            x = A0.new_empty((A0.shape[0], 0, *A0.shape[-2:]))
-        return CallContext(x=x, x_model=x, layers=list(self._layers), activations=activations,
-                           logits=logits, targets=targets, scores=scores)
+    def _context(self, activations: list[Tensor], targets: Targets, *,
+                 gradients: Optional[list[Tensor]] = None, x: Optional[Tensor] = None,
+                 logits: Optional[Tensor] = None) -> CallContext:
+        """The native method's context of the recorded forward: what the hooks recorded
+        (activations, their gradients, the input where the method reruns the model),
+        nothing made up (:meth:`fastcam.methods.base.CallContext.recorded`)."""
+        return CallContext.recorded(list(self._layers), activations, targets,
+                                    gradients=gradients, x=x, logits=logits)
 
     # -- fusion --------------------------------------------------------------------------------
     @classmethod

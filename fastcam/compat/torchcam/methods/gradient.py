@@ -102,13 +102,11 @@ class _GradCAM(_CAM):
     def _native_context(self, class_idx: Optional[ClassIdx], scores: Any, targets: Any,
                         retain_graph: bool = False) -> CallContext:
         grads = self._backprop(scores, class_idx, retain_graph=retain_graph, targets=targets)
-        with torch.inference_mode(False), torch.enable_grad():
-            leaves = [A.detach().requires_grad_() for A in self.hook_a]
-            surrogate = sum((A * g).flatten(1).sum(1) for A, g in zip(leaves, grads))
-        batch = leaves[0].shape[0]
-        logits = scores.detach() if isinstance(scores, Tensor) else leaves[0].new_zeros((batch, 0))
-        resolved = self._resolved_targets(class_idx, targets, batch, leaves[0].device)
-        return self._context(leaves, logits, resolved, surrogate)
+        activations = [A.detach() for A in self.hook_a]
+        resolved = self._resolved_targets(class_idx, targets, activations[0].shape[0],
+                                          activations[0].device)
+        return self._context(activations, resolved, gradients=grads,
+                             logits=scores.detach() if isinstance(scores, Tensor) else None)
 
     def _get_weights(self, class_idx: Optional[ClassIdx], scores: Any, *, targets: Any = None,
                      retain_graph: bool = False, **_: Any) -> list[Tensor]:
@@ -211,8 +209,7 @@ class SmoothGradCAMpp(_GradCAM):
         x = self._input
         batch = self.hook_a[0].shape[0]
         resolved = self._resolved_targets(class_idx, targets, batch, x.device)
-        stand_in = self.hook_a[0].new_zeros((batch, 0))       # no score of the forward is read
-        ctx = self._context(list(self.hook_a), stand_in, resolved, stand_in.new_zeros(batch), x=x)
+        ctx = self._context(list(self.hook_a), resolved, x=x)
         with self._hooks_off():
             weights = self._method.channel_weights(ctx)
         self.hook_a = [A.detach() for A in ctx.activations]
