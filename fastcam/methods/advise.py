@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..engine import Precision
-from ..inputs import Normalize, at_least_fp32, check_finite
+from ..inputs import Normalize, at_least_fp32
 from ..metrics.avx import avx_of_pairs
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
@@ -116,6 +116,14 @@ class ADVISE(BaseCAM):
         return up.clamp_(0, 1), low
 
     # -- the call ------------------------------------------------------------------
+    def target_scores(self, ctx: CallContext) -> Tensor:
+        """c1's softmax probability: the candidates are Grad-CAMs of probabilities
+        (the official code's gradients), c1 the target and c2 the runner-up."""
+        if ctx.targets.indices is None:
+            raise TypeError("ADVISE needs class-index targets (None, an int or B ints), "
+                            "not callables: it explains c1 against the runner-up class c2")
+        return ctx.logits.float().softmax(1).gather(1, ctx.targets.indices[:, None])[:, 0]
+
     def maps(self, ctx: CallContext) -> Tensor:
         """Maps (B, H, W) in [0, 1]: the best candidate of each image."""
         seconds = {}
@@ -133,14 +141,10 @@ class ADVISE(BaseCAM):
         c1 = resolved.indices
         with torch.enable_grad():
             probs = logits.float().softmax(1)
-            others = probs.detach().scatter(1, c1[:, None], float("-inf"))
-            c2 = others.argmax(1)
-            p1 = probs.gather(1, c1[:, None])[:, 0]
+            c2 = probs.detach().scatter(1, c1[:, None], float("-inf")).argmax(1)
             p2 = probs.gather(1, c2[:, None])[:, 0]
-            g1, = torch.autograd.grad(p1.sum(), A, retain_graph=True)
-            g2, = torch.autograd.grad(p2.sum(), A)
-        check_finite(g1, "the gradient of c1's probability w.r.t. the activation")
-        check_finite(g2, "the gradient of c2's probability w.r.t. the activation")
+        g1, = ctx.gradients                    # of c1's probability (target_scores)
+        g2, = ctx.gradients_of(p2)
         # the KDE, the candidates' algebra and AVX run in fp32 for a half-precision model
         A, g1, g2 = (at_least_fp32(t.detach()) for t in (A, g1, g2))
         t_net = time.perf_counter()
@@ -170,7 +174,7 @@ class ADVISE(BaseCAM):
         seconds["maps"] = t_maps - t_kde
 
         bi, gi = scored.nonzero(as_tuple=True)
-        yc = p1.detach()
+        yc = ctx.scores.detach()
         comps = avx_of_pairs(self.engine, x, maps1[bi, gi], maps2[bi, gi], bi, c1[bi], yc[bi],
                              normalize=self.normalize, batch_size=self.batch_size,
                              nan_class_sensitive=self.nan_class_sensitive)
@@ -192,7 +196,7 @@ class ADVISE(BaseCAM):
             out = torch.where(has[:, None, None], maps1[b_idx, pick], 0)
             w_best = torch.where(has[:, None], w[b_idx, pick], 0)
             low_best = torch.where(has[:, None, None], low1[b_idx, pick], 0)
-        ctx.scores, ctx.activations, ctx.weights, ctx.low_res = yc, [A], [w_best], [low_best]
+        ctx.weights, ctx.low_res = [w_best], [low_best]
         ctx.extra.update(peaks=peaks, candidates=maps1, candidates_c2=maps2,
                          candidate_peak_counts=counts, candidate_channels=channels,
                          scored=scored, avx=avx_table, avx_components=table, best=best, c2=c2,

@@ -96,11 +96,19 @@ class CallContext:
         in one backward pass from :attr:`scores` that stops at the target layers
         (capture "gradient"), or the gradients a front-end recorded."""
         if self.recorded_gradients is None:
-            if self.scores is None or not all(A.requires_grad for A in self.activations):
-                raise ValueError("this call's activations carry no autograd graph: the method's "
-                                 "capture must be 'gradient' to read ctx.gradients")
-            self.recorded_gradients = gradients(self.scores, self.activations)
+            if self.scores is None:
+                raise ValueError("this recorded context has neither gradients nor scores")
+            self.recorded_gradients = self.gradients_of(self.scores)
         return self.recorded_gradients
+
+    def gradients_of(self, scores: Tensor) -> list[Tensor]:
+        """Per layer ``∂ scores_b / ∂ A_b`` of any (B,) scores computed from this call's
+        logits (capture "gradient"): a method that contrasts two scores of one forward
+        (ADVISE's target and runner-up classes). The graph is kept for further scores."""
+        if not all(A.requires_grad for A in self.activations):
+            raise ValueError("this call's activations carry no autograd graph: the method's "
+                             "capture must be 'gradient' to differentiate a score")
+        return gradients(scores, self.activations, retain_graph=True)
 
     def record(self) -> CAMRecord:
         """The last-call record, detached."""
@@ -330,11 +338,12 @@ class BaseCAM:
                 f"precision={self.engine.precision!r})")
 
 
-def gradients(scores: Tensor, activations: list[Tensor]) -> list[Tensor]:
+def gradients(scores: Tensor, activations: list[Tensor], *,
+              retain_graph: bool = False) -> list[Tensor]:
     """∂ score_b / ∂ A_b for every layer, in one backward pass that stops at the
     target layers (images are independent, so the gradient of the sum is per image)."""
     with torch.enable_grad():  # the caller may be inside torch.no_grad()
-        grads = list(torch.autograd.grad(scores.sum(), activations))
+        grads = list(torch.autograd.grad(scores.sum(), activations, retain_graph=retain_graph))
     for g in grads:
         check_finite(g, "the gradient of the target scores w.r.t. the activations")
     return grads
