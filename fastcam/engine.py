@@ -191,7 +191,7 @@ class Engine:
 
     # -- the three passes --------------------------------------------------------
     def capture(self, x: Tensor, layers: Sequence[nn.Module], *, grad: bool,
-                transform: Optional[Transform] = None) -> tuple[list[Tensor], Tensor]:
+                transform: Optional[Transform] = None, keep_raw: bool = False):
         """(activations per layer (B,K,h,w), output) of one forward of ``x``.
 
         ``grad=True``: autograd from the output back to the activations (the
@@ -199,10 +199,14 @@ class Engine:
         tensors may still enter autograd later, unlike inference-mode tensors).
         ``transform``: a layer's raw output → (B,K,h,w) (see
         :class:`~fastcam.network.hooks.ActivationCapture`). Activations come in
-        the precision the network ran in; the output is float32 for bf16/fp16."""
+        the precision the network ran in; the output is float32 for bf16/fp16.
+        ``keep_raw`` (with a ``transform``): also each layer's raw output, detached,
+        as a third element (Ablation-CAM ablates a ViT's tokens)."""
         mode = torch.enable_grad() if grad else torch.no_grad()
         with mode, ActivationCapture(layers, track_grad=grad, transform=transform) as hooks:
             out = self._run(x)
+        if keep_raw:
+            return hooks.collected(), out, list(hooks.raw_outputs)
         return hooks.collected(), out
 
     def capture_split(self, x: Tensor, layers: Sequence[nn.Module],

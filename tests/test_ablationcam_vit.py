@@ -96,7 +96,7 @@ def test_native_token_path_batch_equals_single_images_and_formula():
     layer = model.encoder.layers[-1].ln_1
     cam = AblationCAM(model, layer, ablation="zero", batch_size=6)
     cam.reshape_transform = _reshape
-    assert cam.capture == "forward" and AblationCAM.capture == "split"
+    assert cam.capture_kind() == "forward" and AblationCAM.capture == "split"
     maps = cam(x, CLASSES)
     w = cam.compute_weights(x, CLASSES).weights[0]
     for b in range(2):

@@ -2,14 +2,13 @@
 Convolutional Network via Gradient-free Localization", WACV 2020)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..engine import Precision
 from ..inputs import Normalize, at_least_fp32
-from ..network.hooks import Transform
 from ..network.layers import LayerSpec
 from ..network.linear_head import LinearHead, find_linear_head
 from ..network.split import Prefix, Tail
@@ -74,9 +73,10 @@ class AblationCAM(BaseCAM):
     rows the tail, or for ``"tokens"`` the whole model, ran).
     """
 
-    #: ``"split"``; an instance with a ``reshape_transform`` uses ``"forward"``
-    #: (see the class docstring)
+    #: ``"split"``; with a ``reshape_transform`` a full forward whose raw token
+    #: outputs the base keeps in ``ctx.raw_outputs`` (see the class docstring)
     capture = "split"
+    capture_with_transform = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 32,
@@ -101,21 +101,6 @@ class AblationCAM(BaseCAM):
         self.ablation = ablation
         self.fast_path = fast_path
 
-    @property
-    def reshape_transform(self) -> Optional[Transform]:
-        """Token layers' output -> (B, K, h, w); set, the model is not split."""
-        return self._reshape_transform
-
-    @reshape_transform.setter
-    def reshape_transform(self, transform: Optional[Transform]) -> None:
-        if transform is not None and not callable(transform):
-            raise TypeError(f"reshape_transform must be callable, got {type(transform).__name__}")
-        self._reshape_transform = transform
-        if transform is None:
-            self.__dict__.pop("capture", None)
-        else:
-            self.capture = "forward"
-
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         targets = ctx.targets
         if targets.indices is not None and targets.indices.is_inference():
@@ -126,7 +111,7 @@ class AblationCAM(BaseCAM):
             raise ValueError(f"Ablation-CAM divides by the target score (paper eq. 3); it is 0 "
                              f"for image(s) {bad}")
         weights, extra = [], {"ablated_scores": [], "ablated": [], "path": [], "tail_rows": []}
-        tokens = self._tokens(ctx) if self.reshape_transform is not None else None
+        tokens = ctx.raw_outputs or None       # a ViT's tokens (capture_with_transform)
         for i, A in enumerate(ctx.activations):
             A = A.detach()
             B, K, h, w = A.shape
@@ -213,26 +198,6 @@ class AblationCAM(BaseCAM):
                 rows.numel(), lambda a, e: ablated_copies(Ab, zero[a:e], cb[a:e], vb[a:e]),
                 image[rows], score_fn, self.batch_size).float()
         return out
-
-    def _tokens(self, ctx: CallContext) -> list[Tensor]:
-        """Each target layer's raw output on the batch (one hooked forward)."""
-        raw: list[Optional[Tensor]] = [None] * len(ctx.layers)
-
-        def keep(i: int):
-            def hook(module, _inputs, output):
-                if not isinstance(output, Tensor):
-                    raise ValueError(f"target layer {type(module).__name__} returned "
-                                     f"{type(output).__name__}, not a tensor")
-                raw[i] = output.detach().clone()
-            return hook
-
-        handles = [layer.register_forward_hook(keep(i)) for i, layer in enumerate(ctx.layers)]
-        try:
-            self.engine.forward(ctx.x_model)
-        finally:
-            for h in handles:
-                h.remove()
-        return raw
 
     def _token_scores(self, layer: nn.Module, x_model: Tensor, tokens: Tensor,
                       targets: Targets, image: Tensor, channel: Tensor,

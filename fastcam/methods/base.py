@@ -60,6 +60,8 @@ class CallContext:
     scores: Optional[Tensor]            # (B,) the explained target scores (idem)
     splits: list[tuple[Prefix, Tail]] = field(default_factory=list)   # capture "split", per layer
     tail_runs: list[Any] = field(default_factory=list)   # capture "split": what tail_forward kept
+    raw_outputs: list[Tensor] = field(default_factory=list)  # with a reshape_transform: each
+                                        # layer's output before it (detached)
     weights: list[Tensor] = field(default_factory=list)   # per layer (B, K)
     terms: list[Tensor] = field(default_factory=list)     # per layer (B, K, h, w): element-wise methods
     low_res: list[Tensor] = field(default_factory=list)   # per layer (B, h, w)
@@ -172,6 +174,9 @@ class BaseCAM:
     #: model split at each target layer: prefix under no autograd, then
     #: :meth:`tail_forward`)
     capture: ClassVar[Capture] = "gradient"
+    #: the capture pass when a ``reshape_transform`` is set, if not :attr:`capture`
+    #: (Ablation-CAM splits a CNN at the layer, but ablates a ViT's tokens in full passes)
+    capture_with_transform: ClassVar[Optional[Capture]] = None
     #: capture "gradient": the input the model sees (``ctx.x_model``) is a leaf
     #: that requires grad, so a method can differentiate w.r.t. it (FullGrad)
     input_gradient: ClassVar[bool] = False
@@ -248,6 +253,24 @@ class BaseCAM:
         with torch.no_grad():
             return tail(A), None
 
+    @property
+    def reshape_transform(self) -> Optional[Transform]:
+        """A target layer's raw output -> (B, K, h, w) (a ViT's tokens into a grid), or None."""
+        return self._reshape_transform
+
+    @reshape_transform.setter
+    def reshape_transform(self, transform: Optional[Transform]) -> None:
+        if transform is not None and not callable(transform):
+            raise TypeError(f"reshape_transform must be callable, got {type(transform).__name__}")
+        self._reshape_transform = transform
+
+    def capture_kind(self) -> Capture:
+        """This call's capture pass: :attr:`capture`, or :attr:`capture_with_transform`
+        when a ``reshape_transform`` is set and the method declares one."""
+        if self.reshape_transform is not None and self.capture_with_transform is not None:
+            return self.capture_with_transform
+        return self.capture
+
     def target_scores(self, ctx: CallContext) -> Tensor:
         """The (B,) scores the call explains, from ``ctx.logits`` and ``ctx.targets``
         (attached to autograd under capture "gradient", so :attr:`CallContext.gradients`
@@ -273,19 +296,23 @@ class BaseCAM:
             warnings.warn("the model is in training mode; call model.eval() for "
                           "per-image explanations", stacklevel=3)
         x_model = normalizer(self.normalize, x)(x)
-        if self.input_gradient and self.capture == "gradient":
+        capture = self.capture_kind()
+        if self.input_gradient and capture == "gradient":
             x_model = x_model.detach().requires_grad_(True)
         layers = self._layers_for(x_model)
-        splits, tail_runs = [], []
-        with torch.enable_grad() if self.capture == "gradient" else torch.no_grad():
-            if self.capture == "split":
+        splits, tail_runs, raw = [], [], []
+        with torch.enable_grad() if capture == "gradient" else torch.no_grad():
+            if capture == "split":
                 activations, outputs, splits, tail_runs = self.engine.capture_split(
                     x_model, layers, self.tail_forward)
                 logits = outputs[0]
+            elif self.reshape_transform is not None:
+                activations, logits, raw = self.engine.capture(
+                    x_model, layers, grad=capture == "gradient",
+                    transform=self.reshape_transform, keep_raw=True)
             else:
                 activations, logits = self.engine.capture(
-                    x_model, layers, grad=self.capture == "gradient",
-                    transform=self.reshape_transform)
+                    x_model, layers, grad=capture == "gradient")
             for layer, A in zip(layers, activations):
                 _check_activation(self.model, layer, A)
             logits = at_least_fp32(logits)
@@ -293,7 +320,7 @@ class BaseCAM:
             resolved = resolve_targets(targets, logits)
             ctx = CallContext(x, x_model, list(layers), activations, logits, resolved,
                               logits.new_empty(0), splits=splits, tail_runs=tail_runs,
-                              started=started)
+                              raw_outputs=raw, started=started)
             ctx.scores = self.target_scores(ctx)
             check_finite(ctx.scores, "the target scores")
         return ctx

@@ -54,6 +54,8 @@ class ActivationCapture:
         self.track_grad = track_grad
         self.transform = transform
         self.activations: list[Tensor | None] = [None] * len(self.layers)
+        #: with a transform: each layer's raw output (detached), before the transform
+        self.raw_outputs: list[Tensor | None] = [None] * len(self.layers)
         self._handles = []
 
     def _hook(self, index: int):
@@ -74,6 +76,7 @@ class ActivationCapture:
         return hook
 
     def _record_transformed(self, index: int, module: nn.Module, output: Tensor) -> Tensor:
+        self.raw_outputs[index] = output.detach().clone()
         A = self.transform(output.detach())
         if not isinstance(A, Tensor):
             raise ValueError(f"reshape_transform returned {type(A).__name__}, not a tensor")
@@ -88,6 +91,7 @@ class ActivationCapture:
 
     def __enter__(self) -> "ActivationCapture":
         self.activations = [None] * len(self.layers)
+        self.raw_outputs = [None] * len(self.layers)
         self._handles = [layer.register_forward_hook(self._hook(i))
                          for i, layer in enumerate(self.layers)]
         return self
