@@ -11,7 +11,7 @@ import fastcam
 import fastcam.engine
 from PIL import Image
 
-from fastcam.cli import DEFAULT_DEMO_METHODS, build_parser, main
+from fastcam.apps.cli import DEFAULT_DEMO_METHODS, build_parser, main
 from fastcam.engine import check_precision
 from fastcam.methods import METHODS, PEER_METHODS
 
@@ -38,7 +38,7 @@ def no_model(monkeypatch):
     def fail(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
     monkeypatch.setattr("fastcam.models.efficientnet_lite0", fail)
-    monkeypatch.setattr("fastcam.evaluate.commands.load_model", fail)
+    monkeypatch.setattr("fastcam.apps.evaluate.load_model", fail)
 
 
 def _one_line_error(capsys, *needles):

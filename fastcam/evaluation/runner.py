@@ -32,7 +32,8 @@ from .. import metrics as M
 from ..engine import Engine, Precision, engine_for
 from ..inputs import Normalize, normalizer
 from ..methods import METHODS
-from ..models.loading import UsageError, build_explainer
+from ..errors import UsageError
+from ..preflight import build_explainer
 
 
 @dataclass(frozen=True)
