@@ -32,10 +32,10 @@ NORMALIZE_CHOICES = ("auto", "imagenet", "model", "none")
 
 
 def count_classes(loaded: LoadedModel, size: int) -> int:
-    """The number of classes the model outputs (one forward of a zero image)."""
-    with torch.no_grad():
-        return int(loaded.model(torch.zeros(1, 3, size, size,
-                                            device=next(loaded.model.parameters()).device)).shape[-1])
+    """The number of classes the model outputs: one fp32 forward of a zero image,
+    through the engine like every model pass."""
+    zero = torch.zeros(1, 3, size, size, device=next(loaded.model.parameters()).device)
+    return int(_engine.engine_for(loaded.model).forward(zero).shape[-1])
 
 
 def resolve_normalize(normalize: Union[str, Normalize], loaded: LoadedModel) -> Normalize:

@@ -10,10 +10,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
 from ..errors import UsageError
 from .options import check_common, key_value, usage_errors
+
+if TYPE_CHECKING:     # torch is imported when a command runs, not for the parser
+    import torch
 
 #: the demo's grid: every method, in the README's order
 DEFAULT_DEMO_METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "liftcam", "opticam", "shapcam",
@@ -37,7 +40,7 @@ def _demo_option(text: str) -> tuple[str, str, object]:
     return method.strip().lower(), name.strip(), value
 
 
-def resolve_demo_precision(precision: str, device: "torch.device") -> tuple[str, str]:  # noqa: F821
+def resolve_demo_precision(precision: str, device: torch.device) -> tuple[str, str]:
     """(precision, why): ``"auto"`` is bf16 where ``device`` runs it natively
     (:func:`fastcam.engine.check_precision`), else fp32; a precision named
     explicitly is checked (:class:`UsageError` if the device cannot run it)."""
