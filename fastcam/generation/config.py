@@ -12,9 +12,9 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from ..inputs import Normalize
 from ..methods import METHODS
-from ..errors import UsageError
 from ..models.loading import LoadedModel
 from ..preflight import build_explainer, count_classes, resolve_normalize
 from .dataset import ImageList, read_targets

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..methods import METHODS, BaseCAM
 from ..errors import UsageError
+from ..methods import METHODS, BaseCAM
 from ..models.loading import BUNDLED, load_model
 from ..preflight import build_explainer, check_device, check_out_dir, check_precision, check_size
 from .compute import compute_chunk
