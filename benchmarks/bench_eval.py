@@ -137,7 +137,7 @@ def test_eval_full_run_split(tmp_path, capsys):
     8 methods × 8 metrics, as the harness recorded them in the committed run
     (smoke mode: a tiny run, to check the harness records its timings)."""
     if SMOKE:
-        from fastcam.cli import main
+        from fastcam.apps.cli import main
 
         assert main(["photos", "--out", str(tmp_path / "p")]) == 0
         for p in (tmp_path / "p").iterdir():

@@ -15,7 +15,7 @@ import torch
 
 import fastcam
 from fastcam import metrics
-from fastcam.evaluate.files import list_image_names, load_images, match_labels, read_label_rows
+from fastcam.evaluation.files import list_image_names, load_images, match_labels, read_label_rows
 
 
 def main(folder: str) -> None:

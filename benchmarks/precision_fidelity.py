@@ -23,7 +23,7 @@ import torch
 
 import fastcam
 from fastcam.data import load_photos
-from fastcam.evaluate.tables import t_interval
+from fastcam.evaluation.tables import t_interval
 from fastcam.metrics import average_drop, average_gain, deletion_auc, insertion_auc
 from fastcam.metrics.avx import pearson
 

@@ -1,7 +1,7 @@
 """The execution engine: how the network runs for the methods and metrics.
 
-DESIGN.md's data flow is methods → ops → kernels, with the network run in one
-place. Three kinds of pass exist, one function each:
+The data flow (README, "Layout") is methods → ops → kernels, with the network
+run in one place. Three kinds of pass exist, one function each:
 
 - :meth:`Engine.capture`: one forward of the batch with the target layers
   hooked, with autograd to the target layers (gradient methods) or without;

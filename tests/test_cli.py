@@ -11,7 +11,7 @@ import fastcam
 import fastcam.engine
 from PIL import Image
 
-from fastcam.cli import DEFAULT_DEMO_METHODS, build_parser, main
+from fastcam.apps.cli import DEFAULT_DEMO_METHODS, build_parser, main
 from fastcam.engine import check_precision
 from fastcam.methods import METHODS, PEER_METHODS
 
@@ -38,7 +38,7 @@ def no_model(monkeypatch):
     def fail(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
     monkeypatch.setattr("fastcam.models.efficientnet_lite0", fail)
-    monkeypatch.setattr("fastcam.evaluate.commands.load_model", fail)
+    monkeypatch.setattr("fastcam.apps.evaluate.load_model", fail)
 
 
 def _one_line_error(capsys, *needles):
@@ -164,3 +164,29 @@ def test_explain_bf16_maps_follow_the_fp32_maps(tmp_path, capsys):
     r = float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
     assert r >= 0.99, r
     assert not np.array_equal(maps["fp32"], maps["bf16"])      # bf16 really ran
+
+
+def test_entry_points_run_the_apps_main():
+    """The console script (pyproject's [project.scripts]), ``python -m fastcam`` and the
+    former path ``fastcam.cli`` all run :func:`fastcam.apps.cli.main`."""
+    import importlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import fastcam.cli
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = [line for line in (root / "pyproject.toml").read_text().splitlines()
+               if line.startswith("fastcam = ")]
+    assert scripts == ['fastcam = "fastcam.apps.cli:main"']
+    module, _, name = scripts[0].split('"')[1].partition(":")
+    assert getattr(importlib.import_module(module), name) is main is fastcam.cli.main
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-m", "fastcam", "--help"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0 and all(c in out.stdout for c in ("demo", "generate", "explain", "eval"))
+    out = subprocess.run([sys.executable, "-m", "fastcam", "demo", "--help"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 0 and "--precision" in out.stdout and "--device" in out.stdout

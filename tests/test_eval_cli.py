@@ -11,8 +11,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from fastcam.cli import main
-from fastcam.evaluate import EvalError, files, tables
+from fastcam.apps.cli import main
+from fastcam.evaluation import EvalError, files, tables
 
 TINY = ["--model", "torchvision:resnet18", "--size", "64", "--no-progress"]
 

@@ -7,7 +7,7 @@ committed table and fails when the two disagree, so neither can change
 without the other. Each claim's line also quotes the paired per-image difference and its 95%
 Student-t interval (from eval_per_image.csv), checked here to one decimal. It
 also checks that the README shows the committed table and the published
-Opti-CAM numbers of fastcam/evaluate/published.py."""
+Opti-CAM numbers of fastcam/evaluation/published.py."""
 import csv
 import re
 from pathlib import Path
@@ -16,8 +16,8 @@ import pytest
 
 import numpy as np
 
-from fastcam.evaluate.published import PUBLISHED
-from fastcam.evaluate.tables import read_table_csv, t_interval
+from fastcam.evaluation.published import PUBLISHED
+from fastcam.evaluation.tables import read_table_csv, t_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

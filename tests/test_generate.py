@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 
 import fastcam
-from fastcam.cli import main
+from fastcam.apps.cli import main
 from fastcam.data import load_photos
-from fastcam.generate import STATUS_DONE, STATUS_FAILED, GenerateError, read_store
+from fastcam.generation import STATUS_DONE, STATUS_FAILED, GenerateError, read_store
 
 SIZE, BATCH = 64, 4
 ARGS = ["--size", str(SIZE), "--batch-size", str(BATCH), "--workers", "1", "--no-progress"]
@@ -245,15 +245,15 @@ def test_other_options_refuse_to_resume(images, tmp_path):
 def test_config_is_what_the_store_checks():
     from dataclasses import fields
 
-    from fastcam.generate.config import RunConfig
-    from fastcam.generate.store import CHECKED_KEYS
+    from fastcam.generation.config import RunConfig
+    from fastcam.generation.store import CHECKED_KEYS
 
     assert ("format", *(f.name for f in fields(RunConfig))) == CHECKED_KEYS
 
 
 def test_compute_chunk_records_failed_images_and_repeats_itself():
-    from fastcam.generate.compute import compute_chunk
-    from fastcam.generate.dataset import ChunkBatch
+    from fastcam.generation.compute import compute_chunk
+    from fastcam.generation.dataset import ChunkBatch
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
@@ -351,7 +351,7 @@ def test_precision_errors_come_before_any_work(images, tmp_path, capsys, monkeyp
 
     def fail(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
-    monkeypatch.setattr(importlib.import_module("fastcam.generate.run"), "load_model", fail)
+    monkeypatch.setattr(importlib.import_module("fastcam.generation.run"), "load_model", fail)
     out = tmp_path / "s.zarr"
     with pytest.raises(GenerateError, match="--precision bf16: precision='bf16' cannot run on cpu"):
         fastcam.generate(images, out, "gradcam", precision="bf16", size=SIZE, progress=False)
@@ -375,7 +375,7 @@ def test_precision_is_not_a_method_option_of_generate(images, tmp_path, capsys):
 
 
 def test_a_store_made_before_the_compile_option_resumes_as_an_eager_run():
-    from fastcam.generate.store import describe_mismatch
+    from fastcam.generation.store import describe_mismatch
 
     old = {"method": "gradcam", "options": {"normalize": None}}        # no "compile" recorded
     assert describe_mismatch(old, {"method": "gradcam", "options": {"normalize": None, "compile": False}}) \

@@ -9,10 +9,12 @@ from torch import nn
 
 import fastcam
 from fastcam.data import IMAGENET_MEAN, IMAGENET_STD
-from fastcam.evaluate import EvalError
-from fastcam.generate import GenerateError
-from fastcam.models.loading import (UsageError, key_value, load_model, read_state_dict, resolve_layer,
-                                    resolve_normalize)
+from fastcam.apps.options import key_value
+from fastcam.errors import UsageError
+from fastcam.evaluation import EvalError
+from fastcam.generation import GenerateError
+from fastcam.models.loading import load_model, read_state_dict, resolve_layer
+from fastcam.preflight import resolve_normalize
 
 
 def test_normalize_means_the_models_own_statistics():
@@ -85,7 +87,7 @@ def test_modules_and_random_weights():
 
 
 def test_build_explainer_precision():
-    from fastcam.models.loading import build_explainer
+    from fastcam.preflight import build_explainer
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
@@ -102,7 +104,7 @@ def test_build_explainer_precision():
 
 
 def test_check_precision_is_the_engines_as_a_usage_error(monkeypatch):
-    from fastcam.models.loading import check_precision
+    from fastcam.preflight import check_precision
 
     assert check_precision("fp32", "cpu") == "fp32"
     with pytest.raises(UsageError, match="--precision fp64: precision must be one of"):

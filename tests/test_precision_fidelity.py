@@ -21,7 +21,7 @@ import torch
 import fastcam
 from fastcam.data import load_photos
 from fastcam.engine import cpu_supports
-from fastcam.evaluate.tables import t_interval
+from fastcam.evaluation.tables import t_interval
 from fastcam.metrics import average_drop, average_gain
 from fastcam.metrics.avx import pearson
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 import fastcam
-from fastcam.cli import main
-from fastcam.evaluate import EvalError, files
-from fastcam.generate import read_store
+from fastcam.apps.cli import main
+from fastcam.evaluation import EvalError, files
+from fastcam.generation import read_store
 
 SIZE = 64
 GEN = ["--size", str(SIZE), "--batch-size", "2", "--workers", "0", "--no-progress"]
@@ -35,8 +35,8 @@ def no_model(monkeypatch):
     """Loading a model fails the test: the checks must come first."""
     def fail(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
-    monkeypatch.setattr("fastcam.evaluate.commands.load_model", fail)
-    monkeypatch.setattr(importlib.import_module("fastcam.generate.run"), "load_model", fail)
+    monkeypatch.setattr("fastcam.apps.evaluate.load_model", fail)
+    monkeypatch.setattr(importlib.import_module("fastcam.generation.run"), "load_model", fail)
     monkeypatch.setattr("fastcam.models.efficientnet_lite0", fail)
 
 
@@ -189,14 +189,14 @@ def test_boxes_bad_rows_name_the_line(tmp_path):
 def test_eval_labels_checked_before_any_image_or_map(images, tmp_path, capsys, monkeypatch):
     def fail(*a, **k):
         raise AssertionError("images were loaded before the labels were checked")
-    monkeypatch.setattr("fastcam.evaluate.commands.load_images", fail)
+    monkeypatch.setattr("fastcam.apps.evaluate.load_images", fail)
     labels = tmp_path / "labels.csv"
     labels.write_text("im0,1\nim1,1000\n")            # the bundled model has 1000 classes
     assert main(["eval", "--images", str(images), "--out", str(tmp_path / "o"), "--size", "64",
                  "--labels", str(labels), "--methods", "cam", "--metrics", "ad", "--no-progress"]) == 2
     _one_line_error(capsys, "labels.csv line 2: class 1000 out of range", "1000 classes")
     labels.write_text("im0,1\nim1,1\nim0,2\n")
-    monkeypatch.setattr("fastcam.evaluate.commands.load_model", fail)
+    monkeypatch.setattr("fastcam.apps.evaluate.load_model", fail)
     assert main(["eval", "--images", str(images), "--out", str(tmp_path / "o"),
                  "--labels", str(labels)]) == 2
     _one_line_error(capsys, "labels.csv line 3")

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..engine import Precision
 from ..inputs import Normalize, at_least_fp32
-from ..metrics.avx import avx_of_pairs
+from ..quality.avx import avx_of_pairs
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..ops.adaptive_kde import adaptive_kde
@@ -25,7 +25,8 @@ class ADVISE(BaseCAM):
     one Grad-CAM per group, the group whose map scores best on AVX wins.
 
     The method is only fully described by the authors' MATLAB code, so this
-    follows the code (DESIGN.md); the alternatives are options.
+    follows the code (the README's "Methods" table says so); the alternatives
+    are options.
 
     1. One forward: activation A (B, K, h, w) at the target layer (the official
        layers: VGG16 conv5_3 before its ReLU = ``features.28``, ResNet-50

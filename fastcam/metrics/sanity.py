@@ -138,6 +138,8 @@ def _explainer(method: MethodSpec, target_layers, normalize, options) -> Callabl
         if options:
             raise ValueError("options are for a method name or class, not a callable")
         return method
+    # metrics sit above methods (tests/test_layering.py): importing the registry is
+    # allowed, and done here so that the other metrics load without every method
     from ..methods import METHODS
 
     cls = METHODS.get(method.lower()) if isinstance(method, str) else method

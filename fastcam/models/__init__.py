@@ -7,7 +7,7 @@
   (also ``model.normalization``); CAM target layer: ``model._head_act``.
 * :func:`load_model` -- a model by name (the bundled one, ``torchvision:ARCH``)
   or module, with a weights file, its target layer and normalisation
-  (:mod:`.loading`, shared by the ``fastcam`` commands).
+  (:mod:`.loading`; what a run checks on top of it is :mod:`fastcam.preflight`).
 """
 
 from .efficientnet_lite import (
@@ -18,7 +18,8 @@ from .efficientnet_lite import (
     MBConvBlock,
     efficientnet_lite0,
 )
-from .loading import LoadedModel, UsageError, load_model
+from ..errors import UsageError
+from .loading import LoadedModel, load_model
 
 __all__ = [
     "efficientnet_lite0",

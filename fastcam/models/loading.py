@@ -1,16 +1,13 @@
-"""What fastcam's commands (``generate``, ``explain``, ``eval``) share to set up a
-model: loading it by name with a weights file (state-dict checks and hashes), its
-target layer, what ``normalize`` means for it, building an explainer on it, and
-the ``KEY=VALUE`` option parser, and the checks every command makes before any
-work (size, device, precision, output folder). Every problem raises
-:class:`UsageError`."""
+"""Loading a model to explain: by name (the bundled EfficientNet-Lite0,
+``torchvision:ARCH``) or as a module, with a weights file (state-dict checks and
+hashes), and its target layer. Every problem raises
+:class:`fastcam.errors.UsageError`. What a run checks and builds on top of the
+loaded model (normalisation, explainer, device and precision checks) is
+:mod:`fastcam.preflight`; the command line is :mod:`fastcam.apps`."""
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -18,28 +15,12 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .. import engine as _engine
-from ..inputs import Normalize
+from ..errors import UsageError
 
 #: the bundled pretrained model's name
 BUNDLED = "efficientnet_lite0"
-#: the smallest ``--size``: EfficientNet-Lite0 (and the torchvision CNNs) reduce
-#: the input 32-fold, so 64 is the first size whose target layer has more than one
-#: position (2x2); below 32 the bundled model does not run at all
-MIN_SIZE = 64
-#: the ``--precision`` names (:data:`fastcam.engine.PRECISIONS`)
-PRECISION_CHOICES = tuple(_engine.PRECISIONS)
-#: the ``normalize`` names (a literal ``MEAN/STD`` text or a (mean, std) pair is accepted too)
-NORMALIZE_CHOICES = ("auto", "imagenet", "model", "none")
 
 PathLike = Union[str, os.PathLike]
-
-
-class UsageError(ValueError):
-    """A problem with a command's arguments or inputs (model, weights, layer, files,
-    store); the message is one line meant for the user: the command line prints
-    it and exits with status 2. ``fastcam.generate.GenerateError`` and
-    ``fastcam.evaluate.EvalError`` are this class."""
 
 
 @dataclass(frozen=True)
@@ -200,141 +181,3 @@ def resolve_layer(model: nn.Module, layer: Optional[str], size: int = 224, bundl
     except ValueError as e:
         raise UsageError(f"--layer: {e}") from None
     return layer
-
-
-def count_classes(loaded: LoadedModel, size: int) -> int:
-    """The number of classes the model outputs (one forward of a zero image)."""
-    with torch.no_grad():
-        return int(loaded.model(torch.zeros(1, 3, size, size,
-                                            device=next(loaded.model.parameters()).device)).shape[-1])
-
-
-def resolve_normalize(normalize: Union[str, Normalize], loaded: LoadedModel) -> Normalize:
-    """What the model sees, and where masks apply, as float tuples.
-
-    * ``"auto"`` / ``"imagenet"`` / ``"model"``: images are pixel-space in [0, 1];
-      every mask multiplies the pixels (masked pixels black) *before* the model's
-      input normalisation, which is the model's own (``model.normalization``:
-      mean = std = 0.5 for the bundled EfficientNet-Lite0) or, for a model without
-      one, the ImageNet mean/std. (``imagenet`` is the ImageNet evaluation
-      protocol of the papers; the statistics are always the model's, never
-      ImageNet's forced onto a model trained otherwise.)
-    * None / ``"none"``: the model gets the [0, 1] pixels as they are (a model
-      with its normalisation built in) and masks multiply them.
-    * ``(mean, std)`` or the text ``MEAN/STD``
-      (``"0.485,0.456,0.406/0.229,0.224,0.225"``): explicit statistics, masks
-      before normalisation.
-    """
-    from ..data import IMAGENET_MEAN, IMAGENET_STD
-
-    if isinstance(normalize, str):
-        text, choice = normalize, normalize.strip().lower()
-        if choice in ("auto", "imagenet", "model"):
-            own = loaded.normalization
-            normalize = own if own is not None else (IMAGENET_MEAN, IMAGENET_STD)
-        elif choice == "none":
-            normalize = None
-        elif "/" in choice:
-            try:
-                normalize = tuple(tuple(float(v) for v in part.split(",")) for part in choice.split("/", 1))
-            except ValueError:
-                raise UsageError(f"--normalize {text!r}: expected MEAN/STD as comma-separated numbers") from None
-            mean, std = normalize
-            if len(mean) not in (1, 3) or len(std) != len(mean) or min(std) <= 0:
-                raise UsageError(f"--normalize {text!r}: need 1 or 3 means and as many positive stds")
-        else:
-            raise UsageError(f"--normalize {text!r}: choose from {list(NORMALIZE_CHOICES)} or MEAN/STD")
-    if normalize is None:
-        return None
-    mean, std = normalize
-    return (tuple(float(v) for v in mean), tuple(float(v) for v in std))
-
-
-def build_explainer(cls: type, model: nn.Module, layer: Optional[str], normalize: Normalize,
-                    options: Optional[dict] = None, precision: str = "fp32"):
-    """``cls(model, [layer], normalize=normalize, precision=precision, **options)``;
-    bad options raise :class:`UsageError`. ``precision`` is the engine's
-    (:class:`fastcam.engine.Engine`); ``"fp32"`` is every method's default and is
-    left to it (an ``options["precision"]`` then stands), so the keyword reaches
-    the method only when it is not fp32; a different ``options["precision"]`` is
-    an error."""
-    options = dict(options or {})
-    if precision not in PRECISION_CHOICES:
-        raise UsageError(f"--precision {precision!r}: choose from {list(PRECISION_CHOICES)}")
-    if precision != "fp32":
-        if options.get("precision", precision) != precision:
-            raise UsageError(f"precision given twice: {precision!r} and the method option "
-                             f"precision={options['precision']!r}")
-        options["precision"] = precision
-    try:
-        return cls(model, [layer] if layer else None, normalize=normalize, **options)
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"method options: {e}") from None
-
-
-# -- argument checks (before any work) -------------------------------------------------
-def check_size(size: int) -> int:
-    """``size`` as an int, or :class:`UsageError` below :data:`MIN_SIZE`."""
-    size = int(size)
-    if size < MIN_SIZE:
-        raise UsageError(f"--size {size}: must be at least {MIN_SIZE} (the model reduces the input "
-                         f"32-fold; a smaller input leaves the target layer a single position or none)")
-    return size
-
-
-def check_device(device: Union[str, torch.device, None]) -> None:
-    """:class:`UsageError` for a device name torch does not know, or CUDA without a GPU."""
-    if device is None:
-        return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as e:
-        raise UsageError(f"--device {str(device)!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {str(device)!r}: no CUDA GPU is available (use --device cpu)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UsageError(f"--device {str(device)!r}: only {torch.cuda.device_count()} GPU(s)")
-
-
-def check_precision(precision: str, device: Union[str, torch.device, None]) -> str:
-    """``precision`` if ``device`` (None: where the command would run, ``cuda``
-    when available) runs it natively, else :class:`UsageError` with
-    :func:`fastcam.engine.check_precision`'s reason: never a silent fallback."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        _engine.check_precision(precision, torch.device(device))
-    except ValueError as e:
-        raise UsageError(f"--precision {precision}: {e}") from None
-    return precision
-
-
-def check_out_dir(path: PathLike, flag: str = "--out") -> None:
-    """:class:`UsageError` unless ``path`` is a folder, or can be made one, that
-    this process can write into; creates nothing that was not there."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UsageError(f"{flag} {path!r} is a file, not a folder")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UsageError(f"{flag} {path!r}: {existing!r} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as e:
-        raise UsageError(f"{flag} {path!r}: cannot write in {existing!r} ({e.strerror or e})") from None
-
-
-# -- command line --------------------------------------------------------------------------
-def key_value(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE parsed as JSON, else kept as a string; ``-`` in KEY -> ``_``."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = value
-    return key.strip().replace("-", "_"), parsed

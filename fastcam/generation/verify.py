@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..models.loading import UsageError
+from ..errors import UsageError
 from .dataset import ImagesSpec, list_images
 from .fingerprint import fingerprints
 from .store import IMPLIED, SaliencyStore, _zarr

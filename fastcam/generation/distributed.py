@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence, Union
 
 import torch
 
-from ..models.loading import UsageError
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from ..models.loading import UsageError, sha256_file
+from ..errors import UsageError
+from ..models.loading import sha256_file
 from .dataset import ImageList
 
 #: the fingerprint kinds (``--fingerprint``)

@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from ..data import load_image
-from ..generate.dataset import list_images
-from ..models.loading import UsageError
+from ..errors import UsageError
+from ..generation.dataset import list_images
 
 Box = tuple[float, float, float, float]
 

@@ -43,7 +43,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..models.loading import UsageError
+from ..errors import UsageError
 
 STATUS_PENDING, STATUS_DONE, STATUS_FAILED = 0, 1, 2
 FORMAT = 1

@@ -30,9 +30,10 @@ from tqdm.auto import tqdm
 
 from .. import metrics as M
 from ..engine import Engine, Precision, engine_for
+from ..errors import UsageError
 from ..inputs import Normalize, normalizer
 from ..methods import METHODS
-from ..models.loading import UsageError, build_explainer
+from ..preflight import build_explainer
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """What identifies a ``fastcam generate`` run: :class:`RunConfig`, the store's
-checked metadata (:data:`fastcam.generate.store.CHECKED_KEYS`), resolved from
+checked metadata (:data:`fastcam.generation.store.CHECKED_KEYS`), resolved from
 the arguments and the loaded model on rank 0."""
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from ..inputs import Normalize
 from ..methods import METHODS
-from ..models.loading import LoadedModel, UsageError, build_explainer, count_classes, resolve_normalize
+from ..models.loading import LoadedModel
+from ..preflight import build_explainer, count_classes, resolve_normalize
 from .dataset import ImageList, read_targets
 from .store import FORMAT
 
@@ -43,7 +45,7 @@ class RunConfig:
     def metadata(self, images: str) -> dict:
         """The store's ``fastcam`` attributes for this run; ``images``: what the user
         passed, recorded but not checked."""
-        from .. import __version__
+        from .._version import __version__
 
         return {"format": FORMAT, "fastcam_version": __version__,
                 **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "images": images}

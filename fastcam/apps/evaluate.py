@@ -1,9 +1,8 @@
 """``fastcam explain``, ``fastcam eval`` and ``fastcam photos``: arguments and
-the glue from files to :func:`fastcam.evaluate.evaluate`."""
+the glue from files to :func:`fastcam.evaluation.evaluate` and :func:`fastcam.explain`."""
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import platform
 import shlex
@@ -15,14 +14,15 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..models.loading import (BUNDLED, PRECISION_CHOICES, UsageError, check_device, check_out_dir,
-                              check_precision, check_size, count_classes,
-                              key_value, load_model, resolve_normalize)
-from .files import (check_label_range, list_image_names, load_images, match_boxes, match_labels,
-                    read_box_rows, read_label_rows, transform_boxes)
-from .runner import METRICS, evaluate, parse_list, predict
-from .published import PUBLISHED, published_comparison
-from .tables import class_name, describe_normalize, markdown_table, write_outputs
+from ..errors import UsageError
+from ..evaluation.files import (check_label_range, list_image_names, load_images, match_boxes, match_labels,
+                                read_box_rows, read_label_rows, transform_boxes)
+from ..evaluation.published import PUBLISHED, published_comparison
+from ..evaluation.runner import METRICS, evaluate, parse_list, predict
+from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
+from ..models.loading import BUNDLED, load_model
+from ..preflight import PRECISION_CHOICES, check_precision, count_classes, resolve_normalize
+from .options import check_common, key_value, usage_errors
 
 DEFAULT_EVAL_METHODS = "cam,gradcam,gradcam++,scorecam,liftcam,shapcam,opticam,advise"
 DEFAULT_EVAL_METRICS = "ad,ai,ag,add,insertion,deletion"
@@ -52,7 +52,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                         "mean/std (bundled model: 0.5/0.5; torchvision: ImageNet's); none: the model "
                         "gets [0,1] pixels; or explicit MEAN/STD like 0.485,0.456,0.406/0.229,0.224,0.225")
     p.add_argument("--size", type=int, default=224, help="input and map size (default: %(default)s)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -102,7 +102,7 @@ def add_photos_arguments(p: argparse.ArgumentParser) -> None:
 
 def _options(items, methods) -> dict[str, dict]:
     """Method -> its ``-o`` options, each checked against the method's keyword options."""
-    from ..generate.config import method_spec
+    from ..generation.config import method_spec
 
     out: dict[str, dict] = {}
     for method, key, value in items:
@@ -114,34 +114,10 @@ def _options(items, methods) -> dict[str, dict]:
     return out
 
 
-def check_common(args: argparse.Namespace) -> None:
-    """The checks of ``--size``, ``--device`` and ``--out`` every command makes
-    before any work (those it has)."""
-    if hasattr(args, "size"):
-        check_size(args.size)
-    if hasattr(args, "device"):
-        check_device(args.device)
-    check_out_dir(args.out)
-
-
 def _setup(args):
     loaded = load_model(args.model, args.weights, layer=args.layer, size=args.size, device=args.device,
                         hash_weights=False)
     return loaded, resolve_normalize(args.normalize, loaded)
-
-
-def usage_errors(command: str):
-    """Wrap a subcommand: a :class:`UsageError` becomes a one-line message and exit code 2."""
-    def wrap(run):
-        @functools.wraps(run)
-        def guarded(args: argparse.Namespace) -> int:
-            try:
-                return run(args)
-            except UsageError as e:
-                print(f"fastcam {command}: error: {e}", file=sys.stderr)
-                return 2
-        return guarded
-    return wrap
 
 
 @usage_errors("eval")
@@ -249,7 +225,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     """``fastcam explain``: 0 when every image was explained, 1 when some could
     not be read (the others are written), 2 on a usage error."""
-    from .. import explain
+    from ..api import explain
     from ..methods import METHODS
     from ..visualize import overlay
     from PIL import Image

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import load_image
-from ..models.loading import UsageError
+from ..errors import UsageError
 
 #: file name endings (case-insensitive) taken from an image folder
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",

@@ -1,15 +1,20 @@
-"""``fastcam generate`` on the command line: its options and :func:`run_cli`."""
+"""``fastcam generate`` on the command line: its options and :func:`run_cli`,
+which calls :func:`fastcam.generation.generate` (or
+:func:`~fastcam.generation.verify.verify_store` with ``--verify``)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-from ..models.loading import BUNDLED, PRECISION_CHOICES, UsageError, key_value
-from .config import DTYPES
-from .fingerprint import FINGERPRINTS
-from .run import generate
-from .verify import verify_store
+from ..errors import UsageError
+from ..generation.config import DTYPES
+from ..generation.fingerprint import FINGERPRINTS
+from ..generation.run import generate
+from ..generation.verify import verify_store
+from ..models.loading import BUNDLED
+from ..preflight import PRECISION_CHOICES
+from .options import key_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..methods import METHODS, BaseCAM
-from ..models.loading import BUNDLED, UsageError, build_explainer, check_device, check_out_dir, \
-    check_precision, check_size, load_model
+from ..models.loading import BUNDLED, load_model
+from ..preflight import build_explainer, check_device, check_out_dir, check_precision, check_size
 from .compute import compute_chunk
 from .config import DTYPES, resolve_config
 from .dataset import ImageDataset, ImagesSpec, chunk_batches, list_images
@@ -65,7 +66,7 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
         device: default ``cuda`` when available (``cuda:LOCAL_RANK`` under torchrun).
         normalize: ``"auto"`` (the model's own ``normalization``, ImageNet mean/std
             otherwise), None, ``(mean, std)``, or another form
-            :func:`fastcam.models.loading.resolve_normalize` takes; images are
+            :func:`fastcam.preflight.resolve_normalize` takes; images are
             pixel-space in [0, 1].
         precision: how the model runs (:class:`fastcam.engine.Engine`): ``"fp32"``
             (default), ``"bf16"`` or ``"fp16"`` (autocast; the CAM algebra stays
