@@ -1,4 +1,4 @@
-"""SESS: Saliency Enhancing with Scaling and Sliding (Tursun, Denecke, Karray, Luu, Soudry,
+"""SESS: Saliency Enhancing with Scaling and Sliding (Tursun, Denman, Sridharan, Fookes,
 "SESS: Saliency Enhancing with Scaling and Sliding", ECCV 2022, arXiv 2207.01769) — a
 meta-method over any fastcam explainer.
 
