@@ -1,8 +1,9 @@
 """ROADCombined (9 percentiles × MoRF/LeRF, noise 0.01) on 8 Grad-CAM maps, CPU,
 torchvision ResNet-18 (random init), 224 px: pytorch-grad-cam (a SciPy sparse direct
 solve per image and percentile, two forwards per percentile) vs the fastcam drop-in
-(one batched multigrid-PCG imputation, 1 + 18 forwards), and the floor of any exact
-implementation — the 1 + 18 model forwards alone, on inputs prepared in advance."""
+(one batched multigrid-PCG imputation, 1 + 18 forwards), fastcam's native
+``fastcam.metrics.road`` (the same computation with class-index targets), and the floor of
+any exact implementation — the 1 + 18 model forwards alone, on inputs prepared in advance."""
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torchvision
 
 import fastcam
 from fastcam.compat.pytorch_grad_cam.metrics import ROADCombined
+from fastcam.metrics import road
 
 from conftest import SMOKE
 
@@ -56,6 +58,19 @@ def test_fastcam(benchmark, setup):
     benchmark.group = GROUP
     scores = benchmark.pedantic(metric, args=(x, cams, _targets(classes), model), rounds=3,
                                 iterations=1, warmup_rounds=1)
+    assert scores.shape == (BATCH,)
+
+
+def test_fastcam_native(benchmark, setup):
+    model, x, cams, classes = setup
+    maps = torch.from_numpy(cams)
+
+    def native():
+        return road(model, x, maps, classes, percentiles=PERCENTILES, score="logit", batch_size=BATCH)
+
+    benchmark.group = GROUP
+    benchmark.extra_info["note"] = "fastcam.metrics.road(order='combined')"
+    scores = benchmark.pedantic(native, rounds=3, iterations=1, warmup_rounds=1)
     assert scores.shape == (BATCH,)
 
 

@@ -4,16 +4,20 @@
 percentages). The localisation metrics (:func:`pointing_game`,
 :func:`energy_pointing_game`) take ``(maps, boxes)``: they need no model;
 :func:`randomisation_sanity` (Adebayo et al. 2018) compares a method's maps on
-the trained model with those on progressively re-initialised copies."""
+the trained model with those on progressively re-initialised copies. :func:`road`
+(Rong et al. 2022) removes pixels by noisy linear imputation; :func:`arcc` combines
+it with coherency and the maps' L1 norm."""
+from .arcc import arcc
 from .avx import avx, avx_components, avx_of_pairs
 from .confidence import (average_drop, average_drop_in_deletion, average_gain, average_increase,
                          confidence_changes)
 from .insertion_deletion import auc, deletion_auc, insertion_auc, rise_blur, saliency_rank
 from .localisation import boxes_mask, energy_pointing_game, pointing_game
+from .road import road, road_changes
 from .sanity import SanityResult, randomisation_sanity, spearman, ssim
 
 __all__ = ["confidence_changes", "average_drop", "average_increase", "average_gain",
            "average_drop_in_deletion",
            "insertion_auc", "deletion_auc", "auc", "rise_blur", "saliency_rank", "avx",
            "avx_components", "avx_of_pairs", "pointing_game", "energy_pointing_game", "boxes_mask",
-           "randomisation_sanity", "SanityResult", "spearman", "ssim"]
+           "randomisation_sanity", "SanityResult", "spearman", "ssim", "road", "road_changes", "arcc"]

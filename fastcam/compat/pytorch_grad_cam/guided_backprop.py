@@ -1,28 +1,23 @@
 """``pytorch_grad_cam.guided_backprop``: guided backpropagation (Springenberg et al., "Striving
-for Simplicity: The All Convolutional Net", ICLR-W 2015, section 3.4).
-
-Guided backpropagation is the gradient of a class score w.r.t. the input in which every
-ReLU passes back only positive gradients at positions where its input was positive:
-``R_in = R_out · 1[x > 0] · 1[R_out > 0]`` (the paper's eq. in fig. 1).
+for Simplicity: The All Convolutional Net", ICLR-W 2015, section 3.4) with grad-cam's
+interface, an adapter over fastcam's :mod:`fastcam.network.guided_backprop`.
 
 pytorch-grad-cam swaps the model's ``nn.ReLU`` modules for guided ones and back (the model
 ends up with new non-in-place ``ReLU()`` objects, and the backward writes the parameters'
-``.grad``). Here the model is never modified: during a call each ``nn.ReLU`` gets a forward
-hook that follows its output by :class:`PositiveGradient` (identity forward, gradient
-clamped at 0 backward). The ReLU's own backward supplies ``1[x > 0]``, so the product is
-exactly the guided rule, for in-place ReLUs too. The hooks are removed on return and on
-error, and only the input's gradient is computed.
+``.grad``). fastcam's native function hooks the ReLUs during the call only and leaves the
+model as it was. ``GuidedBackpropReLU`` / ``GuidedBackpropReLUasModule`` are grad-cam's
+guided ReLU as an autograd function and a module.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ...engine import Engine
+from ...network.guided_backprop import PositiveGradient, guided_backprop, guided_relus  # noqa: F401 (old import path)
 
 __all__ = ["GuidedBackpropReLU", "GuidedBackpropReLUasModule", "GuidedBackpropReLUModel"]
 
@@ -47,35 +42,6 @@ class GuidedBackpropReLUasModule(nn.Module):
 
     def forward(self, input_img: Tensor) -> Tensor:
         return GuidedBackpropReLU.apply(input_img)
-
-
-class PositiveGradient(torch.autograd.Function):
-    """Identity forward (a copy, so that later in-place ops of the model stay legal),
-    gradient clamped at 0 backward: after a ReLU it turns the ReLU's backward into the guided one."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return grad.clamp(min=0)
-
-
-def _guide(module: nn.Module, inputs, output):
-    return PositiveGradient.apply(output) if isinstance(output, Tensor) else output
-
-
-@contextlib.contextmanager
-def guided_relus(model: nn.Module) -> Iterator[int]:
-    """Every ``nn.ReLU`` of ``model`` backpropagates guidedly for the duration (forward
-    hooks, removed on exit, also on error); yields how many ReLUs were hooked."""
-    handles = [m.register_forward_hook(_guide) for m in model.modules() if isinstance(m, nn.ReLU)]
-    try:
-        yield len(handles)
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class GuidedBackpropReLUModel:
@@ -115,15 +81,8 @@ class GuidedBackpropReLUModel:
         if not isinstance(input_img, Tensor) or input_img.dim() != 4 or not input_img.is_floating_point():
             raise ValueError("input_img must be a floating (B, C, H, W) tensor, got "
                              f"{getattr(input_img, 'shape', type(input_img).__name__)}")
-        x = input_img.detach().to(self.device).requires_grad_(True)
-        with torch.inference_mode(False), torch.enable_grad(), self.engine.frozen(), guided_relus(self.model):
-            out = self.engine.forward(x, grad=True)
-            if out.dim() != 2:
-                raise ValueError(f"the model must return logits (B, C), got shape {tuple(out.shape)}")
-            classes = self._classes(out, target_category)
-            score = out.gather(1, classes[:, None]).sum()
-            (grad,) = torch.autograd.grad(score, x)
-        return grad.float()
+        return guided_backprop(self.engine, input_img.detach().to(self.device),
+                               lambda out: self._classes(out, target_category))
 
     def _classes(self, out: Tensor, target_category) -> Tensor:
         b, c = out.shape

@@ -2,9 +2,11 @@
 and ROAD (grad-cam 1.5.7's 2026 metric; Complexity and Coherency after Rong et al.,
 "A Consistent and Efficient Evaluation Strategy for Attribution Methods", arXiv 2104.10252).
 
-Everything runs batched in torch on the input's device; the functions take NumPy arrays or
-tensors and return NumPy where grad-cam returns NumPy. ROAD is this front-end's batched
-:class:`~fastcam.compat.pytorch_grad_cam.metrics.road.ROADCombined`.
+An adapter over fastcam's native :mod:`fastcam.metrics.arcc` (Pearson, the L1 term, the
+harmonic mean): the functions take NumPy arrays or tensors and return NumPy where grad-cam
+returns NumPy; targets are grad-cam's callables and ``base_method`` any grad-cam-style CAM.
+ROAD is this front-end's :class:`~fastcam.compat.pytorch_grad_cam.metrics.road.ROADCombined`
+(itself over :func:`fastcam.metrics.road.road_changes`).
 """
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fastcam.metrics.arcc import EPS, coherency_of, harmonic_arcc, l1_per_pixel, pearson
 from .perturbation_confidence import CamsLike, check_inputs
 from .road import ROADCombined
 
 ArrayLike = Union[np.ndarray, Tensor]
 
-#: grad-cam's guard against a zero standard deviation (Pearson) and a zero term (ARCC)
-EPS = 1e-8
+__all__ = ["EPS", "pearson", "batch_pearson_coherency", "Complexity", "Coherency", "ARCC"]
 
 
 def _as_batch(a: ArrayLike, name: str, device: Optional[torch.device] = None) -> Tensor:
@@ -34,20 +36,6 @@ def _as_batch(a: ArrayLike, name: str, device: Optional[torch.device] = None) ->
 
 def _out(t: Tensor, like_numpy: bool) -> ArrayLike:
     return t.detach().cpu().numpy() if like_numpy else t
-
-
-def pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise Pearson correlation of (B, N) tensors with grad-cam's estimator:
-    ``cov / (σ_a σ_b + 1e-8)``, unbiased (N − 1) covariance and standard deviations."""
-    n = a.shape[1]
-    if n < 2:
-        raise ValueError("a Pearson correlation needs at least 2 values per map")
-    ac = a - a.mean(dim=1, keepdim=True)
-    bc = b - b.mean(dim=1, keepdim=True)
-    cov = (ac * bc).sum(dim=1) / (n - 1)
-    sa = ((ac ** 2).sum(dim=1) / (n - 1)).sqrt()
-    sb = ((bc ** 2).sum(dim=1) / (n - 1)).sqrt()
-    return cov / (sa * sb + EPS)
 
 
 def batch_pearson_coherency(A: ArrayLike, B: ArrayLike) -> ArrayLike:
@@ -68,7 +56,7 @@ class Complexity:
 
     def __call__(self, grayscale_cams: ArrayLike) -> ArrayLike:
         flat = _as_batch(grayscale_cams, "grayscale_cams")
-        return _out(flat.abs().sum(dim=1) / flat.shape[1], isinstance(grayscale_cams, np.ndarray))
+        return _out(l1_per_pixel(flat), isinstance(grayscale_cams, np.ndarray))
 
 
 class Coherency:
@@ -83,9 +71,8 @@ class Coherency:
             raise TypeError(f"base_method must be a CAM method (callable), got {type(base_method).__name__}")
         mixed = input_tensor * cams[:, None].to(input_tensor.dtype)
         mixed_cams = base_method(input_tensor=mixed, targets=targets)
-        rho = pearson(_as_batch(mixed_cams, "the base method's maps", cams.device).to(cams.dtype),
-                      cams.reshape(cams.shape[0], -1))
-        return ((rho + 1) / 2).detach().float().cpu().numpy()
+        remaps = _as_batch(mixed_cams, "the base method's maps", cams.device)
+        return coherency_of(cams, remaps).detach().float().cpu().numpy()
 
 
 class ARCC:
@@ -113,6 +100,4 @@ class ARCC:
         coherency = torch.from_numpy(self.coherency(input_tensor, grayscale_cams, targets, model,
                                                     self.base_method)).to(cams.device, torch.float64)
         road = torch.from_numpy(self.road(input_tensor, grayscale_cams, targets, model)).to(cams.device)
-        road = (road.double() * 2).clamp(0, 1)
-        arcc = 3 / (1 / (coherency + EPS) + 1 / ((1 - complexity) + EPS) + 1 / (road + EPS))
-        return arcc.float().cpu().numpy()
+        return harmonic_arcc(coherency, complexity, road).float().cpu().numpy()

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from fastcam.engine import Engine
+from fastcam.metrics.road import percentile_threshold
 
 Perturbation = Callable[[Tensor, Tensor], Tensor]
 CamsLike = Union[np.ndarray, Tensor]
@@ -100,29 +101,6 @@ class PerturbationConfidenceMetric:
 
     def _finish(self, scores: np.ndarray) -> np.ndarray:
         return scores
-
-
-def percentile_threshold(values: Tensor, percentile: float) -> Tensor:
-    """Per-row ``np.percentile(values[i], percentile)`` (linear method), on the device.
-
-    Reproduces NumPy ≥ 2 bit for bit for float32/float64 rows: the virtual index
-    ``(n−1)·q/100`` and its fraction γ are computed in float64, the interpolation in
-    the values' dtype as NumPy's ``_lerp`` does (``b − (b−a)(1−γ)`` when γ ≥ ½)."""
-    flat = values.flatten(1)
-    n = flat.shape[1]
-    q = float(percentile) / 100.0
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-    virtual = (n - 1) * q
-    lo = min(int(np.floor(virtual)), n - 1)
-    hi = min(lo + 1, n - 1)
-    gamma = virtual - lo
-    ordered = torch.sort(flat, dim=1).values
-    a, b = ordered[:, lo], ordered[:, hi]
-    diff = b - a
-    if gamma >= 0.5:
-        return b - diff * torch.tensor(1.0 - gamma, dtype=flat.dtype, device=flat.device)
-    return a + diff * torch.tensor(gamma, dtype=flat.dtype, device=flat.device)
 
 
 def otsu_keep(values: Tensor) -> Tensor:

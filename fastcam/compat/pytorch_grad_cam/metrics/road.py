@@ -1,6 +1,8 @@
 """ROAD — RemOve And Debias (Rong, Leemann, Borisov, Kasneci, Kasneci, "A Consistent and
 Efficient Evaluation Strategy for Attribution Methods", ICML 2022), with the classes
-and numbers of pytorch-grad-cam 1.5.7's ``metrics.road``.
+and numbers of pytorch-grad-cam 1.5.7's ``metrics.road``: an adapter over fastcam's
+native metric :mod:`fastcam.metrics.road` (targets here are grad-cam's callables on the
+raw output, results NumPy float32).
 
 For a removal percentile p, the pixels to remove are chosen per image exactly as
 grad-cam does: MoRF keeps ``S < np.percentile(S, p)`` (p = 80 removes the 20 % most
@@ -33,22 +35,21 @@ How we differ from grad-cam:
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple, Type, Union
+from typing import Callable, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from fastcam.perturbation.noisy_linear_imputation import CORNER_WEIGHT, EDGE_WEIGHT, noisy_linear_imputation
+from fastcam.metrics.road import PERCENTILES, road_changes
 from .perturbation_confidence import (CamsLike, PerturbationConfidenceMetric, RemoveLeastRelevantFirst,
-                                      RemoveMostRelevantFirst, check_inputs, target_scores, to_numpy)
+                                      RemoveMostRelevantFirst, check_inputs, to_numpy)
 
 # (offset, weight) of the neighbours, ROAD paper Eq. 4 (the table grad-cam exports).
 neighbors_weights = [((1, 1), CORNER_WEIGHT), ((0, 1), EDGE_WEIGHT), ((-1, 1), CORNER_WEIGHT),
                      ((1, -1), CORNER_WEIGHT), ((0, -1), EDGE_WEIGHT), ((-1, -1), CORNER_WEIGHT),
                      ((1, 0), EDGE_WEIGHT), ((-1, 0), EDGE_WEIGHT)]
-
-PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 
 class NoisyLinearImputer:
@@ -117,29 +118,17 @@ def road_scores(input_tensor: Tensor, cams: CamsLike, targets: Sequence[Callable
                 chunk_elements: int = 1 << 20, keep_images: bool = False
                 ) -> Tuple[np.ndarray, Optional[Tensor]]:
     """Score changes for every remover (R of them) and image: float32 (R, B), and the
-    imputed images (R, B, C, H, W) when ``keep_images``. All R·B imputations run
-    batched, a chunk of whole model batches at a time (≈ ``chunk_elements`` values)."""
+    imputed images (R, B, C, H, W) when ``keep_images`` — fastcam's
+    :func:`~fastcam.metrics.road.road_changes` with grad-cam's targets (callables on the
+    raw output) and the removers' keep masks (their imputer's options)."""
     cams_t = check_inputs(input_tensor, cams, targets)
-    b, c, h, w = input_tensor.shape
-    fwd = batch_size or b
-    base = target_scores(model, input_tensor, targets, fwd)
     with torch.inference_mode():
-        keeps = torch.cat([r.keep_mask(cams_t) for r in removers])         # (R·B, H, W)
-    n = keeps.shape[0]
-    group = fwd * max(1, -(-max(1, chunk_elements // (c * h * w)) // fwd))
-    scores: List[Tensor] = []
-    images: List[Tensor] = []
-    for s in range(0, n, group):
-        rows = torch.arange(s, min(n, s + group), device=input_tensor.device)
-        imputer = removers[s // b].imputer
-        with torch.inference_mode():
-            imputed = imputer(input_tensor[rows % b], keeps[rows])
-        scores.append(target_scores(model, imputed, [targets[j % b] for j in range(s, s + len(rows))],
-                                    fwd))
-        if keep_images:
-            images.append(imputed)
-    diff = torch.cat(scores).reshape(len(removers), b, *base.shape[1:]) - base
-    vis = torch.cat(images).reshape(len(removers), b, c, h, w) if keep_images else None
+        keeps = torch.stack([r.keep_mask(cams_t) for r in removers])         # (R, B, H, W)
+    imputer = removers[0].imputer
+    out = road_changes(model, input_tensor, keeps, list(targets), batch_size=batch_size or input_tensor.shape[0],
+                       noise=imputer.noise, tol=imputer.tol, max_iter=imputer.max_iter,
+                       generator=imputer.generator, chunk_elements=chunk_elements, return_images=keep_images)
+    diff, vis = out if keep_images else (out, None)
     return to_numpy(diff), vis
 
 
