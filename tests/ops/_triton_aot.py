@@ -3,9 +3,13 @@ every Triton compile test uses.
 
 The compilation runs in a subprocess without TRITON_INTERPRET (once triton is
 imported under the interpreter, triton.language's own @jit helpers are
-interpreted functions and the code generator cannot compile anything). Each job
-compiles one kernel of a fastcam.kernels.triton module with its autotuner's
-last configuration for one compute capability:
+interpreted functions and the code generator cannot compile anything): one
+subprocess for the whole session, started by the first request, which answers
+every op module's request in turn and compiles each distinct (kernel,
+signature, constexprs, target, warps) once per session (two jobs that differ
+only in a flag the kernel does not take are one compile). Each job compiles
+one kernel of a fastcam.kernels.triton module with its autotuner's last
+configuration for one compute capability:
 
     dict(module=..., kernel="_x_kernel", tuner="_x", cc=80, dtype="fp32",
          constexprs={...}, types={...}, **tags)
@@ -23,34 +27,30 @@ A job marked ``size_one`` (``size_one_jobs``) is compiled with every integer
 argument the JIT would specialise set to 1 in turn, as the JIT does at run time
 (an int argument equal to 1 becomes a constexpr), so code that only works on
 tensor sizes fails here, on CPU.
-When triton's CUDA backend cannot be loaded the calling test is skipped."""
+Triton's on-disk cache is a fresh directory of the session: every kernel is
+really compiled. When triton's CUDA backend cannot be loaded the calling test
+is skipped."""
+import atexit
 import json
 import os
+import queue
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 
 import pytest
 
 _SCRIPT = r"""
-import importlib, json, sys
+import importlib, json, sys, traceback
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-root = sys.argv[1]
-spec = json.loads(sys.stdin.read())
-try:
-    from triton.backends import backends
-    backends["nvidia"].compiler(GPUTarget("cuda", spec["jobs"][0]["cc"], 32)).parse_options({})
-except Exception as e:
-    print("SKIP " + json.dumps(repr(e)))
-    sys.exit(0)
+sys.path.insert(0, sys.argv[1])
+compiled = {}  # (module, kernel, signature, constexprs, cc, num_warps) -> (ptx, cubin size)
 
-sys.path.insert(0, root)
-for module, tuners in spec["kernels"].items():
-    mod = importlib.import_module(module)
-    assert {getattr(mod, k) for k in tuners} == set(mod.KERNELS), \
-        f"{module}: KERNELS and the autotuned launchers disagree"
 
 def compile_one(job, fn, tuner, cfg, ones):
     constexprs = dict(cfg.kwargs)
@@ -66,13 +66,17 @@ def compile_one(job, fn, tuner, cfg, ones):
             sig[n] = "*" + job["dtype"]
         else:
             sig[n] = "i32"
-    attrs = {(i,): [["tt.divisibility", 16]]
-             for i, n in enumerate(fn.arg_names) if sig[n].startswith("*")}
-    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
-                       target=GPUTarget("cuda", job["cc"], 32),
-                       options={"num_warps": cfg.num_warps})
-    return dict(job, ones=sorted(ones), n_configs=len(tuner.configs), ptx=k.asm["ptx"],
-                cubin=len(k.asm["cubin"]) if "cubin" in k.asm else None)
+    key = json.dumps([job["module"], fn.__name__, sig, sorted(constexprs.items()), job["cc"],
+                      cfg.num_warps])
+    if key not in compiled:
+        attrs = {(i,): [["tt.divisibility", 16]]
+                 for i, n in enumerate(fn.arg_names) if sig[n].startswith("*")}
+        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
+                           target=GPUTarget("cuda", job["cc"], 32),
+                           options={"num_warps": cfg.num_warps})
+        compiled[key] = (k.asm["ptx"], len(k.asm["cubin"]) if "cubin" in k.asm else None)
+    ptx, cubin = compiled[key]
+    return dict(job, ones=sorted(ones), n_configs=len(tuner.configs), ptx=ptx, cubin=cubin)
 
 
 def specialisable_ints(job, fn):
@@ -84,44 +88,114 @@ def specialisable_ints(job, fn):
             and not n.endswith(("_ptr", "_buf")) and n not in dns]
 
 
-results = []
-for job in spec["jobs"]:
-    mod = importlib.import_module(job["module"])
-    fn, tuner = getattr(mod, job["kernel"]), getattr(mod, job.get("tuner") or job["kernel"])
-    if "config" in job:  # a launcher that picks its configuration itself
-        tuner = type("Fixed", (), {})()
-        tuner.configs = [triton.Config(job["config"]["kwargs"],
-                                       num_warps=job["config"]["num_warps"])]
-    if not job.get("size_one"):
-        results.append(compile_one(job, fn, tuner, tuner.configs[-1], []))
+def run(spec):
+    for module, tuners in spec["kernels"].items():
+        mod = importlib.import_module(module)
+        assert {getattr(mod, k) for k in tuners} == set(mod.KERNELS), \
+            f"{module}: KERNELS and the autotuned launchers disagree"
+    results = []
+    for job in spec["jobs"]:
+        mod = importlib.import_module(job["module"])
+        fn, tuner = getattr(mod, job["kernel"]), getattr(mod, job.get("tuner") or job["kernel"])
+        if "config" in job:  # a launcher that picks its configuration itself
+            tuner = type("Fixed", (), {})()
+            tuner.configs = [triton.Config(job["config"]["kwargs"],
+                                           num_warps=job["config"]["num_warps"])]
+        if not job.get("size_one"):
+            results.append(compile_one(job, fn, tuner, tuner.configs[-1], []))
+            continue
+        # Every specialisable int alone equal to 1, then all of them at once; the
+        # smallest configuration (the specialisation does not depend on it).
+        names = specialisable_ints(job, fn)
+        for ones in [[n] for n in names] + ([names] if len(names) > 1 else []):
+            results.append(compile_one(job, fn, tuner, tuner.configs[0], ones))
+    return results
+
+
+skip = None
+for line in sys.stdin:  # one request (a JSON line) -> one answer line
+    spec = json.loads(line)
+    if skip is None:
+        try:
+            from triton.backends import backends
+            backends["nvidia"].compiler(GPUTarget("cuda", spec["jobs"][0]["cc"], 32)).parse_options({})
+            skip = ""
+        except Exception as e:
+            skip = "SKIP " + json.dumps(repr(e))
+    if skip:
+        print(skip, flush=True)
         continue
-    # Every specialisable int alone equal to 1, then all of them at once; the
-    # smallest configuration (the specialisation does not depend on it).
-    names = specialisable_ints(job, fn)
-    for ones in [[n] for n in names] + ([names] if len(names) > 1 else []):
-        results.append(compile_one(job, fn, tuner, tuner.configs[0], ones))
-print("RESULTS " + json.dumps(results))
+    try:
+        print("RESULTS " + json.dumps(run(spec)), flush=True)
+    except Exception:
+        print("ERROR " + json.dumps(traceback.format_exc()), flush=True)
 """
+
+
+class _Compiler:
+    """The session's compile subprocess: requests on its stdin, one answer line
+    each on its stdout (other output is kept for error messages)."""
+
+    def __init__(self, cache_dir: str):
+        import fastcam
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(fastcam.__file__)))
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env["TRITON_CACHE_DIR"] = cache_dir  # no cache hits from earlier sessions
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, root], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        atexit.register(self.close)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)  # the process ended
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()[-4000:]
+
+    def request(self, spec: dict, timeout: float) -> str:
+        """The answer line (RESULTS/SKIP/ERROR ...) to one request."""
+        self.proc.stdin.write(json.dumps(spec) + "\n")
+        self.proc.stdin.flush()
+        other = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(1.0, deadline - time.monotonic()))
+            assert line is not None, "\n".join(other)[-2000:] + self._stderr_tail()
+            if line.startswith(("RESULTS ", "SKIP ", "ERROR ")):
+                return line
+            other.append(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_compiler = None
 
 
 def compile_for_gpu(jobs: list[dict], kernels: dict[str, dict[str, str]],
                     tmp_path_factory) -> list[dict]:
-    """Compile every job (see the module docstring) in one subprocess; the results
-    in the jobs' order."""
-    import fastcam
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastcam.__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton_cache"))  # no cache hits
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, root], env=env, text=True,
-                          input=json.dumps(dict(jobs=jobs, kernels=kernels)),
-                          capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    if last.startswith("SKIP "):
-        pytest.skip(f"triton's CUDA backend cannot be loaded here: {json.loads(last[5:])}")
-    assert last.startswith("RESULTS "), proc.stdout[-2000:] + proc.stderr[-2000:]
-    return json.loads(last[8:])
+    """Compile every job (see the module docstring) in the session's compile
+    subprocess; the results in the jobs' order."""
+    global _compiler
+    if _compiler is None or _compiler.proc.poll() is not None:
+        _compiler = _Compiler(str(tmp_path_factory.mktemp("triton_cache")))
+    answer = _compiler.request(dict(jobs=jobs, kernels=kernels), timeout=300)
+    if answer.startswith("SKIP "):
+        pytest.skip(f"triton's CUDA backend cannot be loaded here: {json.loads(answer[5:])}")
+    assert answer.startswith("RESULTS "), json.loads(answer[6:]) + _compiler._stderr_tail()
+    return json.loads(answer[8:])
 
 
 def size_one_jobs(jobs: list[dict]) -> list[dict]:
