@@ -34,13 +34,13 @@ from fastcam.ops.adaptive_kde import adaptive_kde as adaptive_kde_op
 ref = kernel_module("reference", "adaptive_kde")
 
 
-def cpp_kde(x, Z=None):
+def cpp_adaptive_kde(x, Z=None):
     from fastcam.kernels import cpp
 
     return cpp.adaptive_kde(x, Z)
 
 
-BACKENDS = {"reference": ref.adaptive_kde, "cpp": cpp_kde}
+BACKENDS = {"reference": ref.adaptive_kde, "cpp": cpp_adaptive_kde}
 
 
 def count_peaks_np(y):
@@ -220,14 +220,14 @@ def test_cpp_matches_reference_and_threads():
     x[:, 0], x[:, 1] = 0.0, 1.0
     x[::7, 5:] = 2.0                     # some sparse channels on coarse grids
     x[3] = 0.25                          # no estimate
-    d, p = cpp_kde(x)
+    d, p = cpp_adaptive_kde(x)
     d0, p0 = ref.adaptive_kde(x)
     torch.testing.assert_close(d, d0, rtol=1e-9, atol=1e-12)
     assert torch.equal(p, p0)
     prev = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        d1, p1 = cpp_kde(x)
+        d1, p1 = cpp_adaptive_kde(x)
     finally:
         torch.set_num_threads(prev)
     assert torch.equal(d, d1) and torch.equal(p, p1)
@@ -407,7 +407,7 @@ def test_triton_kernel_is_compiled_once_per_block_size(aot_results):
 
 @pytest.mark.skipif(tk is None, reason="needs triton")
 @pytest.mark.parametrize("BLOCK_L", [2, 16, 64, 128, 256, 512, 1024])
-def test_triton_kde_config_is_capped(BLOCK_L):
+def test_triton_adaptive_kde_config_is_capped(BLOCK_L):
     # One configuration per block size, the convolution tile capped at
     # TILE_PER_THREAD float64 values per thread. Measured once here with ptxas
     # 13.0 for sm_90a at BLOCK_L 256: (8, 8 warps) uses 194 registers and spills
@@ -421,7 +421,7 @@ def test_triton_kde_config_is_capped(BLOCK_L):
 # ----------------------------------------------------------------------------
 # (e) CUDA (one thread per channel, csrc/common/adaptive_kde_math.h), on a GPU
 # ----------------------------------------------------------------------------
-def _kde_samples(n=96, S=49, seed=0):
+def _adaptive_kde_samples(n=96, S=49, seed=0):
     """Channels of the kinds the CPU tests use, plus sparse channels (coarse
     internal grids), channels without an estimate, ties and out-of-range values."""
     g = torch.Generator().manual_seed(seed)
@@ -435,7 +435,7 @@ def _kde_samples(n=96, S=49, seed=0):
     return x
 
 
-def _assert_gpu_kde_agrees(d, p, d0, p0, max_flipped=0.05):
+def _assert_gpu_adaptive_kde_agrees(d, p, d0, p0, max_flipped=0.05):
     """What can be promised of the CUDA kernel against a CPU result (d0, p0):
     its device code contracts products into FMAs and uses the GPU's exp (within
     1 ulp, not glibc's), so values differ by rounding, and where two bandwidth
@@ -461,30 +461,30 @@ def test_gpu_agreement_rule_on_the_cpp_kernel():
     # it fails a density changed on more than max_flipped of the channels or a
     # peak count that is not the density's own.
     from fastcam.kernels import cpp as kcpu
-    x = _kde_samples(n=40, S=30)
+    x = _adaptive_kde_samples(n=40, S=30)
     d, p = kcpu.adaptive_kde(x)
     d0, p0 = ref.adaptive_kde(x)
-    _assert_gpu_kde_agrees(d, p, d0, p0)
+    _assert_gpu_adaptive_kde_agrees(d, p, d0, p0)
     bad = d.clone()
     bad[10:14] *= 1.01                                # 10% of the channels off by 1%
     with pytest.raises(AssertionError):
-        _assert_gpu_kde_agrees(bad, p, d0, p0)
+        _assert_gpu_adaptive_kde_agrees(bad, p, d0, p0)
     wrong = p.clone()
     wrong[0] += 1
     with pytest.raises(AssertionError):
-        _assert_gpu_kde_agrees(d, wrong, d0, p0)
+        _assert_gpu_adaptive_kde_agrees(d, wrong, d0, p0)
 
 
 @needs_gpu
 @pytest.mark.parametrize("S,Z", [(49, None), (49, 20), (30, 49), (196, None), (100, 169)])
 def test_adaptive_kde_cuda_matches_reference(S, Z):
     from fastcam.kernels import cuda as kcuda
-    x = _kde_samples(S=S)
+    x = _adaptive_kde_samples(S=S)
     d, p = kcuda.adaptive_kde(x.cuda(), Z)
     torch.cuda.synchronize()
     assert d.device.type == "cuda" and d.dtype == torch.float64 and p.dtype == torch.long
     d0, p0 = ref.adaptive_kde(x, Z)
-    _assert_gpu_kde_agrees(d, p, d0, p0)
+    _assert_gpu_adaptive_kde_agrees(d, p, d0, p0)
 
 
 @needs_gpu
@@ -492,14 +492,14 @@ def test_adaptive_kde_cuda_matches_cpu_kernel_and_float32_input():
     from fastcam.kernels import cpp as kcpu
     from fastcam.kernels import cuda as kcuda
 
-    x = _kde_samples(n=300, S=64, seed=3)
+    x = _adaptive_kde_samples(n=300, S=64, seed=3)
     d, p = kcuda.adaptive_kde(x.cuda())
     dc, pc = kcpu.adaptive_kde(x)
-    _assert_gpu_kde_agrees(d, p, dc, pc)
+    _assert_gpu_adaptive_kde_agrees(d, p, dc, pc)
     x32 = x.float()
     d, p = kcuda.adaptive_kde(x32.cuda(), 40)
     dc, pc = kcpu.adaptive_kde(x32, 40)
-    _assert_gpu_kde_agrees(d, p, dc, pc)
+    _assert_gpu_adaptive_kde_agrees(d, p, dc, pc)
 
 
 
@@ -524,7 +524,7 @@ def test_adaptive_kde_cuda_through_op_on_side_stream():
     import fastcam
     from fastcam.ops.adaptive_kde import adaptive_kde
 
-    x = _kde_samples(n=24, S=49, seed=5).reshape(2, 12, 49)
+    x = _adaptive_kde_samples(n=24, S=49, seed=5).reshape(2, 12, 49)
     xg = x.cuda()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -533,4 +533,4 @@ def test_adaptive_kde_cuda_through_op_on_side_stream():
     torch.cuda.synchronize()
     assert d.shape == (2, 12, 36) and p.shape == (2, 12) and d.is_cuda
     d0, p0 = ref.adaptive_kde(x.reshape(24, 49), 36)
-    _assert_gpu_kde_agrees(d.reshape(24, 36), p.reshape(24), d0, p0)
+    _assert_gpu_adaptive_kde_agrees(d.reshape(24, 36), p.reshape(24), d0, p0)

@@ -67,13 +67,37 @@ ARCHS = "75;80;90"  # the default of CMakeLists.txt and pyproject.toml: T4, A100
 SM = tuple(f"sm_{a}" for a in ARCHS.split(";"))
 
 
+OP_ENTRY_POINTS = ("cam_combine_forward", "cam_combine_backward", "mask_blend", "rank_reveal",
+                   "adaptive_kde")
+
+
+def test_entry_points_are_named_as_the_ops():
+    # One name per op in every layer: fastcam._C.cpu.<op> calls fastcam::cpu::<op>,
+    # and the kernels packages and custom ops use the same names.
+    import importlib
+    import importlib.util
+
+    import fastcam.ops  # noqa: F401  (registers the custom ops)
+
+    for name in OP_ENTRY_POINTS:
+        assert callable(getattr(_C().cpu, name, None)), name
+        assert not hasattr(_C(), name + "_cpu") and not hasattr(_C(), name + "_cuda"), name
+        for backend in ("reference", "cpp", "cuda", "triton"):
+            if backend == "triton" and importlib.util.find_spec("triton") is None:
+                continue
+            package = importlib.import_module(f"fastcam.kernels.{backend}")
+            assert callable(getattr(package, name, None)), (backend, name)
+            op = name.rsplit("_forward", 1)[0].rsplit("_backward", 1)[0]
+            assert importlib.import_module(f"fastcam.kernels.{backend}.{op}")
+        assert hasattr(torch.ops.fastcam, name), name
+    assert hasattr(_C(), "cuda") == _cuda_compiled()
+
+
 @needs_cuda_build
 def test_cuda_entry_points_exist():
     # one name per op in every layer: fastcam._C.cuda.<op> calls fastcam::cuda::<op>
-    for name in ("cam_combine_forward", "cam_combine_backward", "mask_blend", "rank_reveal",
-                 "adaptive_kde"):
+    for name in OP_ENTRY_POINTS:
         assert callable(getattr(_C().cuda, name, None)), name
-        assert callable(getattr(_C().cpu, name, None)), name
     assert callable(getattr(_C(), "cuda_device_count", None))
 
 
