@@ -7,7 +7,9 @@ interpreted functions and the code generator cannot compile anything): one
 subprocess for the whole session, started by the first request, which answers
 every op module's request in turn and compiles each distinct (kernel,
 signature, constexprs, target, warps) once per session (two jobs that differ
-only in a flag the kernel does not take are one compile). Each job compiles
+only in a flag the kernel does not take are one compile), the distinct
+compiles of a request in parallel in workers forked from it, one per CPU
+(at most 8). Each job compiles
 one kernel of a fastcam.kernels.triton module with its autotuner's last
 configuration for one compute capability:
 
@@ -43,16 +45,29 @@ import time
 import pytest
 
 _SCRIPT = r"""
-import importlib, json, sys, traceback
+import importlib, json, multiprocessing, os, sys, traceback
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 sys.path.insert(0, sys.argv[1])
-compiled = {}  # (module, kernel, signature, constexprs, cc, num_warps) -> (ptx, cubin size)
+compiled = {}  # json [module, kernel, signature, constexprs, cc, num_warps] -> (ptx, cubin size)
+pool = None    # forked workers (triton already imported), one per CPU, at most 8
 
 
-def compile_one(job, fn, tuner, cfg, ones):
+def compile_key(key):
+    # One triton.compile; in a worker, the arguments as a JSON key.
+    module, kernel, sig, constexprs, cc, num_warps = json.loads(key)
+    fn = getattr(importlib.import_module(module), kernel)
+    attrs = {(i,): [["tt.divisibility", 16]]
+             for i, n in enumerate(fn.arg_names) if sig[n].startswith("*")}
+    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=dict(constexprs), attrs=attrs),
+                       target=GPUTarget("cuda", cc, 32), options={"num_warps": num_warps})
+    return k.asm["ptx"], len(k.asm["cubin"]) if "cubin" in k.asm else None
+
+
+def plan_one(job, fn, tuner, cfg, ones):
+    # The compile a job needs (its key) and its result but for ptx and cubin.
     constexprs = dict(cfg.kwargs)
     constexprs.update({k: v for k, v in job["constexprs"].items() if k in fn.arg_names})
     constexprs.update({n: 1 for n in ones})  # what the JIT does with an int equal to 1
@@ -68,15 +83,7 @@ def compile_one(job, fn, tuner, cfg, ones):
             sig[n] = "i32"
     key = json.dumps([job["module"], fn.__name__, sig, sorted(constexprs.items()), job["cc"],
                       cfg.num_warps])
-    if key not in compiled:
-        attrs = {(i,): [["tt.divisibility", 16]]
-                 for i, n in enumerate(fn.arg_names) if sig[n].startswith("*")}
-        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
-                           target=GPUTarget("cuda", job["cc"], 32),
-                           options={"num_warps": cfg.num_warps})
-        compiled[key] = (k.asm["ptx"], len(k.asm["cubin"]) if "cubin" in k.asm else None)
-    ptx, cubin = compiled[key]
-    return dict(job, ones=sorted(ones), n_configs=len(tuner.configs), ptx=ptx, cubin=cubin)
+    return key, dict(job, ones=sorted(ones), n_configs=len(tuner.configs))
 
 
 def specialisable_ints(job, fn):
@@ -93,7 +100,7 @@ def run(spec):
         mod = importlib.import_module(module)
         assert {getattr(mod, k) for k in tuners} == set(mod.KERNELS), \
             f"{module}: KERNELS and the autotuned launchers disagree"
-    results = []
+    planned = []
     for job in spec["jobs"]:
         mod = importlib.import_module(job["module"])
         fn, tuner = getattr(mod, job["kernel"]), getattr(mod, job.get("tuner") or job["kernel"])
@@ -102,14 +109,22 @@ def run(spec):
             tuner.configs = [triton.Config(job["config"]["kwargs"],
                                            num_warps=job["config"]["num_warps"])]
         if not job.get("size_one"):
-            results.append(compile_one(job, fn, tuner, tuner.configs[-1], []))
+            planned.append(plan_one(job, fn, tuner, tuner.configs[-1], []))
             continue
         # Every specialisable int alone equal to 1, then all of them at once; the
         # smallest configuration (the specialisation does not depend on it).
         names = specialisable_ints(job, fn)
         for ones in [[n] for n in names] + ([names] if len(names) > 1 else []):
-            results.append(compile_one(job, fn, tuner, tuner.configs[0], ones))
-    return results
+            planned.append(plan_one(job, fn, tuner, tuner.configs[0], ones))
+    # Each distinct compile once per session, in parallel where there are CPUs.
+    todo = sorted({key for key, _ in planned} - set(compiled))
+    global pool
+    if pool is None and len(os.sched_getaffinity(0)) > 1:
+        pool = multiprocessing.get_context("fork").Pool(min(len(os.sched_getaffinity(0)), 8))
+    outputs = pool.map(compile_key, todo, chunksize=1) if pool and len(todo) > 1 else \
+        [compile_key(key) for key in todo]
+    compiled.update(zip(todo, outputs))
+    return [dict(result, ptx=compiled[key][0], cubin=compiled[key][1]) for key, result in planned]
 
 
 skip = None
@@ -129,6 +144,9 @@ for line in sys.stdin:  # one request (a JSON line) -> one answer line
         print("RESULTS " + json.dumps(run(spec)), flush=True)
     except Exception:
         print("ERROR " + json.dumps(traceback.format_exc()), flush=True)
+if pool is not None:
+    pool.close()
+    pool.join()
 """
 
 
