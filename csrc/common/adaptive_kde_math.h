@@ -252,8 +252,9 @@ FC_HD double adaptive_kde_histogram(const double* x, int S, int L, double dt, do
 // Output gsr[k*M + i] = w*_i(t_k) / W_i, gmax[k] / gmin[k] its max / min over i.
 // Scratch c and acc: M*L each. O(M^2 L^2) multiply-adds.
 // ---------------------------------------------------------------------------
-FC_HD void adaptive_kde_local_bandwidths(const double* y, const AdaptiveKdeTables& tb, int M, double* c,
-                                double* acc, double* gsr, double* gmax, double* gmin) {
+FC_HD void adaptive_kde_local_bandwidths(const double* y, const AdaptiveKdeTables& tb, int M,
+                                         double* c, double* acc, double* gsr, double* gmax,
+                                         double* gmin) {
   const int L = tb.L;
   const int64_t E = 2 * L - 1;
   const double kC = 2.0 / sqrt(2.0 * 3.14159265358979323846);
@@ -327,8 +328,9 @@ FC_HD void adaptive_kde_local_bandwidths(const double* y, const AdaptiveKdeTable
 // The variable bandwidth at one grid point for stiffness g: min W if g > max_i
 // r_i, max W if g < min_i r_i, else g * W_{i*}, i* the largest i with r_i >= g
 // (r = gsr row of the point). *sel = i*, or -1 in the first two cases.
-FC_HD double adaptive_kde_select_bandwidth(double g, const double* r, int M, const AdaptiveKdeTables& tb,
-                                  double rmax, double rmin, int* sel) {
+FC_HD double adaptive_kde_select_bandwidth(double g, const double* r, int M,
+                                           const AdaptiveKdeTables& tb, double rmax, double rmin,
+                                           int* sel) {
   *sel = -1;
   if (g > rmax) return tb.Wmin;
   if (g < rmin) return tb.Wmax;
@@ -351,10 +353,10 @@ FC_HD double adaptive_kde_select_bandwidth(double g, const double* r, int M, con
 // non-empty bins only. Writes optwv, optwp, yv (L each; w1, w2: L, w3: 2(2L-1)
 // scratch) and returns C(g). L * (non-empty bins) + 2L exponentials.
 // ---------------------------------------------------------------------------
-FC_HD double adaptive_kde_cost(double g, const double* y, double N, const double* t, const double* gsr,
-                      const double* gmax, const double* gmin, int M, const AdaptiveKdeTables& tb,
-                      double* optwv, double* optwp, double* yv, double* w1, double* w2,
-                      double* w3) {
+FC_HD double adaptive_kde_cost(double g, const double* y, double N, const double* t,
+                               const double* gsr, const double* gmax, const double* gmin, int M,
+                               const AdaptiveKdeTables& tb, double* optwv, double* optwp,
+                               double* yv, double* w1, double* w2, double* w3) {
   const int L = tb.L;
   const int64_t E = 2 * L - 1;
   const double dt = tb.dt;
@@ -503,8 +505,8 @@ FC_HD int64_t adaptive_kde_scratch_size(int L, int M) { return int64_t(3 * M + 1
 // (> 0) and its tables, output density (Z) on linspace(0, 1, Z); returns the
 // number of peaks. scratch: adaptive_kde_scratch_size(L, M) doubles.
 // ---------------------------------------------------------------------------
-FC_HD int adaptive_kde_channel(const double* x, int S, int Z, const AdaptiveKdeTables& tb, int M, int max_iter,
-                      double tol, double* scratch, double* density) {
+FC_HD int adaptive_kde_channel(const double* x, int S, int Z, const AdaptiveKdeTables& tb, int M,
+                               int max_iter, double tol, double* scratch, double* density) {
   const int L = tb.L;
   double* y = scratch;
   double* t = y + L;
@@ -529,7 +531,8 @@ FC_HD int adaptive_kde_channel(const double* x, int S, int Z, const AdaptiveKdeT
   for (int k = 0; k < L; ++k) yopt[k] = 0.0;
   for (int it = 0; it < max_iter && adaptive_kde_golden_active(gs, tol); ++it) {
     const double g = adaptive_kde_golden_propose(gs);
-    adaptive_kde_golden_accept(gs, adaptive_kde_cost(g, y, N, t, gsr, gmax, gmin, M, tb, optwv, optwp, yv, w1, w2, w3));
+    adaptive_kde_golden_accept(gs, adaptive_kde_cost(g, y, N, t, gsr, gmax, gmin, M, tb, optwv,
+                                                     optwp, yv, w1, w2, w3));
     double mass = 0.0;
     for (int k = 0; k < L; ++k) mass += yv[k] * tb.dt;
     for (int k = 0; k < L; ++k) yopt[k] = yv[k] / mass;
@@ -537,7 +540,8 @@ FC_HD int adaptive_kde_channel(const double* x, int S, int Z, const AdaptiveKdeT
   if (L == Z) {
     for (int i = 0; i < Z; ++i) density[i] = yopt[i];
   } else {
-    for (int i = 0; i < Z; ++i) density[i] = adaptive_kde_interp(adaptive_kde_linspace01(i, Z), t, yopt, L);
+    for (int i = 0; i < Z; ++i)
+      density[i] = adaptive_kde_interp(adaptive_kde_linspace01(i, Z), t, yopt, L);
   }
   return adaptive_kde_count_peaks(density, Z);
 }

@@ -33,9 +33,9 @@
 namespace fastcam::cpu {
 namespace {
 
-FASTCAM_ADAPTIVE_KDE_CLONES int run_channel(const double* x, int S, int Z, const AdaptiveKdeTables& tb, int M,
-                                   int max_iter, double tol, double* scratch,
-                                   double* density) {
+FASTCAM_ADAPTIVE_KDE_CLONES int run_channel(const double* x, int S, int Z,
+                                            const AdaptiveKdeTables& tb, int M, int max_iter,
+                                            double tol, double* scratch, double* density) {
   return adaptive_kde_channel(x, S, Z, tb, M, max_iter, tol, scratch, density);
 }
 

@@ -1,7 +1,8 @@
 // CUDA kernel of adaptive_kde: N small 1-D locally adaptive KDEs (ssvkernel),
 // one thread per channel running the same per-channel driver as the OpenMP
-// kernel (csrc/common/adaptive_kde_math.h: adaptive_kde_grid_size, adaptive_kde_fill_tables, adaptive_kde_channel),
-// so the CPU tests exercise the math this kernel runs. The definition is
+// kernel (csrc/common/adaptive_kde_math.h: adaptive_kde_grid_size,
+// adaptive_kde_fill_tables, adaptive_kde_channel), so the CPU tests exercise the
+// math this kernel runs. The definition is
 // fastcam/kernels/reference/adaptive_kde.py; this mirrors csrc/cpu/adaptive_kde.cpp:
 //   1. adaptive_kde_grid_kernel: grid[c] = adaptive_kde_grid_size(x_c) (0: no estimate), one
 //      thread per channel (grid-stride past the grid cap).
@@ -43,8 +44,8 @@ using namespace detail;
 constexpr int kAdaptiveKdeThreads = 32;
 
 __global__ void __launch_bounds__(kAdaptiveKdeThreads)
-    adaptive_kde_grid_kernel(const double* __restrict__ x, int32_t* __restrict__ grid, int64_t N, int S,
-                    int Z) {
+    adaptive_kde_grid_kernel(const double* __restrict__ x, int32_t* __restrict__ grid, int64_t N,
+                             int S, int Z) {
   const int64_t step = int64_t(gridDim.x) * blockDim.x;
   for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < N; c += step)
     grid[c] = adaptive_kde_grid_size(x + c * S, S, Z, kAdaptiveKdeMaxGrid);
@@ -52,10 +53,10 @@ __global__ void __launch_bounds__(kAdaptiveKdeThreads)
 
 __global__ void __launch_bounds__(kAdaptiveKdeThreads)
     adaptive_kde_channel_kernel(const double* __restrict__ x, const int32_t* __restrict__ slot,
-                       const AdaptiveKdeTables* __restrict__ tables, double* __restrict__ scratch,
-                       int64_t scratch_stride, double* __restrict__ density,
-                       int64_t* __restrict__ peaks, int64_t N, int S, int Z, int M, int max_iter,
-                       double tol) {
+                                const AdaptiveKdeTables* __restrict__ tables,
+                                double* __restrict__ scratch, int64_t scratch_stride,
+                                double* __restrict__ density, int64_t* __restrict__ peaks,
+                                int64_t N, int S, int Z, int M, int max_iter, double tol) {
   const int64_t step = int64_t(gridDim.x) * blockDim.x;
   for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < N; c += step) {
     double* out = density + c * Z;
@@ -66,8 +67,8 @@ __global__ void __launch_bounds__(kAdaptiveKdeThreads)
       continue;
     }
     const AdaptiveKdeTables tb = tables[s];
-    peaks[c] = adaptive_kde_channel(x + c * S, S, Z, tb, M, max_iter, tol, scratch + c * scratch_stride,
-                           out);
+    peaks[c] = adaptive_kde_channel(x + c * S, S, Z, tb, M, max_iter, tol,
+                                    scratch + c * scratch_stride, out);
   }
 }
 
@@ -118,8 +119,8 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int32_t* gri
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
 
   // 1. Internal grid sizes, read back.
-  adaptive_kde_grid_kernel<<<grid_blocks(N, kAdaptiveKdeThreads), kAdaptiveKdeThreads, 0, st>>>(x, grid, N, int(S),
-                                                                       int(Z));
+  adaptive_kde_grid_kernel<<<grid_blocks(N, kAdaptiveKdeThreads), kAdaptiveKdeThreads, 0, st>>>(
+      x, grid, N, int(S), int(Z));
   check_launch("adaptive_kde/grid");
   std::vector<int32_t> slot(N);
   check(cudaMemcpyAsync(slot.data(), grid, size_t(N) * sizeof(int32_t), cudaMemcpyDeviceToHost,
@@ -145,7 +146,8 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int32_t* gri
   for (size_t s = 0; s < sizes.size(); ++s) slot_of[sizes[s]] = int32_t(s);
   for (int32_t& v : slot) v = v > 0 ? slot_of[v] : -1;
 
-  static_assert(sizeof(AdaptiveKdeTables) % sizeof(double) == 0, "AdaptiveKdeTables is a multiple of 8 bytes");
+  static_assert(sizeof(AdaptiveKdeTables) % sizeof(double) == 0,
+                "AdaptiveKdeTables is a multiple of 8 bytes");
   const size_t head = sizes.size() * sizeof(AdaptiveKdeTables) / sizeof(double);  // in doubles
   size_t total = head;
   for (int L : sizes) total += size_t(M) * (1 + 2 * (2 * size_t(L) - 1));

@@ -132,10 +132,10 @@ def _last_nonzero(a, b):
 # Kernel
 # ----------------------------------------------------------------------------
 @triton.jit(do_not_specialize=["S", "Z", "L", "M", "max_iter"])  # one compile per block size
-def _adaptive_kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr,
-                y_buf, c_buf, gsr_buf, wv_buf, yo_buf,
-                prm_ptr, S, Z, L, M, max_iter, INTERP: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_Z: tl.constexpr,
-                BLOCK_S: tl.constexpr, BLOCK_M: tl.constexpr, NSTEP: tl.constexpr):
+def _adaptive_kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr, y_buf, c_buf, gsr_buf,
+                         wv_buf, yo_buf, prm_ptr, S, Z, L, M, max_iter, INTERP: tl.constexpr,
+                         BLOCK_L: tl.constexpr, BLOCK_Z: tl.constexpr, BLOCK_S: tl.constexpr,
+                         BLOCK_M: tl.constexpr, NSTEP: tl.constexpr):
     """One channel: density on linspace(0,1,Z) into dens[ch], peak count into
     peaks[ch], ch = idx[program]. Grid size L (> 0) and its tables W (M), ext
     (M, 2L−1) are shared by every program of the launch. prm (float64): dt,
@@ -341,9 +341,9 @@ def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor,
         yo_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
         block_m, num_warps = adaptive_kde_config(BLOCK_L)
         with on_device(dev):
-            _adaptive_kde_kernel[(n,)](x, idx, W_t, ext, density, peaks, y_buf, c_buf, gsr_buf, wv_buf,
-                              yo_buf, prm, S, Z, L, M, MAX_ITER, INTERP=L != Z,
-                              BLOCK_L=BLOCK_L, BLOCK_Z=BLOCK_Z, BLOCK_S=BLOCK_S,
-                              BLOCK_M=block_m, NSTEP=max(1, (BLOCK_L - 1).bit_length()),
-                              num_warps=num_warps)
+            _adaptive_kde_kernel[(n,)](x, idx, W_t, ext, density, peaks, y_buf, c_buf, gsr_buf,
+                                       wv_buf, yo_buf, prm, S, Z, L, M, MAX_ITER, INTERP=L != Z,
+                                       BLOCK_L=BLOCK_L, BLOCK_Z=BLOCK_Z, BLOCK_S=BLOCK_S,
+                                       BLOCK_M=block_m, NSTEP=max(1, (BLOCK_L - 1).bit_length()),
+                                       num_warps=num_warps)
     return density, peaks

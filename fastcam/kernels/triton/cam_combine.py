@@ -2,8 +2,9 @@
 and exact backward. The definition is :mod:`fastcam.kernels.reference.cam_combine`
 (``cam_combine_forward`` / ``cam_combine_backward``); the interface mirrors
 :mod:`fastcam.kernels.cpp` and the per-element maths mirrors
-``csrc/common/bilinear.h`` and ``cam_combine_math.h`` (bilinear taps as ATen's upsample_bilinear2d, min-max
-scaling by IEEE division, min/max subgradients spread evenly over ties).
+``csrc/common/bilinear.h`` and ``cam_combine_math.h`` (bilinear taps as ATen's
+upsample_bilinear2d, min-max scaling by IEEE division, min/max subgradients
+spread evenly over ties).
 
 Kernels (one "map" is one (b, g) pair, m = b*G + g):
 

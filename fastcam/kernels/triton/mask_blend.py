@@ -3,8 +3,8 @@ low-resolution maps (Score-CAM's ``X ∘ H_k``, blends with a baseline), already
 normalised for the model. The definition is :mod:`fastcam.kernels.reference.mask_blend`
 (``mask_blend``); the interface is :mod:`fastcam.kernels.cpp`'s (1/std instead
 of std, None for an absent optional tensor) and the per-element maths mirrors
-``csrc/common/bilinear.h`` and ``mask_blend_math.h`` (``bilinear_tap``, ``bilinear_mix``, ``mask_scale``,
-``blend_pixel``).
+``csrc/common/bilinear.h`` (``bilinear_tap``, ``bilinear_mix``) and
+``mask_blend_math.h`` (``mask_scale``, ``blend_pixel``).
 
 Kernels (programs over "pixel blocks": BLOCK consecutive positions of one H*W
 plane; a 1-D grid, so neither n nor H*W is bounded by CUDA's 65535 limit on the
