@@ -270,7 +270,8 @@ def test_suite_fails_clearly_on_an_unbuilt_source_tree(tmp_path):
     shutil.copytree(src, tmp_path / "fastcam",
                     ignore=shutil.ignore_patterns("_C*", "*.so", "*.pyd", "__pycache__"))
     (tmp_path / "tests").mkdir()
-    shutil.copy(os.path.join(os.path.dirname(__file__), "conftest.py"), tmp_path / "tests")
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/ops/ -> tests/
+    shutil.copy(os.path.join(tests, "conftest.py"), tmp_path / "tests")
     (tmp_path / "tests" / "test_one.py").write_text("def test_one():\n    assert True\n")
     site = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
     env = {k: v for k, v in os.environ.items() if k != "FASTCAM_TESTS_ALLOW_UNBUILT"}
