@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastcam.kernels import cpp, reference_kde
+from fastcam.kernels import cpp, reference
 
 from conftest import SMOKE
 
@@ -102,7 +102,7 @@ def test_reference(benchmark, case):
     benchmark.group = f"adaptive_kde {case}: vs torch reference"
     benchmark.extra_info["baseline"] = True
     benchmark.extra_info["note"] = "eager torch float64, batched, one run"
-    benchmark.pedantic(reference_kde.adaptive_kde, args=(x,), rounds=1, iterations=1)
+    benchmark.pedantic(reference.adaptive_kde, args=(x,), rounds=1, iterations=1)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -113,6 +113,6 @@ def test_fastcam_cpp_vs_reference(benchmark, case):
     d, p = benchmark.pedantic(cpp.adaptive_kde, args=(x,), rounds=3, iterations=1,
                               warmup_rounds=1)
     n = min(len(x), 256)                   # spot check against the reference
-    d0, p0 = reference_kde.adaptive_kde(x[:n])
+    d0, p0 = reference.adaptive_kde(x[:n])
     torch.testing.assert_close(d[:n], d0, rtol=1e-9, atol=1e-12)
     assert torch.equal(p[:n], p0)

@@ -28,7 +28,7 @@ def test_forward_reference(benchmark, case):
     benchmark.group = f"cam_combine forward {case}"
     benchmark.extra_info["baseline"] = True
     with torch.no_grad():
-        benchmark(reference.cam_combine_with_stats, A, wt, (H, W), True, True, False)
+        benchmark(reference.cam_combine_forward, A, wt, H, W, True, True, False)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -36,7 +36,7 @@ def test_forward_cpp(benchmark, case):
     A, wt, H, W = _inputs(case)
     benchmark.group = f"cam_combine forward {case}"
     out = benchmark(cpp.cam_combine_forward, A, wt, H, W, True, True, False)[0]
-    ref = reference.cam_combine_with_stats(A, wt, (H, W), True, True, False)[0]
+    ref = reference.cam_combine_forward(A, wt, H, W, True, True, False)[0]
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
 
@@ -55,9 +55,11 @@ def test_forward_memory_floor(benchmark, case):
 def test_backward_reference(benchmark, case):
     A, wt, H, W = _inputs(case)
     g = torch.randn(A.shape[0], 1, H, W)
+    with torch.no_grad():
+        out, s, stats = reference.cam_combine_forward(A, wt, H, W, True, True, False)
     benchmark.group = f"cam_combine backward {case}"
     benchmark.extra_info["baseline"] = True
-    benchmark(reference.cam_combine_backward, g, A, wt, (H, W), True, True, False)
+    benchmark(reference.cam_combine_backward, g, out, A, wt, s, stats, True, True, False)
 
 
 @pytest.mark.parametrize("case", list(CASES))

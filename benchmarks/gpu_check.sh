@@ -114,9 +114,9 @@ EOF
 step "GPU tests"
 set +e
 env -u TRITON_INTERPRET "$PY" -m pytest -q -p no:cacheprovider -rs \
-  tests/test_gpu_triton.py tests/test_gpu_methods.py \
-  tests/test_cam_combine.py tests/test_mask_blend.py tests/test_rank_reveal.py \
-  tests/test_adaptive_kde.py tests/test_build.py \
+  tests/ops/test_gpu_triton.py tests/test_gpu_methods.py \
+  tests/ops/test_cam_combine.py tests/ops/test_mask_blend.py tests/ops/test_rank_reveal.py \
+  tests/ops/test_adaptive_kde.py tests/ops/test_build.py \
   -k "(gpu or cuda) and not without_gpu and not compile" \
   --junitxml="$OUT/gpu_tests.xml" > "$OUT/gpu_tests.log" 2>&1
 TESTS_RC=$?

@@ -1,9 +1,13 @@
 // pybind11 module fastcam._C. Kernels take raw pointers (as integers), sizes
 // and, for CUDA, a stream handle: the module does not link libtorch, so one
 // build serves every torch version. Dtype is passed as "float32"/"float64"
-// (csrc/dispatch.h). Each op's entry points are bound in its bind_<op>.cpp.
+// (csrc/dispatch.h). Each op's entry points are bound in its bind_<op>.cpp,
+// in the submodules fastcam._C.cpu (OpenMP) and fastcam._C.cuda (when built),
+// under the names of the C++ functions (fastcam::cpu::mask_blend ->
+// fastcam._C.cpu.mask_blend).
 #include <pybind11/pybind11.h>
 
+#include "bind.h"
 #include "common/smem_budget.h"
 
 #ifdef FASTCAM_WITH_CUDA
@@ -13,17 +17,19 @@
 
 namespace py = pybind11;
 
-void bind_cam_combine(py::module_& m);   // bind_cam_combine.cpp
-void bind_mask_blend(py::module_& m);    // bind_mask_blend.cpp
-void bind_rank_reveal(py::module_& m);   // bind_rank_reveal.cpp
-void bind_adaptive_kde(py::module_& m);  // bind_adaptive_kde.cpp
-
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastcam compiled kernels (C++/OpenMP and, when built, CUDA)";
-  bind_cam_combine(m);
-  bind_mask_blend(m);
-  bind_rank_reveal(m);
-  bind_adaptive_kde(m);
+  py::module_ cpu = m.def_submodule("cpu", "C++/OpenMP kernels (host pointers)");
+#ifdef FASTCAM_WITH_CUDA
+  py::module_ cuda_module = m.def_submodule("cuda", "CUDA kernels (device pointers, a stream)");
+  py::module_* cuda = &cuda_module;
+#else
+  py::module_* cuda = nullptr;
+#endif
+  bind_cam_combine(cpu, cuda);
+  bind_mask_blend(cpu, cuda);
+  bind_rank_reveal(cpu, cuda);
+  bind_adaptive_kde(cpu, cuda);
   m.attr("smem_per_block") = fastcam::kSmemPerBlock;
   m.def("smem_fits", &fastcam::smem_fits, py::arg("dynamic"), py::arg("static_bytes"),
         py::arg("max_dynamic"),

@@ -65,7 +65,8 @@ def test_method_on_cuda_matches_reference_backend(backend, method):
     assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
     if method == "advise" and not torch.equal(last.extra["peaks"], r_last.extra["peaks"]):
         # A peak count may flip where two KDE costs tie to rounding (see
-        # test_adaptive_kde's _assert_gpu_kde_agrees); the candidates then differ.
+        # tests/ops/test_adaptive_kde's _assert_gpu_adaptive_kde_agrees); the
+        # candidates then differ.
         # Then only the counts are compared (no skip: the GPU check counts skips).
         flipped = (last.extra["peaks"] != r_last.extra["peaks"]).float().mean().item()
         assert flipped <= 0.05, flipped

@@ -3,9 +3,9 @@
 // size L (almost always Z), (2) the estimate. The tables that depend only on L
 // (bandwidths, periodised smoothing kernels) are built once per distinct L
 // between the passes and shared read-only. The definition is
-// fastcam/kernels/reference_kde.py; all per-channel maths is in
-// csrc/common/kde_math.h (kde_channel), shared with the CUDA kernel.
-// GCC: let the vectoriser if-convert floating-point code (kde_exp's clamp);
+// fastcam/kernels/reference/adaptive_kde.py; all per-channel maths is in
+// csrc/common/adaptive_kde_math.h (adaptive_kde_channel), shared with the CUDA kernel.
+// GCC: let the vectoriser if-convert floating-point code (adaptive_kde_exp's clamp);
 // nothing here relies on floating-point exceptions.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
@@ -16,32 +16,32 @@
 #include <stdexcept>
 #include <vector>
 
-#include "../common/kde_math.h"
+#include "../common/adaptive_kde_math.h"
 
 // The per-channel work is compiled for AVX-512 and AVX2 as well as baseline
 // x86-64 (flattened, so the exp and sum loops vectorise for the clone's ISA),
 // and the best one the CPU supports is picked at load time (GCC function clones).
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FASTCAM_KDE_CLONES \
+#define FASTCAM_ADAPTIVE_KDE_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
 #elif defined(__GNUC__)
-#define FASTCAM_KDE_CLONES __attribute__((flatten))
+#define FASTCAM_ADAPTIVE_KDE_CLONES __attribute__((flatten))
 #else
-#define FASTCAM_KDE_CLONES
+#define FASTCAM_ADAPTIVE_KDE_CLONES
 #endif
 
 namespace fastcam::cpu {
 namespace {
 
-FASTCAM_KDE_CLONES int run_channel(const double* x, int S, int Z, const KdeTables& tb, int M,
-                                   int max_iter, double tol, double* scratch,
-                                   double* density) {
-  return kde_channel(x, S, Z, tb, M, max_iter, tol, scratch, density);
+FASTCAM_ADAPTIVE_KDE_CLONES int run_channel(const double* x, int S, int Z,
+                                            const AdaptiveKdeTables& tb, int M, int max_iter,
+                                            double tol, double* scratch, double* density) {
+  return adaptive_kde_channel(x, S, Z, tb, M, max_iter, tol, scratch, density);
 }
 
 struct TableStore {
   std::vector<double> W, ext, gext;
-  KdeTables tables;
+  AdaptiveKdeTables tables;
 };
 
 }  // namespace
@@ -53,7 +53,7 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int64_t N, i
   std::vector<int> grid(N);
 #pragma omp parallel for schedule(dynamic, 64) num_threads(num_threads)
   for (int64_t c = 0; c < N; ++c)
-    grid[c] = kde_grid_size(x + c * S, int(S), int(Z), kKdeMaxGrid);
+    grid[c] = adaptive_kde_grid_size(x + c * S, int(S), int(Z), kAdaptiveKdeMaxGrid);
   // Tables per distinct grid size.
   std::vector<int> sizes;
   for (int L : grid)
@@ -71,7 +71,7 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int64_t N, i
     ts.ext.resize(int64_t(M) * (2 * L - 1));
     ts.gext.resize(int64_t(M) * (2 * L - 1));
     ts.tables.L = L;
-    ts.tables.dt = kde_fill_tables(L, M, ts.W.data(), ts.ext.data(), ts.gext.data());
+    ts.tables.dt = adaptive_kde_fill_tables(L, M, ts.W.data(), ts.ext.data(), ts.gext.data());
     ts.tables.W = ts.W.data();
     ts.tables.ext = ts.ext.data();
     ts.tables.gext = ts.gext.data();
@@ -82,7 +82,7 @@ void adaptive_kde(const double* x, double* density, int64_t* peaks, int64_t N, i
   // Pass 2: the estimates.
 #pragma omp parallel num_threads(num_threads)
   {
-    std::vector<double> scratch(max_L > 0 ? kde_scratch_size(max_L, M) : 0);
+    std::vector<double> scratch(max_L > 0 ? adaptive_kde_scratch_size(max_L, M) : 0);
 #pragma omp for schedule(dynamic, 4)
     for (int64_t c = 0; c < N; ++c) {
       double* out = density + c * Z;

@@ -1,14 +1,15 @@
 // OpenMP kernels of cam_combine: sum_k w_k A_k -> ReLU -> bilinear upsampling
 // -> per-map min-max, fused, and its exact backward. One map per loop
 // iteration; the upsampled map is written once and rescaled while it is still
-// in cache. The definition is fastcam/kernels/reference.py.
+// in cache. The definition is fastcam/kernels/reference/cam_combine.py.
 #include "cam_combine.h"
 
 #include <algorithm>
 #include <limits>
 #include <vector>
 
-#include "../common/cam_math.h"
+#include "../common/bilinear.h"
+#include "../common/cam_combine_math.h"
 
 // Hot loops are compiled for AVX-512 and AVX2 as well as baseline x86-64, and
 // the best one the CPU supports is picked at load time (GCC function clones).

@@ -1,7 +1,7 @@
 // OpenMP kernel of mask_blend: a chunk of perturbed model inputs built from
 // low-resolution maps on the fly, so a caller never materialises all K copies;
 // each chunk is written once, already normalised for the model. Definition:
-// fastcam/kernels/reference.py. One map per loop iteration: its upsampling
+// fastcam/kernels/reference/mask_blend.py. One map per loop iteration: its upsampling
 // (separable: a horizontal pass per low-res row, then a mix of two rows per
 // output row, ATen's order), its min/max, then all C channels of the copy.
 #include "mask_blend.h"
@@ -10,7 +10,8 @@
 #include <limits>
 #include <vector>
 
-#include "../common/cam_math.h"
+#include "../common/bilinear.h"
+#include "../common/mask_blend_math.h"
 
 namespace fastcam::cpu {
 

@@ -1,6 +1,6 @@
 // OpenMP kernel of rank_reveal: a chunk of perturbed model inputs revealing
 // pixels in a given order (RISE insertion / deletion), already normalised for
-// the model. Definition: fastcam/kernels/reference.py.
+// the model. Definition: fastcam/kernels/reference/rank_reveal.py.
 #include "rank_reveal.h"
 
 namespace fastcam::cpu {

@@ -1,5 +1,5 @@
 // CUDA kernel of the adaptive_kde op (batched Shimazaki-Shinomoto ssvkernel KDE
-// and peak counts, float64). The definition is fastcam/kernels/reference_kde.py;
+// and peak counts, float64). The definition is fastcam/kernels/reference/adaptive_kde.py;
 // the OpenMP version csrc/cpu/adaptive_kde.h, whose argument conventions this
 // follows. Plain C++ declarations, so the host-compiled bindings can include
 // this file. All pointers are device pointers to contiguous, caller-allocated
@@ -13,9 +13,9 @@ namespace fastcam::cuda {
 // x (N, S) float64; density (N, Z) float64; peaks (N) int64 (see
 // fastcam::cpu::adaptive_kde). Scratch the caller allocates on the device:
 //   grid (N) int32;
-//   scratch (N, scratch_stride) float64, scratch_stride >= kde_scratch_size(L, M)
+//   scratch (N, scratch_stride) float64, scratch_stride >= adaptive_kde_scratch_size(L, M)
 //   for every channel's internal grid size L (L <= Z always, so
-//   kde_scratch_size(Z, M) is enough; checked, std::invalid_argument if not).
+//   adaptive_kde_scratch_size(Z, M) is enough; checked, std::invalid_argument if not).
 // NOT fully asynchronous: the channels' grid sizes are computed on the device
 // and read back (the stream is synchronised once) to build the tables of each
 // distinct grid size on the host; the estimates are then launched

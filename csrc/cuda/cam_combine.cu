@@ -1,7 +1,7 @@
 // CUDA kernels of cam_combine: sum_k w_k A_k -> ReLU -> bilinear upsampling ->
 // per-map min-max, and its exact backward. The definition is
-// fastcam/kernels/reference.py; this mirrors csrc/cpu/cam_combine.cpp and uses
-// the same per-element math (csrc/common/cam_math.h).
+// fastcam/kernels/reference/cam_combine.py; this mirrors csrc/cpu/cam_combine.cpp and uses
+// the same per-element math (csrc/common/bilinear.h, csrc/common/cam_combine_math.h).
 //
 // Forward, two launches:
 //   1. weighted_sum_kernel: s_low[m, p] = sum_k wt[m, k] * A[b, k, p]. A block
@@ -38,7 +38,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "../common/cam_math.h"
+#include "../common/bilinear.h"
+#include "../common/cam_combine_math.h"
 #include "kernel_utils.cuh"
 
 namespace fastcam::cuda {

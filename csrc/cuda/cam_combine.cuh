@@ -1,4 +1,4 @@
-// CUDA kernels of cam_combine (definition: fastcam/kernels/reference.py; the
+// CUDA kernels of cam_combine (definition: fastcam/kernels/reference/cam_combine.py; the
 // OpenMP version: csrc/cpu/cam_combine.cpp). Plain C++ declarations, so the
 // host-compiled bindings can include this file; the stream is a cudaStream_t
 // passed as an integer (torch.cuda.current_stream().cuda_stream; 0 = the

@@ -1,9 +1,9 @@
 // CUDA kernels of mask_blend: a chunk of perturbed model inputs built from
 // low-resolution maps, already normalised for the model. The definition is
-// fastcam/kernels/reference.py; this mirrors csrc/cpu/mask_blend.cpp and uses
-// the same per-element math (csrc/common/cam_math.h: bilinear_tap, mask_scale,
-// blend_pixel; and bilinear_mix, the formula the OpenMP kernel evaluates
-// separably).
+// fastcam/kernels/reference/mask_blend.py; this mirrors csrc/cpu/mask_blend.cpp
+// and uses the same per-element math (csrc/common/bilinear.h: bilinear_tap, and
+// bilinear_mix, the formula the OpenMP kernel evaluates separably;
+// csrc/common/mask_blend_math.h: mask_scale, blend_pixel).
 //
 // Two launches:
 //   1. map_minmax_kernel: one block per map j (a grid-stride loop over maps when
@@ -31,7 +31,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "../common/cam_math.h"
+#include "../common/bilinear.h"
+#include "../common/mask_blend_math.h"
 #include "kernel_utils.cuh"
 
 namespace fastcam::cuda {

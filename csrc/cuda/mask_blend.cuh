@@ -1,4 +1,4 @@
-// CUDA kernels of the mask_blend op (definition: fastcam/kernels/reference.py;
+// CUDA kernels of the mask_blend op (definition: fastcam/kernels/reference/mask_blend.py;
 // the OpenMP version: csrc/cpu/mask_blend.h, whose argument conventions these
 // follow). Plain C++ declarations, so the
 // host-compiled bindings can include this file; the stream is a cudaStream_t

@@ -1,6 +1,6 @@
 // CUDA kernel of rank_reveal: a chunk of perturbed model inputs revealing
 // pixels in a given order (RISE insertion / deletion), already normalised for
-// the model. The definition is fastcam/kernels/reference.py; this mirrors
+// the model. The definition is fastcam/kernels/reference/rank_reveal.py; this mirrors
 // csrc/cpu/rank_reveal.cpp. One launch:
 //   rank_reveal_kernel: a 1-D grid over (copy, pixel tile) (tiles of
 //   kFlatThreads consecutive pixels of one H*W plane, grid-stride past the grid

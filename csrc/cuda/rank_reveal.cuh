@@ -1,4 +1,4 @@
-// CUDA kernel of the rank_reveal op (definition: fastcam/kernels/reference.py;
+// CUDA kernel of the rank_reveal op (definition: fastcam/kernels/reference/rank_reveal.py;
 // the OpenMP version: csrc/cpu/rank_reveal.h, whose argument conventions it
 // follows). Plain C++ declarations, so the
 // host-compiled bindings can include this file; the stream is a cudaStream_t

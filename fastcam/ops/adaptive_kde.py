@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..kernels import reference_kde as _reference
+from ..kernels import reference as _reference
 from ._dispatch import kernel_for
 
 
@@ -39,7 +39,7 @@ def adaptive_kde(samples: Tensor, *, grid_size: int | None = None,
     smallest sample gap (over the in-range samples). It agrees, to rounding, with
     the PyPI package ``adaptivekde``'s ``ssvkernel(x, tin=linspace(0, 1, Z), M=10,
     WinFunc='Gauss')[0]`` whenever the samples lie in [0, 1] and include 0 and 1.
-    The equations are in :mod:`fastcam.kernels.reference_kde`.
+    The equations are in :mod:`fastcam.kernels.reference.adaptive_kde`.
 
     Peaks: the number of interior local maxima of the density on the grid, a flat
     top counted once (MATLAB's findpeaks). A channel without an estimate (no

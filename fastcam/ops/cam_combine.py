@@ -19,35 +19,35 @@ from ._inputs import kernel_dtype
 Size = Union[int, Sequence[int]]
 
 
-@torch.library.custom_op("fastcam::cam_combine_fwd", mutates_args=())
-def _cam_combine_fwd(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normalize: bool,
+@torch.library.custom_op("fastcam::cam_combine_forward", mutates_args=())
+def _cam_combine_forward(A: Tensor, w: Tensor, H: int, W: int, relu: bool, normalize: bool,
                      align_corners: bool) -> tuple[Tensor, Tensor, Tensor]:
     fn = kernel_for("cam_combine_forward", A.device)
     if fn is None:
-        out, s, stats = _reference.cam_combine_with_stats(A, w, (H, W), relu, normalize, align_corners)
+        out, s, stats = _reference.cam_combine_forward(A, w, H, W, relu, normalize, align_corners)
         return out.detach().clone(), s.detach().clone(), stats.clone()
     return fn(A, w, H, W, relu, normalize, align_corners)
 
 
-@_cam_combine_fwd.register_fake
+@_cam_combine_forward.register_fake
 def _(A, w, H, W, relu, normalize, align_corners):
     B, G = w.shape[:2]
     return (A.new_empty(B, G, H, W), A.new_empty(B, G, A.shape[2], A.shape[3]),
             A.new_empty(B, G, 2))
 
 
-@torch.library.custom_op("fastcam::cam_combine_bwd", mutates_args=())
-def _cam_combine_bwd(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_low: Tensor,
+@torch.library.custom_op("fastcam::cam_combine_backward", mutates_args=())
+def _cam_combine_backward(grad_out: Tensor, out: Tensor, A: Tensor, w: Tensor, s_low: Tensor,
                      stats: Tensor, relu: bool, normalize: bool,
                      align_corners: bool) -> tuple[Tensor, Tensor]:
     fn = kernel_for("cam_combine_backward", A.device)
     if fn is None:
-        return _reference.cam_combine_backward(grad_out, A, w, tuple(out.shape[-2:]), relu,
+        return _reference.cam_combine_backward(grad_out, out, A, w, s_low, stats, relu,
                                                normalize, align_corners)
     return fn(grad_out.contiguous(), out, A, w, s_low, stats, relu, normalize, align_corners)
 
 
-@_cam_combine_bwd.register_fake
+@_cam_combine_backward.register_fake
 def _(grad_out, out, A, w, s_low, stats, relu, normalize, align_corners):
     return torch.empty_like(A), torch.empty_like(w)
 
@@ -63,11 +63,11 @@ def _backward(ctx, grad_out, _grad_s, _grad_stats):
     A, w, out, s_low, stats = ctx.saved_tensors
     if grad_out is None:
         return None, None, None, None, None, None, None
-    gA, gw = _cam_combine_bwd(grad_out, out, A, w, s_low, stats, *ctx.flags)
+    gA, gw = _cam_combine_backward(grad_out, out, A, w, s_low, stats, *ctx.flags)
     return gA, gw, None, None, None, None, None
 
 
-_cam_combine_fwd.register_autograd(_backward, setup_context=_setup_context)
+_cam_combine_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _as_size(size: Size) -> tuple[int, int]:
@@ -111,7 +111,7 @@ def cam_combine(A: Tensor, w: Tensor, size: Size, relu: bool = True, normalize: 
     if w3.shape[0] * w3.shape[1] and not A.shape[2] * A.shape[3]:
         raise ValueError(f"A's maps of size {tuple(A.shape[2:])} cannot be upsampled")
     dtype = kernel_dtype(A.dtype)
-    out, _, _ = _cam_combine_fwd(A.to(dtype).contiguous(), w3.to(dtype).contiguous(), H, W,
+    out, _, _ = _cam_combine_forward(A.to(dtype).contiguous(), w3.to(dtype).contiguous(), H, W,
                                  bool(relu), bool(normalize), bool(align_corners))
     out = out.to(A.dtype)
     return out[:, 0] if squeeze else out

@@ -1,6 +1,6 @@
 """What fastcam's Triton kernels share: the autotuning configurations, the
 launch device, and the @jit helpers of bilinear upsampling and IEEE division
-(the per-element maths of ``csrc/common/cam_math.h``)."""
+(the per-element maths of ``csrc/common/bilinear.h`` and ``cam_combine_math.h``)."""
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +30,7 @@ def on_device(device: torch.device):
 def div_rn(a, b, F64: tl.constexpr):
     """a / b rounded to nearest (IEEE). Triton's float32 ``/`` is approximate on
     NVIDIA GPUs; min-max scaling needs x/x == 1 exactly so that the backward pass
-    can find the maximum by ``y == 1`` (as cam_math.h's minmax_scale)."""
+    can find the maximum by ``y == 1`` (as cam_combine_math.h's minmax_scale)."""
     if F64:
         q = a / b
     else:
@@ -42,7 +42,7 @@ def div_rn(a, b, F64: tl.constexpr):
 def taps(dst, in_size, out_size, ALIGN: tl.constexpr, F64: tl.constexpr):
     """Source taps (i0, i1) and weights (l0, l1) of output index ``dst`` when
     resizing ``in_size`` -> ``out_size`` linearly, as ATen's
-    area_pixel_compute_source_index + guard_index_and_lambda (and cam_math.h's
+    area_pixel_compute_source_index + guard_index_and_lambda (and bilinear.h's
     bilinear_tap): align_corners=False: src = max(0, (dst + 0.5) * in/out - 0.5);
     align_corners=True: src = dst * (in - 1)/(out - 1) (0 when out == 1).
     Sizes go through tl.cast: Triton's JIT passes an int argument equal to 1 as a
@@ -71,7 +71,7 @@ def upsampled(map_base, q, qmask, h, w, H, W, RELU: tl.constexpr, ALIGN: tl.cons
     """u at output positions q (flattened i*W + j) of the bilinear upsampling of
     the (h, w) map at map_base to (H, W), of ReLU(map) if RELU:
     F.interpolate(mode="bilinear"), in ATen's order
-    l0y*(l0x*a + l1x*b) + l1y*(l0x*c + l1x*d) (cam_math.h's bilinear_mix)."""
+    l0y*(l0x*a + l1x*b) + l1y*(l0x*c + l1x*d) (bilinear.h's bilinear_mix)."""
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32
     i = q // W
     j = q % W

@@ -1,17 +1,17 @@
 """Triton kernel of adaptive_kde: Shimazaki & Shinomoto's locally adaptive KDE
 ("ssvkernel", Gauss window) of N channels and the peak count of each estimate,
-one program per channel. The definition is :mod:`fastcam.kernels.reference_kde`;
+one program per channel. The definition is :mod:`fastcam.kernels.reference.adaptive_kde`;
 the interface is :mod:`fastcam.kernels.cpp`'s (``adaptive_kde(samples,
-grid_size)``) and the per-channel steps mirror ``csrc/common/kde_math.h``.
+grid_size)``) and the per-channel steps mirror ``csrc/common/adaptive_kde_math.h``.
 
 Host (torch, batched): each channel's internal grid size L
-(``reference_kde.grid_sizes``: Z unless the in-range samples are sparser than the
+(``reference.adaptive_kde.grid_sizes``: Z unless the in-range samples are sparser than the
 grid; 0 = no estimate), and, per distinct L, the tables that depend only on L —
 the M bandwidths W and their periodised smoothing kernels stored two-sided,
-ext[i, L-1+d] = κ_i[|d|] (``reference_kde.kernel_table``). One launch per
+ext[i, L-1+d] = κ_i[|d|] (``reference.adaptive_kde.kernel_table``). One launch per
 distinct L (almost always one), over the channels with that L.
 
-``_kde_kernel`` grid (channels with this L,): program p = channel idx[p].
+``_adaptive_kde_kernel`` grid (channels with this L,): program p = channel idx[p].
   1. histogram of the in-range samples on the edges t_m − dt/2 (vectorised binary
      search, numpy.histogram's semantics), y = counts/dt;
   2. c_j = ŷ_j² − 2ŷ_j y + 2/√(2π)/W_j y with ŷ_j = κ_j ⊛ y, for the M bandwidths;
@@ -43,7 +43,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .. import reference_kde as _ref
+from ..reference.adaptive_kde import (M_BANDWIDTHS, MAX_ITER, TOL, bandwidths, grid_sizes,
+                                     kernel_table, linspace01)
 from ._common import on_device
 
 _F64 = torch.float64
@@ -76,7 +77,7 @@ def _conv(src_ptr, ext_ptr, L, kk, kmask, BLOCK_L: tl.constexpr, BLOCK_M: tl.con
 @triton.jit
 def _cost(g, y, N, t, kk, kmask, gsr_ptr, wv_ptr, y_ptr, W_ptr, M, L, dt, h, Wmin, Wmax, kc,
           BLOCK_L: tl.constexpr, BLOCK_M: tl.constexpr):
-    """C(γ = g) and the balloon estimate scaled to mass N (reference_kde._cost)."""
+    """C(γ = g) and the balloon estimate scaled to mass N (reference.adaptive_kde._cost)."""
     # variable bandwidths w_v: min W / max W outside [min_i r_i, max_i r_i], else
     # g·W_i* with i* the largest i with r_i >= g
     rmax = tl.full([BLOCK_L], float("-inf"), tl.float64)
@@ -131,10 +132,10 @@ def _last_nonzero(a, b):
 # Kernel
 # ----------------------------------------------------------------------------
 @triton.jit(do_not_specialize=["S", "Z", "L", "M", "max_iter"])  # one compile per block size
-def _kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr,
-                y_buf, c_buf, gsr_buf, wv_buf, yo_buf,
-                prm_ptr, S, Z, L, M, max_iter, INTERP: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_Z: tl.constexpr,
-                BLOCK_S: tl.constexpr, BLOCK_M: tl.constexpr, NSTEP: tl.constexpr):
+def _adaptive_kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr, y_buf, c_buf, gsr_buf,
+                         wv_buf, yo_buf, prm_ptr, S, Z, L, M, max_iter, INTERP: tl.constexpr,
+                         BLOCK_L: tl.constexpr, BLOCK_Z: tl.constexpr, BLOCK_S: tl.constexpr,
+                         BLOCK_M: tl.constexpr, NSTEP: tl.constexpr):
     """One channel: density on linspace(0,1,Z) into dens[ch], peak count into
     peaks[ch], ch = idx[program]. Grid size L (> 0) and its tables W (M), ext
     (M, 2L−1) are shared by every program of the launch. prm (float64): dt,
@@ -270,7 +271,7 @@ def _kde_kernel(x_ptr, idx_ptr, W_ptr, ext_ptr, dens_ptr, peaks_ptr,
 TILE_PER_THREAD = 8
 
 
-def kde_config(BLOCK_L: int) -> tuple[int, int]:
+def adaptive_kde_config(BLOCK_L: int) -> tuple[int, int]:
     """(BLOCK_M, num_warps) for a grid block of BLOCK_L points: 4 to 16 warps (one
     per 32 grid points) and the largest power-of-two BLOCK_M <= 16 whose
     BLOCK_M x BLOCK_L tiles hold at most TILE_PER_THREAD values per thread.
@@ -288,7 +289,7 @@ def kde_config(BLOCK_L: int) -> tuple[int, int]:
 
 
 #: The raw @triton.jit kernels, for ahead-of-time compilation checks.
-KERNELS = (_kde_kernel,)
+KERNELS = (_adaptive_kde_kernel,)
 
 
 # ----------------------------------------------------------------------------
@@ -297,18 +298,18 @@ KERNELS = (_kde_kernel,)
 @functools.lru_cache(maxsize=64)
 def _tables_cpu(L: int, M: int) -> tuple[float, tuple[float, ...], Tensor]:
     """dt, the M bandwidths and the two-sided kernels ext (M, 2L−1) for a grid of L."""
-    t = _ref.linspace01(L)
+    t = linspace01(L)
     dt = float((t[1:] - t[:-1]).min())
-    W = _ref.bandwidths(dt, M)
+    W = bandwidths(dt, M)
     ext = torch.empty(M, 2 * L - 1, dtype=_F64)
     for i, w in enumerate(W):
-        k = _ref.kernel_table(L, w / dt)
+        k = kernel_table(L, w / dt)
         ext[i] = torch.cat([k.flip(0), k[1:]])
     return dt, tuple(W), ext
 
 
 def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor, Tensor]:
-    """See reference_kde.adaptive_kde: samples (N, S) -> density (N, Z) float64 on
+    """See reference.adaptive_kde: samples (N, S) -> density (N, Z) float64 on
     linspace(0, 1, Z) (Z = grid_size, default S) and peaks (N,) int64."""
     x = samples.to(_F64).contiguous()
     N, S = x.shape
@@ -318,8 +319,8 @@ def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor,
     peaks = torch.zeros(N, dtype=torch.long, device=dev)
     if N == 0 or S == 0:
         return density, peaks
-    M = _ref.M_BANDWIDTHS
-    grid = _ref.grid_sizes(x, Z)
+    M = M_BANDWIDTHS
+    grid = grid_sizes(x, Z)
     phi = (5 ** 0.5 + 1) / 2
     kc = 2 / (2 * math.pi) ** 0.5
     BLOCK_Z = triton.next_power_of_2(Z)
@@ -330,7 +331,7 @@ def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor,
         dt, W, ext = _tables_cpu(L, M)
         W_t = torch.tensor(W, dtype=_F64, device=dev)
         ext = ext.to(dev)
-        prm = torch.tensor([dt, 1.0 / (L - 1), 1.0 / (Z - 1), min(W), max(W), _ref.TOL, 1e-12,
+        prm = torch.tensor([dt, 1.0 / (L - 1), 1.0 / (Z - 1), min(W), max(W), TOL, 1e-12,
                             phi - 1, 2 - phi, kc], dtype=_F64, device=dev)
         BLOCK_L = triton.next_power_of_2(L)
         y_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
@@ -338,11 +339,11 @@ def adaptive_kde(samples: Tensor, grid_size: int | None = None) -> tuple[Tensor,
         gsr_buf = torch.empty(n, M, BLOCK_L, dtype=_F64, device=dev)
         wv_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
         yo_buf = torch.empty(n, BLOCK_L, dtype=_F64, device=dev)
-        block_m, num_warps = kde_config(BLOCK_L)
+        block_m, num_warps = adaptive_kde_config(BLOCK_L)
         with on_device(dev):
-            _kde_kernel[(n,)](x, idx, W_t, ext, density, peaks, y_buf, c_buf, gsr_buf, wv_buf,
-                              yo_buf, prm, S, Z, L, M, _ref.MAX_ITER, INTERP=L != Z,
-                              BLOCK_L=BLOCK_L, BLOCK_Z=BLOCK_Z, BLOCK_S=BLOCK_S,
-                              BLOCK_M=block_m, NSTEP=max(1, (BLOCK_L - 1).bit_length()),
-                              num_warps=num_warps)
+            _adaptive_kde_kernel[(n,)](x, idx, W_t, ext, density, peaks, y_buf, c_buf, gsr_buf,
+                                       wv_buf, yo_buf, prm, S, Z, L, M, MAX_ITER, INTERP=L != Z,
+                                       BLOCK_L=BLOCK_L, BLOCK_Z=BLOCK_Z, BLOCK_S=BLOCK_S,
+                                       BLOCK_M=block_m, NSTEP=max(1, (BLOCK_L - 1).bit_length()),
+                                       num_warps=num_warps)
     return density, peaks

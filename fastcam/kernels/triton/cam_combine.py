@@ -1,9 +1,10 @@
 """Triton kernels of cam_combine: ``minmax(up(ReLU(Σ_k w_k A_k)))`` per map, forward
-and exact backward. The definition is :mod:`fastcam.kernels.reference`
-(``cam_combine_with_stats`` / ``cam_combine_backward``); the interface mirrors
+and exact backward. The definition is :mod:`fastcam.kernels.reference.cam_combine`
+(``cam_combine_forward`` / ``cam_combine_backward``); the interface mirrors
 :mod:`fastcam.kernels.cpp` and the per-element maths mirrors
-``csrc/common/cam_math.h`` (bilinear taps as ATen's upsample_bilinear2d, min-max
-scaling by IEEE division, min/max subgradients spread evenly over ties).
+``csrc/common/bilinear.h`` and ``cam_combine_math.h`` (bilinear taps as ATen's
+upsample_bilinear2d, min-max scaling by IEEE division, min/max subgradients
+spread evenly over ties).
 
 Kernels (one "map" is one (b, g) pair, m = b*G + g):
 
@@ -198,7 +199,7 @@ def _upsample_adjoint_cols_kernel(g_ptr, y_ptr, stats_ptr, shares_ptr, t_ptr, w,
                                   F64: tl.constexpr, BLOCK: tl.constexpr):
     """Adjoint of the horizontal linear interpolation: t[m, i, x] =
     Σ_j wx(j, x) gu[m, i, j], where wx(j, x) = l0(j)[i0(j) == x] + l1(j)[i1(j) == x]
-    and gu = dL/du: g/range + min/max shares at ties (cam_math.h's minmax_grad;
+    and gu = dL/du: g/range + min/max shares at ties (cam_combine_math.h's minmax_grad;
     0 for a constant map) if NORMALIZE, else g. Program pid = m * cdiv(H*w, BLOCK)
     + eb: cells e = i*w + x for e in eb*BLOCK + [0, BLOCK); each gathers from the
     output columns j ∈ [start(x), start(x) + win_w) that can touch x."""

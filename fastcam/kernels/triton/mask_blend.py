@@ -1,10 +1,10 @@
 """Triton kernels of mask_blend: chunks of perturbed model inputs built from
 low-resolution maps (Score-CAM's ``X ∘ H_k``, blends with a baseline), already
-normalised for the model. The definition is :mod:`fastcam.kernels.reference`
+normalised for the model. The definition is :mod:`fastcam.kernels.reference.mask_blend`
 (``mask_blend``); the interface is :mod:`fastcam.kernels.cpp`'s (1/std instead
 of std, None for an absent optional tensor) and the per-element maths mirrors
-``csrc/common/cam_math.h`` (``bilinear_tap``, ``bilinear_mix``, ``mask_scale``,
-``blend_pixel``).
+``csrc/common/bilinear.h`` (``bilinear_tap``, ``bilinear_mix``) and
+``mask_blend_math.h`` (``mask_scale``, ``blend_pixel``).
 
 Kernels (programs over "pixel blocks": BLOCK consecutive positions of one H*W
 plane; a 1-D grid, so neither n nor H*W is bounded by CUDA's 65535 limit on the
@@ -78,7 +78,7 @@ def _mask_blend_kernel(x_ptr, base_ptr, maps_ptr, index_ptr, mean_ptr, inv_std_p
                        BLOCK: tl.constexpr):
     """out[j, c] = (x[i, c]·m_j + baseline[i, c]·(1 − m_j) − mean[c])·inv_std[c],
     i = index[j], m_j = (u − lo)/(range + eps) (0 where range + eps <= 0)
-    (cam_math.h's mask_scale and blend_pixel; absent baseline/mean/inv_std read as
+    (mask_blend_math.h's mask_scale and blend_pixel; absent baseline/mean/inv_std read as
     0/0/1). Program pid = j * cdiv(H*W, BLOCK) + block: map j, BLOCK pixels, all
     C channels."""
     ACC: tl.constexpr = tl.float64 if F64 else tl.float32

@@ -1,6 +1,6 @@
 """Triton kernel of rank_reveal: chunks of perturbed model inputs revealing
 pixels in saliency order (RISE insertion/deletion), already normalised for the
-model. The definition is :mod:`fastcam.kernels.reference` (``rank_reveal``); the
+model. The definition is :mod:`fastcam.kernels.reference.rank_reveal` (``rank_reveal``); the
 interface is :mod:`fastcam.kernels.cpp`'s (1/std instead of std, None for an
 absent optional tensor).
 

@@ -1,7 +1,7 @@
 """adaptive_kde: batched locally adaptive KDE (Shimazaki & Shinomoto's ssvkernel)
 and peak counts.
 
-(a) The eager reference (fastcam/kernels/reference_kde.py) and the C++ kernel
+(a) The eager reference (fastcam/kernels/reference/adaptive_kde.py) and the C++ kernel
     against the oracle, the PyPI package adaptivekde (a Python port of
     ssvkernel), on samples in [0, 1] that include 0 and 1 (where the port's span
     and smallest gap, taken over all samples, equal ours), Z in {49, 100, 169,
@@ -25,21 +25,22 @@ import pytest
 import torch
 
 import fastcam
-from _backends import BACKENDS as COMPILED, device_of, needs_gpu, triton_interp, triton_module
+from _parity import BACKENDS as COMPILED
+from _parity import (F64, device_of, in_layout, kernel_module, needs_gpu, triton_interp,
+                     triton_module)
 from _triton_aot import compile_for_gpu, size_one_jobs
-from fastcam.kernels import reference_kde as ref
-from fastcam.ops.adaptive_kde import adaptive_kde as kde_op
+from fastcam.ops.adaptive_kde import adaptive_kde as adaptive_kde_op
 
-F64 = torch.float64
+ref = kernel_module("reference", "adaptive_kde")
 
 
-def cpp_kde(x, Z=None):
+def cpp_adaptive_kde(x, Z=None):
     from fastcam.kernels import cpp
 
     return cpp.adaptive_kde(x, Z)
 
 
-BACKENDS = {"reference": ref.adaptive_kde, "cpp": cpp_kde}
+BACKENDS = {"reference": ref.adaptive_kde, "cpp": cpp_adaptive_kde}
 
 
 def count_peaks_np(y):
@@ -219,14 +220,14 @@ def test_cpp_matches_reference_and_threads():
     x[:, 0], x[:, 1] = 0.0, 1.0
     x[::7, 5:] = 2.0                     # some sparse channels on coarse grids
     x[3] = 0.25                          # no estimate
-    d, p = cpp_kde(x)
+    d, p = cpp_adaptive_kde(x)
     d0, p0 = ref.adaptive_kde(x)
     torch.testing.assert_close(d, d0, rtol=1e-9, atol=1e-12)
     assert torch.equal(p, p0)
     prev = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        d1, p1 = cpp_kde(x)
+        d1, p1 = cpp_adaptive_kde(x)
     finally:
         torch.set_num_threads(prev)
     assert torch.equal(d, d1) and torch.equal(p, p1)
@@ -237,7 +238,7 @@ def test_op(backend):
     fastcam.set_backend(backend)
     rng = np.random.default_rng(5)
     raw = torch.tensor(np.stack([np.stack(list(_kinds(rng, 49).values())[:3])] * 2)) * 6.0 - 1.0
-    d, p = kde_op(raw.to(torch.float32), minmax=True)       # (B=2, K=3, 49)
+    d, p = adaptive_kde_op(raw.to(torch.float32), minmax=True)       # (B=2, K=3, 49)
     assert d.shape == (2, 3, 49) and d.dtype == F64 and p.shape == (2, 3) and p.dtype == torch.long
     # min-max makes every channel span exactly [0, 1]: the oracle applies
     xm = raw.to(torch.float32).to(F64)
@@ -248,22 +249,22 @@ def test_op(backend):
     _assert_rel(d[1], y)
     assert p[0].tolist() == [count_peaks_np(r) for r in y]
     # without minmax, values outside [0, 1] are dropped; grid_size sets Z
-    d2, p2 = kde_op(raw, grid_size=20)
+    d2, p2 = adaptive_kde_op(raw, grid_size=20)
     d3, p3 = ref.adaptive_kde(raw.reshape(6, 49), 20)
     torch.testing.assert_close(d2.reshape(6, 20), d3, rtol=1e-9, atol=1e-12)
     assert p2.reshape(6).tolist() == p3.tolist()
     # a constant channel has no estimate after min-max
-    d4, p4 = kde_op(torch.full((2, 10), 3.0), minmax=True)
+    d4, p4 = adaptive_kde_op(torch.full((2, 10), 3.0), minmax=True)
     assert torch.equal(d4, torch.zeros(2, 10, dtype=F64)) and p4.tolist() == [0, 0]
     with pytest.raises(ValueError):
-        kde_op(torch.rand(3, 10), grid_size=1)
+        adaptive_kde_op(torch.rand(3, 10), grid_size=1)
 
 
 def test_op_fake_tensor():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode():
-        d, p = kde_op(torch.empty(2, 4, 49), grid_size=30)
+        d, p = adaptive_kde_op(torch.empty(2, 4, 49), grid_size=30)
         assert d.shape == (2, 4, 30) and d.dtype == F64
         assert p.shape == (2, 4) and p.dtype == torch.long
 
@@ -293,11 +294,9 @@ def test_parity(backend, dtype, layout, case):
     fastcam.set_backend(backend)
     x, Z = _parity_samples(case)
     x = x.to(dtype)
-    xs = x.to(device_of(backend))
-    if layout == "noncontiguous":
-        xs = torch.stack([xs, -xs], -1)[..., 0]          # every other element of a buffer
-        assert not xs.is_contiguous()
-    d, p = kde_op(xs, grid_size=Z)
+    xs = in_layout(x.to(device_of(backend)), layout)
+    assert xs.is_contiguous() == (layout == "contiguous")
+    d, p = adaptive_kde_op(xs, grid_size=Z)
     d0, p0 = ref.adaptive_kde(x.reshape(-1, x.shape[-1]).to(F64), Z)
     assert d.shape == (*x.shape[:-1], Z) and d.dtype == F64 and p.dtype == torch.long
     assert d.device.type == device_of(backend)
@@ -311,15 +310,15 @@ def test_op_checks_the_grid_once(backend):
     fastcam.set_backend(backend)
     x = torch.rand(3, 10, device=device_of(backend))
     with pytest.raises(ValueError, match="at least 2 points"):
-        kde_op(x, grid_size=1)
+        adaptive_kde_op(x, grid_size=1)
     with pytest.raises(ValueError, match="at least 2 points"):
-        kde_op(x[:, :1])                                 # Z defaults to S = 1
+        adaptive_kde_op(x[:, :1])                                 # Z defaults to S = 1
 
 
 def test_op_cuda_backend_rejects_cpu_tensors():
     with pytest.raises(RuntimeError, match="CUDA tensors only"):
         with fastcam.use_backend("cuda"):
-            kde_op(torch.rand(3, 10), grid_size=10)
+            adaptive_kde_op(torch.rand(3, 10), grid_size=10)
 
 
 # ----------------------------------------------------------------------------
@@ -356,7 +355,7 @@ def test_op_with_triton_backend(monkeypatch):
     fastcam.set_backend("triton")
     rng = np.random.default_rng(4)
     x = torch.tensor(np.stack([_kinds(rng, 16)["bimodal"], _kinds(rng, 16)["relu"]]))
-    d, p = kde_op(x[None], grid_size=16)
+    d, p = adaptive_kde_op(x[None], grid_size=16)
     assert calls, "the op did not reach the Triton kernel"
     d0, p0 = ref.adaptive_kde(x, 16)
     torch.testing.assert_close(d[0], d0, rtol=1e-10, atol=1e-13)
@@ -371,17 +370,17 @@ _MODULE = "fastcam.kernels.triton.adaptive_kde"
 @pytest.fixture(scope="module")
 def aot_results(tmp_path_factory):
     pytest.importorskip("triton")
-    block_m, num_warps = tk.kde_config(64)
-    jobs = [dict(module=_MODULE, kernel="_kde_kernel", cc=cc, dtype="fp64",
+    block_m, num_warps = tk.adaptive_kde_config(64)
+    jobs = [dict(module=_MODULE, kernel="_adaptive_kde_kernel", cc=cc, dtype="fp64",
                  config=dict(kwargs=dict(BLOCK_M=block_m), num_warps=num_warps),
                  constexprs=dict(INTERP=cc == 80, BLOCK_L=64, BLOCK_Z=64, BLOCK_S=64, NSTEP=6),
                  types=dict(idx_ptr="*i64", peaks_ptr="*i64"))
             for cc in (80, 90)]
     jobs += size_one_jobs(jobs[1:])  # no integer argument is specialised: nothing more
-    results = compile_for_gpu(jobs, {_MODULE: {"_kde_kernel": None}}, tmp_path_factory)
+    results = compile_for_gpu(jobs, {_MODULE: {"_adaptive_kde_kernel": None}}, tmp_path_factory)
     for r in results:
         ptx = r.pop("ptx")
-        r.update(entry=".entry _kde_kernel" in ptx, target=(".target sm_%d" % r["cc"]) in ptx,
+        r.update(entry=".entry _adaptive_kde_kernel" in ptx, target=(".target sm_%d" % r["cc"]) in ptx,
                  f64=".f64" in ptx)
     return results
 
@@ -408,21 +407,21 @@ def test_triton_kernel_is_compiled_once_per_block_size(aot_results):
 
 @pytest.mark.skipif(tk is None, reason="needs triton")
 @pytest.mark.parametrize("BLOCK_L", [2, 16, 64, 128, 256, 512, 1024])
-def test_triton_kde_config_is_capped(BLOCK_L):
+def test_triton_adaptive_kde_config_is_capped(BLOCK_L):
     # One configuration per block size, the convolution tile capped at
     # TILE_PER_THREAD float64 values per thread. Measured once here with ptxas
     # 13.0 for sm_90a at BLOCK_L 256: (8, 8 warps) uses 194 registers and spills
     # nothing; the autotuner's old (8, 2 warps) spilled 212 bytes.
-    block_m, num_warps = tk.kde_config(BLOCK_L)
+    block_m, num_warps = tk.adaptive_kde_config(BLOCK_L)
     assert num_warps in (4, 8, 16) and 1 <= block_m <= 16 and block_m & (block_m - 1) == 0
     assert block_m * BLOCK_L <= tk.TILE_PER_THREAD * 32 * num_warps
     assert block_m == 16 or 2 * block_m * BLOCK_L > tk.TILE_PER_THREAD * 32 * num_warps
 
 
 # ----------------------------------------------------------------------------
-# (e) CUDA (one thread per channel, csrc/common/kde_math.h), on a GPU
+# (e) CUDA (one thread per channel, csrc/common/adaptive_kde_math.h), on a GPU
 # ----------------------------------------------------------------------------
-def _kde_samples(n=96, S=49, seed=0):
+def _adaptive_kde_samples(n=96, S=49, seed=0):
     """Channels of the kinds the CPU tests use, plus sparse channels (coarse
     internal grids), channels without an estimate, ties and out-of-range values."""
     g = torch.Generator().manual_seed(seed)
@@ -436,7 +435,7 @@ def _kde_samples(n=96, S=49, seed=0):
     return x
 
 
-def _assert_gpu_kde_agrees(d, p, d0, p0, max_flipped=0.05):
+def _assert_gpu_adaptive_kde_agrees(d, p, d0, p0, max_flipped=0.05):
     """What can be promised of the CUDA kernel against a CPU result (d0, p0):
     its device code contracts products into FMAs and uses the GPU's exp (within
     1 ulp, not glibc's), so values differ by rounding, and where two bandwidth
@@ -446,14 +445,12 @@ def _assert_gpu_kde_agrees(d, p, d0, p0, max_flipped=0.05):
     on every channel a finite, non-negative density whose peak count is exactly
     count_peaks of that density; and densities within 1e-6 relative (peak counts
     equal) on all but ``max_flipped`` of the channels."""
-    from fastcam.kernels import reference_kde as rkde
-
     d, p = d.cpu(), p.cpu()
     assert d.shape == d0.shape and p.shape == p0.shape and p.dtype == torch.long
     none0 = (d0 == 0).all(-1)
     assert torch.equal((d == 0).all(-1), none0) and (p[none0] == 0).all()
     assert torch.isfinite(d).all() and (d >= 0).all()
-    assert torch.equal(p, rkde.count_peaks(d))
+    assert torch.equal(p, ref.count_peaks(d))
     scale = d0.abs().amax(-1).clamp(min=1e-300)
     close = ((d - d0).abs().amax(-1) <= 1e-6 * scale) & (p == p0)
     assert (~close).float().mean() <= max_flipped, (~close).nonzero().flatten().tolist()
@@ -464,34 +461,30 @@ def test_gpu_agreement_rule_on_the_cpp_kernel():
     # it fails a density changed on more than max_flipped of the channels or a
     # peak count that is not the density's own.
     from fastcam.kernels import cpp as kcpu
-    from fastcam.kernels import reference_kde as rkde
-
-    x = _kde_samples(n=40, S=30)
+    x = _adaptive_kde_samples(n=40, S=30)
     d, p = kcpu.adaptive_kde(x)
-    d0, p0 = rkde.adaptive_kde(x)
-    _assert_gpu_kde_agrees(d, p, d0, p0)
+    d0, p0 = ref.adaptive_kde(x)
+    _assert_gpu_adaptive_kde_agrees(d, p, d0, p0)
     bad = d.clone()
     bad[10:14] *= 1.01                                # 10% of the channels off by 1%
     with pytest.raises(AssertionError):
-        _assert_gpu_kde_agrees(bad, p, d0, p0)
+        _assert_gpu_adaptive_kde_agrees(bad, p, d0, p0)
     wrong = p.clone()
     wrong[0] += 1
     with pytest.raises(AssertionError):
-        _assert_gpu_kde_agrees(d, wrong, d0, p0)
+        _assert_gpu_adaptive_kde_agrees(d, wrong, d0, p0)
 
 
 @needs_gpu
 @pytest.mark.parametrize("S,Z", [(49, None), (49, 20), (30, 49), (196, None), (100, 169)])
 def test_adaptive_kde_cuda_matches_reference(S, Z):
     from fastcam.kernels import cuda as kcuda
-    from fastcam.kernels import reference_kde as rkde
-
-    x = _kde_samples(S=S)
+    x = _adaptive_kde_samples(S=S)
     d, p = kcuda.adaptive_kde(x.cuda(), Z)
     torch.cuda.synchronize()
     assert d.device.type == "cuda" and d.dtype == torch.float64 and p.dtype == torch.long
-    d0, p0 = rkde.adaptive_kde(x, Z)
-    _assert_gpu_kde_agrees(d, p, d0, p0)
+    d0, p0 = ref.adaptive_kde(x, Z)
+    _assert_gpu_adaptive_kde_agrees(d, p, d0, p0)
 
 
 @needs_gpu
@@ -499,14 +492,14 @@ def test_adaptive_kde_cuda_matches_cpu_kernel_and_float32_input():
     from fastcam.kernels import cpp as kcpu
     from fastcam.kernels import cuda as kcuda
 
-    x = _kde_samples(n=300, S=64, seed=3)
+    x = _adaptive_kde_samples(n=300, S=64, seed=3)
     d, p = kcuda.adaptive_kde(x.cuda())
     dc, pc = kcpu.adaptive_kde(x)
-    _assert_gpu_kde_agrees(d, p, dc, pc)
+    _assert_gpu_adaptive_kde_agrees(d, p, dc, pc)
     x32 = x.float()
     d, p = kcuda.adaptive_kde(x32.cuda(), 40)
     dc, pc = kcpu.adaptive_kde(x32, 40)
-    _assert_gpu_kde_agrees(d, p, dc, pc)
+    _assert_gpu_adaptive_kde_agrees(d, p, dc, pc)
 
 
 
@@ -520,19 +513,18 @@ def test_adaptive_kde_cuda_empty_and_bad_arguments():
     assert (d == 0).all() and (p == 0).all()
     with fastcam.use_backend("cuda"):  # the checks are the op's (test_op_checks_the_grid_once)
         with pytest.raises(ValueError):
-            kde_op(torch.rand(3, 10, device="cuda"), grid_size=1)
+            adaptive_kde_op(torch.rand(3, 10, device="cuda"), grid_size=1)
         with pytest.raises(RuntimeError):  # CPU tensor
-            kde_op(torch.rand(3, 10), grid_size=10)
+            adaptive_kde_op(torch.rand(3, 10), grid_size=10)
     torch.cuda.synchronize()  # no asynchronous error was left behind
 
 
 @needs_gpu
 def test_adaptive_kde_cuda_through_op_on_side_stream():
     import fastcam
-    from fastcam.kernels import reference_kde as rkde
     from fastcam.ops.adaptive_kde import adaptive_kde
 
-    x = _kde_samples(n=24, S=49, seed=5).reshape(2, 12, 49)
+    x = _adaptive_kde_samples(n=24, S=49, seed=5).reshape(2, 12, 49)
     xg = x.cuda()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -540,5 +532,5 @@ def test_adaptive_kde_cuda_through_op_on_side_stream():
         d, p = adaptive_kde(xg, grid_size=36)
     torch.cuda.synchronize()
     assert d.shape == (2, 12, 36) and p.shape == (2, 12) and d.is_cuda
-    d0, p0 = rkde.adaptive_kde(x.reshape(24, 49), 36)
-    _assert_gpu_kde_agrees(d.reshape(24, 36), p.reshape(24), d0, p0)
+    d0, p0 = ref.adaptive_kde(x.reshape(24, 49), 36)
+    _assert_gpu_adaptive_kde_agrees(d.reshape(24, 36), p.reshape(24), d0, p0)

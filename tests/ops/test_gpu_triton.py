@@ -1,4 +1,4 @@
-"""Compiled Triton on a GPU: every op's parity harness (tests/test_<op>.py::
+"""Compiled Triton on a GPU: every op's parity harness (tests/ops/test_<op>.py::
 test_parity: dtypes x layouts x every shape, 1x1 and 1-row maps, a single output
 pixel and batch 1 with large K included) run again in a subprocess without
 TRITON_INTERPRET, so that the triton backend's kernels are JIT-compiled for this

@@ -18,11 +18,11 @@ import pytest
 import torch
 
 import fastcam
-from _backends import BACKENDS, device_of, needs_gpu, triton_interp, triton_module
+from _parity import (BACKENDS, F32, F64, LAYOUTS, device_of, in_layout, needs_gpu, triton_interp,
+                     triton_module)
 from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 
-F32, F64 = torch.float32, torch.float64
 ALL_FLAGS = [(r, n, a) for r in (True, False) for n in (True, False) for a in (False, True)]
 
 
@@ -37,20 +37,6 @@ PARITY_CASES = {  # name: (B, G, K, h, w, H, W), (relu, normalize, align_corners
     "pixel": ((1, 2, 3, 4, 3, 1, 1), (False, False, False)),    # to a single pixel
     "largeK": ((1, 1, 300, 2, 3, 7, 5), (True, True, False)),   # batch 1, large K
 }
-LAYOUTS = ["contiguous", "noncontiguous", "channels_last"]
-
-
-def _layout(A, w, layout):
-    """A (B,K,h,w) and w (B,G,K) with the same values in the given memory layout."""
-    if layout == "noncontiguous":
-        A = torch.stack([A, -A], -1)[..., 0]             # every other element of a buffer
-        w = torch.stack([w, -w], -1)[..., 0]
-        assert not A.is_contiguous() and not w.is_contiguous()
-    elif layout == "channels_last":
-        A = A.contiguous(memory_format=torch.channels_last)
-    return A, w
-
-
 def _parity_tol(backend, dtype):
     """(forward, gradient) tolerances; gradients' atol scales with their size."""
     if dtype == F64:
@@ -73,7 +59,7 @@ def test_parity(backend, dtype, layout, case):
     A0 = torch.randn(B, K, h, w, dtype=dtype)
     w0 = torch.randn(B, G, K, dtype=dtype)
     g = torch.randn(B, G, H, W, dtype=dtype)
-    A, wt = _layout(A0.to(dev), w0.to(dev), layout)
+    A, wt = in_layout(A0.to(dev), layout), in_layout(w0.to(dev), layout)
     if G == 1:
         wt = wt[:, 0]
         g = g[:, 0]
@@ -171,7 +157,7 @@ def test_cpp_kernel_matches_reference(shape, flags, dtype):
     relu, normalize, ac = flags
     A, wt = _inputs(B, G, K, h, w, dtype)
     out, s, stats = cpp.cam_combine_forward(A, wt, H, W, relu, normalize, ac)
-    r_out, r_s, r_stats = reference.cam_combine_with_stats(A, wt, (H, W), relu, normalize, ac)
+    r_out, r_s, r_stats = reference.cam_combine_forward(A, wt, H, W, relu, normalize, ac)
     tol = dict(atol=1e-5, rtol=1e-4) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(out, r_out, **tol)
     torch.testing.assert_close(s, r_s, **tol)
@@ -179,7 +165,7 @@ def test_cpp_kernel_matches_reference(shape, flags, dtype):
 
     g = torch.randn_like(out)
     gA, gw = cpp.cam_combine_backward(g, out, A, wt, s, stats, relu, normalize, ac)
-    r_gA, r_gw = reference.cam_combine_backward(g, A, wt, (H, W), relu, normalize, ac)
+    r_gA, r_gw = reference.cam_combine_backward(g, out, A, wt, s, stats, relu, normalize, ac)
     scale = max(1.0, r_gA.abs().max().item(), r_gw.abs().max().item())
     gtol = dict(atol=2e-4 * scale, rtol=1e-3) if dtype == torch.float32 else dict(atol=1e-10 * scale, rtol=1e-8)
     torch.testing.assert_close(gA, r_gA, **gtol)
@@ -266,8 +252,8 @@ def test_opcheck():
     fastcam.set_backend("cpp")
     A = torch.randn(2, 3, 4, 4, requires_grad=True)
     w = torch.randn(2, 1, 3, requires_grad=True)
-    from fastcam.ops.cam_combine import _cam_combine_fwd
-    torch.library.opcheck(_cam_combine_fwd, (A, w, 8, 8, True, True, False))
+    from fastcam.ops.cam_combine import _cam_combine_forward
+    torch.library.opcheck(_cam_combine_forward, (A, w, 8, 8, True, True, False))
 
 
 def test_torch_compile_of_a_function_calling_the_op():
@@ -294,7 +280,7 @@ def test_cpp_output_spans_exactly_zero_to_one(size):
     w = torch.randn(4, 1, 6)
     for ac in (False, True):
         out, _, stats = cpp.cam_combine_forward(A, w, *size, False, True, ac)
-        _, _, r_stats = reference.cam_combine_with_stats(A, w, size, False, True, ac)
+        _, _, r_stats = reference.cam_combine_forward(A, w, *size, False, True, ac)
         torch.testing.assert_close(stats, r_stats, atol=1e-6, rtol=1e-6)
         assert (out.amin(dim=(2, 3)) == 0).all() and (out.amax(dim=(2, 3)) == 1).all()
         assert ((out >= 0) & (out <= 1)).all()
@@ -329,7 +315,7 @@ def _tol(dtype, scale=1.0):
 def _check_forward_backward(A, w, H, W, flags, g=None):
     relu, normalize, ac = flags
     out, s, stats = tk.cam_combine_forward(A, w, H, W, relu, normalize, ac)
-    r_out, r_s, r_stats = reference.cam_combine_with_stats(A, w, (H, W), relu, normalize, ac)
+    r_out, r_s, r_stats = reference.cam_combine_forward(A, w, H, W, relu, normalize, ac)
     assert out.shape == r_out.shape and s.shape == r_s.shape and stats.shape == r_stats.shape
     assert out.dtype == s.dtype == stats.dtype == A.dtype
     torch.testing.assert_close(out, r_out, **_tol(A.dtype))
@@ -338,7 +324,7 @@ def _check_forward_backward(A, w, H, W, flags, g=None):
 
     g = torch.randn_like(out) if g is None else g
     gA, gw = tk.cam_combine_backward(g, out, A, w, s, stats, relu, normalize, ac)
-    r_gA, r_gw = reference.cam_combine_backward(g, A, w, (H, W), relu, normalize, ac)
+    r_gA, r_gw = reference.cam_combine_backward(g, out, A, w, s, stats, relu, normalize, ac)
     assert gA.dtype == gw.dtype == A.dtype
     scale = max(1.0, r_gA.abs().max().item(), r_gw.abs().max().item())
     torch.testing.assert_close(gA, r_gA, **_tol(A.dtype, scale))
@@ -411,7 +397,7 @@ def test_triton_half_precision_inputs():
     A = torch.randn(1, 4, 3, 5).half()
     wt = torch.randn(1, 2, 4).half()
     out, s, stats = tk.cam_combine_forward(A, wt, 9, 8, True, True, False)
-    r_out, r_s, _ = reference.cam_combine_with_stats(A.float(), wt.float(), (9, 8), True, True, False)
+    r_out, r_s, _ = reference.cam_combine_forward(A.float(), wt.float(), 9, 8, True, True, False)
     assert out.dtype == torch.float16
     torch.testing.assert_close(s.float(), r_s, atol=2e-2, rtol=1e-2)
     torch.testing.assert_close(out.float(), r_out, atol=2e-2, rtol=1e-2)
@@ -543,8 +529,8 @@ def test_cuda_matches_reference(shape, relu, normalize, align_corners, dtype):
     out, s, stats = kcuda.cam_combine_forward(A, wt, H, W, relu, normalize, align_corners)
     torch.cuda.synchronize()
     # The reference in float64 from the same inputs.
-    r_out, r_s, r_stats = reference.cam_combine_with_stats(A.double(), wt.double(), (H, W), relu,
-                                                     normalize, align_corners)
+    r_out, r_s, r_stats = reference.cam_combine_forward(A.double(), wt.double(), H, W, relu,
+                                                           normalize, align_corners)
     tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(s.double(), r_s, **tol)
     torch.testing.assert_close(stats.double(), r_stats, **tol)
@@ -555,8 +541,9 @@ def test_cuda_matches_reference(shape, relu, normalize, align_corners, dtype):
     gA, gw = kcuda.cam_combine_backward(go, out, A, wt, s, stats, relu, normalize,
                                         align_corners)
     torch.cuda.synchronize()
-    r_gA, r_gw = reference.cam_combine_backward(go.double(), A.double(), wt.double(), (H, W), relu,
-                                          normalize, align_corners)
+    r_gA, r_gw = reference.cam_combine_backward(go.double(), out.double(), A.double(),
+                                                wt.double(), s.double(), stats.double(), relu,
+                                                normalize, align_corners)
     g_tol = tol if dtype == torch.float64 else dict(rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(gA.double(), r_gA, **g_tol)
     torch.testing.assert_close(gw.double(), r_gw, **g_tol)

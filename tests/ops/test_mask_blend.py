@@ -19,13 +19,12 @@ import pytest
 import torch
 
 import fastcam
-from _backends import (BACKENDS, assert_kernel_inputs, device_of, needs_gpu, spy, triton_interp,
-                       triton_module)
+from _parity import (BACKENDS, F32, F64, LAYOUTS, assert_kernel_inputs, device_of,
+                     imagenet_like_norm, moved, needs_gpu, random_norm, spy, tol, triton_interp,
+                     triton_module)
 from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 from fastcam.ops import mask_blend
-
-F32, F64 = torch.float32, torch.float64
 
 
 # ----------------------------------------------------------------------------
@@ -39,19 +38,6 @@ PARITY_CASES = {  # name: (B, C, H, W, h, w, n), (baseline, normalise, eps, alig
     "pixel": ((1, 3, 1, 1, 3, 3, 2), (True, True, 0.0, False)),    # a single output pixel
     "many": ((1, 3, 7, 7, 2, 2, 40), (False, True, 1e-8, True)),   # batch 1, many maps
 }
-LAYOUTS = ["contiguous", "noncontiguous", "channels_last"]
-
-
-def _layout(t, layout):
-    if t is None or layout == "contiguous":
-        return t
-    if layout == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-    out = torch.stack([t, -t], -1)[..., 0]                     # every other element of a buffer
-    assert not out.is_contiguous()
-    return out
-
-
 def _parity_tol(backend, dtype):
     if dtype == F64:
         return dict(atol=1e-10, rtol=1e-10) if backend == "cuda" else dict(atol=1e-12, rtol=1e-12)
@@ -72,10 +58,8 @@ def test_parity(backend, dtype, layout, case):
     maps[0] = 0.0                                               # a dead channel
     index = torch.randint(0, B, (n,))
     mean, std = (torch.rand(C, dtype=dtype), torch.rand(C, dtype=dtype) + 0.2) if nm else (None, None)
-    moved = [_layout(None if t is None else t.to(dev), layout)
-             for t in (x, maps, index, baseline, mean, std)]
-    out = mask_blend(moved[0], moved[1], moved[2], baseline=moved[3], mean=moved[4],
-                     std=moved[5], eps=eps, align_corners=ac)
+    xs, ms, ix, bs, mn, sd = moved((x, maps, index, baseline, mean, std), dev, layout)
+    out = mask_blend(xs, ms, ix, baseline=bs, mean=mn, std=sd, eps=eps, align_corners=ac)
     ref = reference.mask_blend(x, maps, index, baseline, mean, std, eps, ac)
     assert out.shape == ref.shape and out.dtype == dtype and out.device.type == dev
     torch.testing.assert_close(out.cpu(), ref, **_parity_tol(backend, dtype))
@@ -137,10 +121,6 @@ CASES = [  # B, C, H, W, h, w, n
 ]
 
 
-def _norm():
-    return torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.3, 0.25])
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("align_corners", [False, True])
@@ -153,7 +133,7 @@ def test_cpp_kernel_matches_reference(case, dtype, align_corners, with_baseline,
     maps = torch.randn(n, h, w, dtype=dtype)
     maps[0] = 0.0                     # a dead channel: a constant map masks everything
     index = torch.randint(0, B, (n,))
-    mean, std = (t[:C].to(dtype) for t in _norm()) if with_norm else (None, None)
+    mean, std = (t[:C].to(dtype) for t in imagenet_like_norm()) if with_norm else (None, None)
     for eps in (0.0, 1e-8):
         got = cpp.mask_blend(x, maps, index, base, mean, None if std is None else 1 / std, eps,
                              align_corners)
@@ -171,7 +151,7 @@ def test_ops_agree_across_backends(backend):
     x = torch.rand(2, 3, 16, 16)
     maps = torch.randn(4, 4, 4)
     index = torch.tensor([0, 1, 0, 1])
-    mean, std = _norm()
+    mean, std = imagenet_like_norm()
     out = mask_blend(x, maps, index, mean=mean, std=std)
     torch.testing.assert_close(out, reference.mask_blend(x, maps, index, None, mean, std),
                                atol=1e-6, rtol=1e-5)
@@ -237,16 +217,6 @@ def test_op_without_index_check_gives_the_same_chunk():
 tk = triton_module("mask_blend")
 
 
-def _tol(dtype):
-    return dict(atol=1e-5, rtol=1e-5) if dtype == F32 else dict(atol=1e-12, rtol=1e-12)
-
-
-def _norm_args(C, dtype, norm):
-    if not norm:
-        return None, None
-    return torch.randn(C, dtype=dtype), torch.rand(C, dtype=dtype) + 0.5
-
-
 MB_SHAPES = {  # name: (B, C, H, W, h, w, index)
     "b1c1": (1, 1, 17, 13, 3, 4, [0, 0, 0]),
     "b2c3": (2, 3, 17, 13, 3, 4, [1, 0, 0, 1]),
@@ -260,7 +230,7 @@ def _check_mask_blend(x, maps, index, baseline, mean, std, eps, ac):
     out = tk.mask_blend(x, maps, index, baseline, mean, inv, eps, ac)
     ref = reference.mask_blend(x, maps, index, baseline, mean, std, eps, ac)
     assert out.shape == ref.shape and out.dtype == x.dtype and out.device == x.device
-    torch.testing.assert_close(out, ref, **_tol(x.dtype))
+    torch.testing.assert_close(out, ref, **tol(x.dtype))
     return out
 
 
@@ -273,7 +243,7 @@ def test_triton_kernels_match_reference(shape, dtype, bl, nm, ac):
     x = torch.randn(B, C, H, W, dtype=dtype)
     maps = torch.randn(len(index), h, w, dtype=dtype)
     baseline = torch.randn_like(x) if bl else None
-    mean, std = _norm_args(C, dtype, nm)
+    mean, std = random_norm(C, dtype, nm)
     index = torch.tensor(index)
     for eps in (0.0, 1e-8):
         _check_mask_blend(x, maps, index, baseline, mean, std, eps, ac)
@@ -289,7 +259,7 @@ def test_triton_sizes(sizes, ac):
     (H, W), (h, w) = sizes
     x = torch.randn(2, 2, H, W, dtype=F64)
     maps = torch.rand(3, h, w, dtype=F64)
-    mean, std = _norm_args(2, F64, True)
+    mean, std = random_norm(2, F64, True)
     _check_mask_blend(x, maps, torch.tensor([1, 1, 0]), torch.randn_like(x), mean, std, 1e-8, ac)
 
 
@@ -304,7 +274,7 @@ def test_triton_constant_maps_mask_everything(dtype, eps):
     x = torch.randn(2, 3, 9, 7, dtype=dtype)
     index = torch.tensor([0, 1, 1, 0])
     baseline = torch.randn_like(x)
-    mean, std = _norm_args(3, dtype, True)
+    mean, std = random_norm(3, dtype, True)
     small = torch.randn(4, 3, 4, dtype=dtype)
     small[0] = 0.0
     full = torch.randn(4, 9, 7, dtype=dtype)
@@ -336,13 +306,13 @@ def test_triton_partial_normalisation():
     # The cpp.py contract: absent mean reads as 0, absent inv_std as 1.
     x = torch.randn(1, 3, 8, 6, dtype=F64)
     maps = torch.randn(2, 3, 3, dtype=F64)
-    mean, std = _norm_args(3, F64, True)
+    mean, std = random_norm(3, F64, True)
     idx = torch.zeros(2, dtype=torch.long)
     ref = reference.mask_blend(x, maps, idx, None, None, None, 1e-8, False)
     got = tk.mask_blend(x, maps, idx, None, mean, None, 1e-8, False)
-    torch.testing.assert_close(got, ref - mean.view(1, -1, 1, 1), **_tol(F64))
+    torch.testing.assert_close(got, ref - mean.view(1, -1, 1, 1), **tol(F64))
     got = tk.mask_blend(x, maps, idx, None, None, 1.0 / std, 1e-8, False)
-    torch.testing.assert_close(got, ref / std.view(1, -1, 1, 1), **_tol(F64))
+    torch.testing.assert_close(got, ref / std.view(1, -1, 1, 1), **tol(F64))
 
 
 @triton_interp
@@ -364,13 +334,13 @@ def test_triton_op(monkeypatch, dtype, bl, nm, eps, ac):
     maps = torch.randn(5, 4, 3, dtype=dtype)
     index = torch.tensor([0, 1, 1, 0, 1])
     baseline = torch.randn_like(x) if bl else None
-    mean, std = _norm_args(3, dtype, nm)
+    mean, std = random_norm(3, dtype, nm)
     out = fastcam.ops.mask_blend(x, maps, index, baseline=baseline, mean=mean, std=std, eps=eps,
                                  align_corners=ac)
     assert calls, "the op did not reach the Triton kernel"
     ref = reference.mask_blend(x, maps, index, baseline, mean, std, eps, ac)
     assert out.shape == ref.shape and out.dtype == dtype
-    torch.testing.assert_close(out, ref, **_tol(dtype))
+    torch.testing.assert_close(out, ref, **tol(dtype))
 
 
 # Both kernels compiled for sm_80 and sm_90 (tests/_triton_aot.py), float32 and

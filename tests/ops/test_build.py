@@ -67,11 +67,38 @@ ARCHS = "75;80;90"  # the default of CMakeLists.txt and pyproject.toml: T4, A100
 SM = tuple(f"sm_{a}" for a in ARCHS.split(";"))
 
 
+OP_ENTRY_POINTS = ("cam_combine_forward", "cam_combine_backward", "mask_blend", "rank_reveal",
+                   "adaptive_kde")
+
+
+def test_entry_points_are_named_as_the_ops():
+    # One name per op in every layer: fastcam._C.cpu.<op> calls fastcam::cpu::<op>,
+    # and the kernels packages and custom ops use the same names.
+    import importlib
+    import importlib.util
+
+    import fastcam.ops  # noqa: F401  (registers the custom ops)
+
+    for name in OP_ENTRY_POINTS:
+        assert callable(getattr(_C().cpu, name, None)), name
+        assert not hasattr(_C(), name + "_cpu") and not hasattr(_C(), name + "_cuda"), name
+        for backend in ("reference", "cpp", "cuda", "triton"):
+            if backend == "triton" and importlib.util.find_spec("triton") is None:
+                continue
+            package = importlib.import_module(f"fastcam.kernels.{backend}")
+            assert callable(getattr(package, name, None)), (backend, name)
+            op = name.rsplit("_forward", 1)[0].rsplit("_backward", 1)[0]
+            assert importlib.import_module(f"fastcam.kernels.{backend}.{op}")
+        assert hasattr(torch.ops.fastcam, name), name
+    assert hasattr(_C(), "cuda") == _cuda_compiled()
+
+
 @needs_cuda_build
 def test_cuda_entry_points_exist():
-    for name in ("cam_combine_forward_cuda", "cam_combine_backward_cuda", "mask_blend_cuda",
-                 "rank_reveal_cuda", "cuda_device_count"):
-        assert callable(getattr(_C(), name, None)), name
+    # one name per op in every layer: fastcam._C.cuda.<op> calls fastcam::cuda::<op>
+    for name in OP_ENTRY_POINTS:
+        assert callable(getattr(_C().cuda, name, None)), name
+    assert callable(getattr(_C(), "cuda_device_count", None))
 
 
 @needs_cuda_build
@@ -96,7 +123,7 @@ _KERNELS = [(source, kernel, template)
                  True),
                 ("mask_blend", ("map_minmax_kernel", "mask_blend_kernel"), True),
                 ("rank_reveal", ("rank_reveal_kernel",), True),
-                ("adaptive_kde", ("kde_grid_kernel", "kde_channel_kernel"), False)]
+                ("adaptive_kde", ("adaptive_kde_grid_kernel", "adaptive_kde_channel_kernel"), False)]
             for kernel in kernels]
 
 
@@ -182,17 +209,17 @@ def test_device_count_is_zero_without_gpu():
 _CALL_WITHOUT_GPU = textwrap.dedent("""
     import fastcam._C as C
     for name, args in [
-        ("cam_combine_forward_cuda",
+        ("cam_combine_forward",
          (0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, True, True, False, 0, "float32")),
-        ("cam_combine_backward_cuda",
+        ("cam_combine_backward",
          (0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, True, True, False, 0, "float64")),
-        ("mask_blend_cuda",
+        ("mask_blend",
          (0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 8, 8, 2, 2, 0.0, False, 0, "float32")),
-        ("rank_reveal_cuda", (0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 64, 0, "float64")),
-        ("adaptive_kde_cuda", (0, 0, 0, 0, 0, 42 * 8, 1, 8, 8, 10, 30, 1e-5, 0)),
+        ("rank_reveal", (0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 64, 0, "float64")),
+        ("adaptive_kde", (0, 0, 0, 0, 0, 42 * 8, 1, 8, 8, 10, 30, 1e-5, 0)),
     ]:
         try:
-            getattr(C, name)(*args)
+            getattr(C.cuda, name)(*args)
         except RuntimeError as e:
             print(name, "RuntimeError:", e)
         else:
@@ -211,21 +238,21 @@ def test_cuda_call_without_gpu_raises_runtime_error():
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
     lines = p.stdout.splitlines()
     assert lines[-1] == "still alive", p.stdout
-    for name in ("cam_combine_forward_cuda", "cam_combine_backward_cuda", "mask_blend_cuda",
-                 "rank_reveal_cuda", "adaptive_kde_cuda"):
+    for name in ("cam_combine_forward", "cam_combine_backward", "mask_blend", "rank_reveal",
+                 "adaptive_kde"):
         line = next(x for x in lines if x.startswith(name + " "))
         assert "RuntimeError: fastcam CUDA kernels: no usable CUDA device" in line, line
 
 
-# --- adaptive_kde (one thread per channel, csrc/common/kde_math.h) --------------
+# --- adaptive_kde (one thread per channel, csrc/common/adaptive_kde_math.h) -----
 
 @needs_cuda_build
 def test_adaptive_kde_cuda_entry_points_and_scratch_size():
     C = _C()
-    assert callable(getattr(C, "adaptive_kde_cuda", None))
-    # kde_scratch_size(L, M) = (3M + 12) L doubles per channel
-    assert C.adaptive_kde_scratch_size(49, 10) == 42 * 49
-    assert C.adaptive_kde_scratch_size(1000, 2) == 18 * 1000
+    assert callable(getattr(C.cuda, "adaptive_kde", None))
+    # adaptive_kde_scratch_size(L, M) = (3M + 12) L doubles per channel
+    assert C.cuda.adaptive_kde_scratch_size(49, 10) == 42 * 49
+    assert C.cuda.adaptive_kde_scratch_size(1000, 2) == 18 * 1000
 
 
 # --- (d) the test suite refuses an unbuilt fastcam ------------------------------
@@ -243,7 +270,8 @@ def test_suite_fails_clearly_on_an_unbuilt_source_tree(tmp_path):
     shutil.copytree(src, tmp_path / "fastcam",
                     ignore=shutil.ignore_patterns("_C*", "*.so", "*.pyd", "__pycache__"))
     (tmp_path / "tests").mkdir()
-    shutil.copy(os.path.join(os.path.dirname(__file__), "conftest.py"), tmp_path / "tests")
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/ops/ -> tests/
+    shutil.copy(os.path.join(tests, "conftest.py"), tmp_path / "tests")
     (tmp_path / "tests" / "test_one.py").write_text("def test_one():\n    assert True\n")
     site = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
     env = {k: v for k, v in os.environ.items() if k != "FASTCAM_TESTS_ALLOW_UNBUILT"}

@@ -1,6 +1,7 @@
-"""Running one op's parity harness (tests/test_<op>.py::test_parity, the triton
-backend only) in a subprocess, with or without TRITON_INTERPRET, and reading
-what ran from its JUnit XML: tests/test_gpu_triton.py runs it compiled on a GPU.
+"""Running one op's parity harness (tests/ops/test_<op>.py::test_parity, the
+triton backend only) in a subprocess, with or without TRITON_INTERPRET, and
+reading what ran from its JUnit XML: tests/ops/test_gpu_triton.py runs it
+compiled on a GPU.
 """
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(TESTS))
 
 
 def run_triton_parity(op: str, tmp_path, interpret: bool, select: str = "",
@@ -22,7 +24,7 @@ def run_triton_parity(op: str, tmp_path, interpret: bool, select: str = "",
     expr = "triton" + (f" and {select}" if select else "")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
            f"{TESTS}/test_{op}.py::test_parity", "-k", expr, f"--junitxml={xml}"]
-    p = subprocess.run(cmd, cwd=os.path.dirname(TESTS), env=env, capture_output=True,
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=timeout)
     out = dict(rc=p.returncode, output=(p.stdout + p.stderr)[-6000:], passed=[], tests=0,
                failures=0, errors=0, skipped=0)

@@ -18,13 +18,12 @@ import pytest
 import torch
 
 import fastcam
-from _backends import (BACKENDS, assert_kernel_inputs, device_of, needs_gpu, spy, triton_interp,
-                       triton_module)
+from _parity import (BACKENDS, F32, F64, LAYOUTS, assert_kernel_inputs, device_of,
+                     imagenet_like_norm, moved, needs_gpu, random_norm, spy, tol, triton_interp,
+                     triton_module)
 from _triton_aot import assert_compiled, assert_size_one_compiled, compile_for_gpu, size_one_jobs
 from fastcam.kernels import cpp, reference
 from fastcam.ops import rank_reveal
-
-F32, F64 = torch.float32, torch.float64
 
 
 # ----------------------------------------------------------------------------
@@ -37,19 +36,6 @@ PARITY_CASES = {  # name: (B, C, H, W, n), which of src/dst, normalise
     "row": ((2, 2, 1, 40, 5), "both", False),                   # a 1-row image
     "many": ((1, 3, 8, 8, 40), "src", True),                    # batch 1, many copies
 }
-LAYOUTS = ["contiguous", "noncontiguous", "channels_last"]
-
-
-def _layout(t, layout):
-    if t is None or layout == "contiguous":
-        return t
-    if layout == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-    out = torch.stack([t, -t], -1)[..., 0]                     # every other element of a buffer
-    assert not out.is_contiguous() or out.numel() <= 1
-    return out
-
-
 def _parity_tol(backend, dtype):
     if dtype == F64:
         return dict(atol=1e-12, rtol=1e-12)
@@ -71,9 +57,8 @@ def test_parity(backend, dtype, layout, case):
     src = torch.randn(B, C, H, W, dtype=dtype) if which != "dst" else None
     dst = torch.randn(B, C, H, W, dtype=dtype) if which != "src" else None
     mean, std = (torch.rand(C, dtype=dtype), torch.rand(C, dtype=dtype) + 0.2) if nm else (None, None)
-    moved = [_layout(None if t is None else t.to(dev), layout)
-             for t in (rank, counts, index, src, dst, mean, std)]
-    out = rank_reveal(*moved[:5], mean=moved[5], std=moved[6])
+    args = moved((rank, counts, index, src, dst, mean, std), dev, layout)
+    out = rank_reveal(*args[:5], mean=args[5], std=args[6])
     ref = reference.rank_reveal(rank, counts, index, src, dst, mean, std)
     assert out.shape == ref.shape and out.dtype == dtype and out.device.type == dev
     torch.testing.assert_close(out.cpu(), ref, **_parity_tol(backend, dtype))
@@ -131,10 +116,6 @@ def test_op_cuda_backend_rejects_cpu_tensors():
 # ----------------------------------------------------------------------------
 # C++/OpenMP and the op
 # ----------------------------------------------------------------------------
-def _norm():
-    return torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.3, 0.25])
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("src_dst", ["x,None", "None,x", "x,base"])
 @pytest.mark.parametrize("with_norm", [False, True])
@@ -146,7 +127,7 @@ def test_cpp_kernel_matches_reference(dtype, src_dst, with_norm):
     rank = torch.stack([torch.randperm(H * W) for _ in range(B)])
     counts = torch.tensor([0, 1, 30, H * W, H * W + 5, 17])
     index = torch.tensor([0, 1, 1, 0, 1, 0])
-    mean, std = (t.to(dtype) for t in _norm()) if with_norm else (None, None)
+    mean, std = (t.to(dtype) for t in imagenet_like_norm()) if with_norm else (None, None)
     got = cpp.rank_reveal(rank, counts, index, src, dst, mean, None if std is None else 1 / std)
     ref = reference.rank_reveal(rank, counts, index, src, dst, mean, std)
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
@@ -225,16 +206,6 @@ def test_shapcam_coalitions_skip_the_index_check(monkeypatch):
 tk = triton_module("rank_reveal")
 
 
-def _tol(dtype):
-    return dict(atol=1e-5, rtol=1e-5) if dtype == F32 else dict(atol=1e-12, rtol=1e-12)
-
-
-def _norm_args(C, dtype, norm):
-    if not norm:
-        return None, None
-    return torch.randn(C, dtype=dtype), torch.rand(C, dtype=dtype) + 0.5
-
-
 RR_SHAPES = {  # name: (B, C, H, W, index)
     "b1c1": (1, 1, 17, 13, [0, 0, 0, 0]),
     "b2c3": (2, 3, 17, 13, [1, 0, 1, 0, 1]),
@@ -254,12 +225,12 @@ def test_triton_kernel_matches_reference(shape, dtype, which, nm):
     counts = torch.tensor([0, HW, 7, HW // 2, HW - 1][:len(index)])
     src = torch.randn(B, C, H, W, dtype=dtype) if which != "dst" else None
     dst = torch.randn(B, C, H, W, dtype=dtype) if which != "src" else None
-    mean, std = _norm_args(C, dtype, nm)
+    mean, std = random_norm(C, dtype, nm)
     index = torch.tensor(index)
     out = tk.rank_reveal(rank, counts, index, src, dst, mean, None if std is None else 1.0 / std)
     ref = reference.rank_reveal(rank, counts, index, src, dst, mean, std)
     assert out.shape == ref.shape and out.dtype == dtype
-    torch.testing.assert_close(out, ref, **_tol(dtype))
+    torch.testing.assert_close(out, ref, **tol(dtype))
     if not nm:  # pure selection: bit-exact
         assert torch.equal(out, ref)
         if which == "both":
@@ -291,12 +262,12 @@ def test_triton_op(monkeypatch, dtype, which, nm):
     counts, index = torch.tensor([0, 63, 20, 5]), torch.tensor([1, 0, 0, 1])
     src = torch.randn(B, C, H, W, dtype=dtype) if which != "dst" else None
     dst = torch.randn(B, C, H, W, dtype=dtype) if which != "src" else None
-    mean, std = _norm_args(C, dtype, nm)
+    mean, std = random_norm(C, dtype, nm)
     out = fastcam.ops.rank_reveal(rank, counts, index, src, dst, mean=mean, std=std)
     assert calls, "the op did not reach the Triton kernel"
     ref = reference.rank_reveal(rank, counts, index, src, dst, mean, std)
     assert out.shape == ref.shape and out.dtype == dtype
-    torch.testing.assert_close(out, ref, **_tol(dtype))
+    torch.testing.assert_close(out, ref, **tol(dtype))
 
 
 # The kernel compiled for sm_80 and sm_90 (tests/_triton_aot.py), float32 and

@@ -3,16 +3,16 @@
 // Gauss window), shared by the OpenMP kernel and a CUDA kernel. Every function
 // is FC_HD (__host__ __device__ inline), takes raw pointers and sizes, and
 // allocates nothing: the caller owns the scratch. double precision only (the
-// definition, fastcam/kernels/reference_kde.py, is float64, and the estimate
+// definition, fastcam/kernels/reference/adaptive_kde.py, is float64, and the estimate
 // makes discrete choices - argmins, golden-section comparisons - on its values).
 //
-// One channel, in the order a driver calls these (see kde_channel at the end):
-//   L = kde_grid_size(x)                     internal grid size, 0 = no estimate
-//   KdeTables for L (kde_fill_tables, once per L; shared by the channels)
-//   kde_histogram -> y (L)
-//   kde_local_bandwidths -> gsr (L x M) = w*_i(t_k) / W_i, and its row max/min
-//   golden section over gamma (KdeGolden), each step one kde_cost
-//   kde_interp onto linspace(0, 1, Z) (when L != Z), kde_count_peaks
+// One channel, in the order a driver calls these (see adaptive_kde_channel at the end):
+//   L = adaptive_kde_grid_size(x)                     internal grid size, 0 = no estimate
+//   AdaptiveKdeTables for L (adaptive_kde_fill_tables, once per L; shared by the channels)
+//   adaptive_kde_histogram -> y (L)
+//   adaptive_kde_local_bandwidths -> gsr (L x M) = w*_i(t_k) / W_i, and its row max/min
+//   golden section over gamma (AdaptiveKdeGolden), each step one adaptive_kde_cost
+//   adaptive_kde_interp onto linspace(0, 1, Z) (when L != Z), adaptive_kde_count_peaks
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -21,19 +21,19 @@
 
 // Vectorisation hint for the host compiler (the OpenMP build); nothing on CUDA.
 #if defined(_OPENMP) && !defined(__CUDA_ARCH__)
-#define FC_KDE_SIMD _Pragma("omp simd")
+#define FC_ADAPTIVE_KDE_SIMD _Pragma("omp simd")
 #else
-#define FC_KDE_SIMD
+#define FC_ADAPTIVE_KDE_SIMD
 #endif
 
 namespace fastcam {
 
 // ssvkernel's fixed choices (the op's definition): M candidate bandwidths,
 // golden-section iteration cap and tolerance, cap on the coarse grid.
-constexpr int kKdeM = 10;
-constexpr int kKdeMaxIter = 30;
-constexpr double kKdeTol = 1e-5;
-constexpr int kKdeMaxGrid = 1000;
+constexpr int kAdaptiveKdeM = 10;
+constexpr int kAdaptiveKdeMaxIter = 30;
+constexpr double kAdaptiveKdeTol = 1e-5;
+constexpr int kAdaptiveKdeMaxGrid = 1000;
 
 // ---------------------------------------------------------------------------
 // exp for x <= 0 that compilers vectorise (std::exp is a library call that
@@ -44,14 +44,14 @@ constexpr int kKdeMaxGrid = 1000;
 // range are right too; exp(x) = 0 below -745.2. Within a few ulp of std::exp.
 // On the GPU it is the device's exp.
 // ---------------------------------------------------------------------------
-FC_HD double kde_bits_to_double(uint64_t u) {
+FC_HD double adaptive_kde_bits_to_double(uint64_t u) {
 #if defined(__CUDA_ARCH__)
   return __longlong_as_double(static_cast<long long>(u));
 #else
   return __builtin_bit_cast(double, u);  // (memcpy here stops GCC vectorising)
 #endif
 }
-FC_HD uint64_t kde_double_to_bits(double d) {
+FC_HD uint64_t adaptive_kde_double_to_bits(double d) {
 #if defined(__CUDA_ARCH__)
   return static_cast<uint64_t>(__double_as_longlong(d));
 #else
@@ -59,7 +59,7 @@ FC_HD uint64_t kde_double_to_bits(double d) {
 #endif
 }
 
-FC_HD double kde_exp(double x) {
+FC_HD double adaptive_kde_exp(double x) {
 #if defined(__CUDA_ARCH__)
   return exp(x);
 #else
@@ -88,10 +88,10 @@ FC_HD double kde_exp(double x) {
   // 2^n = 2^n1 * 2^n2 with n1 = trunc(n/2), both halves normal for n >= -1075.
   const double n1 = trunc(n * 0.5);
   const double n2 = n - n1;
-  const uint64_t shift_bits = kde_double_to_bits(kShift);
-  const uint64_t e1 = (kde_double_to_bits(n1 + (1023.0 + kShift)) - shift_bits) << 52;
-  const uint64_t e2 = (kde_double_to_bits(n2 + (1023.0 + kShift)) - shift_bits) << 52;
-  return p * kde_bits_to_double(e1) * kde_bits_to_double(e2);
+  const uint64_t shift_bits = adaptive_kde_double_to_bits(kShift);
+  const uint64_t e1 = (adaptive_kde_double_to_bits(n1 + (1023.0 + kShift)) - shift_bits) << 52;
+  const uint64_t e2 = (adaptive_kde_double_to_bits(n2 + (1023.0 + kShift)) - shift_bits) << 52;
+  return p * adaptive_kde_bits_to_double(e1) * adaptive_kde_bits_to_double(e2);
 #endif
 }
 
@@ -99,34 +99,34 @@ FC_HD double kde_exp(double x) {
 // Grids and candidate bandwidths
 // ---------------------------------------------------------------------------
 // numpy.linspace(0, 1, n)[i] bit for bit: i * (1/(n-1)), the last point 1.
-FC_HD double kde_linspace01(int i, int n) {
+FC_HD double adaptive_kde_linspace01(int i, int n) {
   return i == n - 1 ? 1.0 : double(i) * (1.0 / double(n - 1));
 }
 
 // min(diff(linspace(0, 1, n))): ssvkernel's dt for a grid of n points.
-FC_HD double kde_grid_step(int n) {
-  double dt = INFINITY, prev = kde_linspace01(0, n);
+FC_HD double adaptive_kde_grid_step(int n) {
+  double dt = INFINITY, prev = adaptive_kde_linspace01(0, n);
   for (int i = 1; i < n; ++i) {
-    const double cur = kde_linspace01(i, n);
+    const double cur = adaptive_kde_linspace01(i, n);
     dt = fmin(dt, cur - prev);
     prev = cur;
   }
   return dt;
 }
 
-FC_HD double kde_logexp(double u) { return u < 1e2 ? log(1.0 + exp(u)) : u; }
-FC_HD double kde_ilogexp(double u) { return u < 1e2 ? log(exp(u) - 1.0) : u; }
+FC_HD double adaptive_kde_logexp(double u) { return u < 1e2 ? log(1.0 + exp(u)) : u; }
+FC_HD double adaptive_kde_ilogexp(double u) { return u < 1e2 ? log(exp(u) - 1.0) : u; }
 
 // W_j = logexp(linspace(ilogexp(5 dt), ilogexp(T), M))[j] (numpy's linspace).
-FC_HD double kde_bandwidth(int j, int M, double dt, double T) {
-  const double a = kde_ilogexp(5.0 * dt), b = kde_ilogexp(T);
-  if (M == 1) return kde_logexp(a);
+FC_HD double adaptive_kde_bandwidth(int j, int M, double dt, double T) {
+  const double a = adaptive_kde_ilogexp(5.0 * dt), b = adaptive_kde_ilogexp(T);
+  if (M == 1) return adaptive_kde_logexp(a);
   const double u = j == M - 1 ? b : double(j) * ((b - a) / double(M - 1)) + a;
-  return kde_logexp(u);
+  return adaptive_kde_logexp(u);
 }
 
 // ssvkernel's FFT length for a kernel of w grid steps on L points: 2^ceil(log2(L + 3w)).
-FC_HD int kde_fft_size(int L, double w) {
+FC_HD int adaptive_kde_fft_size(int L, double w) {
   return int(exp2(ceil(log2(double(L) + 3.0 * w))));
 }
 
@@ -135,7 +135,7 @@ FC_HD int kde_fft_size(int L, double w) {
 // Gauss kernel of w grid steps. For n <= 64 it is computed exactly, as the
 // inverse DFT of the sampled spectrum; otherwise (then w >= 5) as the sum of
 // the normal density's periodic images sum_p g_w(r + p n), equal to rounding.
-FC_HD double kde_kernel_entry(int r, double w, int n) {
+FC_HD double adaptive_kde_kernel_entry(int r, double w, int n) {
   const double kPi = 3.14159265358979323846;
   if (n <= 64) {
     double s = 0.0;
@@ -162,7 +162,7 @@ FC_HD double kde_kernel_entry(int r, double w, int n) {
 //   ext[i*(2L-1) + (L-1) + d]  = kappa_i[|d|],
 //   gext[i*(2L-1) + (L-1) + d] = G(t_|d|; W_i) = exp(-t_|d|^2 / (2 W_i^2)) / W_i,
 // so that the row "kappa_i[|k - m|] over k" is the contiguous ext_i + (L-1-m).
-struct KdeTables {
+struct AdaptiveKdeTables {
   int L;
   double dt;
   const double* W;     // (M)
@@ -173,17 +173,17 @@ struct KdeTables {
 
 // Fills W (M), ext and gext (M*(2L-1) each) for the grid of L points (T = 1);
 // returns dt.
-FC_HD double kde_fill_tables(int L, int M, double* W, double* ext, double* gext) {
-  const double dt = kde_grid_step(L);
+FC_HD double adaptive_kde_fill_tables(int L, int M, double* W, double* ext, double* gext) {
+  const double dt = adaptive_kde_grid_step(L);
   for (int i = 0; i < M; ++i) {
-    W[i] = kde_bandwidth(i, M, dt, 1.0);
+    W[i] = adaptive_kde_bandwidth(i, M, dt, 1.0);
     const double w = W[i] / dt;
-    const int n = kde_fft_size(L, w);
+    const int n = adaptive_kde_fft_size(L, w);
     double* e = ext + int64_t(i) * (2 * L - 1) + (L - 1);
     double* ge = gext + int64_t(i) * (2 * L - 1) + (L - 1);
     for (int r = 0; r < L; ++r) {
-      e[r] = e[-r] = kde_kernel_entry(r, w, n);
-      const double d = kde_linspace01(r, L);
+      e[r] = e[-r] = adaptive_kde_kernel_entry(r, w, n);
+      const double d = adaptive_kde_linspace01(r, L);
       ge[r] = ge[-r] = exp(d * d * (-0.5 / (W[i] * W[i]))) / W[i];
     }
   }
@@ -197,7 +197,7 @@ FC_HD double kde_fill_tables(int L, int M, double* W, double* ext, double* gext)
 // there is no estimate (no sample in range, all in-range samples equal, or a
 // one-point grid). O(S^2) pairwise gaps: no sort, no scratch.
 // ---------------------------------------------------------------------------
-FC_HD int kde_grid_size(const double* x, int S, int Z, int max_grid) {
+FC_HD int adaptive_kde_grid_size(const double* x, int S, int Z, int max_grid) {
   int n_in = 0;
   double ds = INFINITY;
   for (int i = 0; i < S; ++i) {
@@ -212,7 +212,7 @@ FC_HD int kde_grid_size(const double* x, int S, int Z, int max_grid) {
   }
   if (n_in == 0 || !(ds < INFINITY) || Z < 2) return 0;
   int L = Z;
-  if (ds > kde_grid_step(Z)) {
+  if (ds > adaptive_kde_grid_step(Z)) {
     const double c = ceil(1.0 / ds);
     L = c < double(max_grid) ? int(c) : max_grid;
   }
@@ -224,19 +224,19 @@ FC_HD int kde_grid_size(const double* x, int S, int Z, int max_grid) {
 // semantics): the bin of v in [0, 1] is #{m in 1..L-1 : t_m - dt/2 <= v}.
 // y[m] = count / dt. Returns N = sum_m y[m] dt.
 // ---------------------------------------------------------------------------
-FC_HD int kde_hist_bin(double v, int L, double dt) {
+FC_HD int adaptive_kde_hist_bin(double v, int L, double dt) {
   int lo = 0, hi = L - 1;  // answer in [lo, hi]
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (kde_linspace01(mid, L) - 0.5 * dt <= v) lo = mid; else hi = mid - 1;
+    if (adaptive_kde_linspace01(mid, L) - 0.5 * dt <= v) lo = mid; else hi = mid - 1;
   }
   return lo;
 }
 
-FC_HD double kde_histogram(const double* x, int S, int L, double dt, double* y) {
+FC_HD double adaptive_kde_histogram(const double* x, int S, int L, double dt, double* y) {
   for (int m = 0; m < L; ++m) y[m] = 0.0;
   for (int i = 0; i < S; ++i)
-    if (x[i] >= 0.0 && x[i] <= 1.0) y[kde_hist_bin(x[i], L, dt)] += 1.0;
+    if (x[i] >= 0.0 && x[i] <= 1.0) y[adaptive_kde_hist_bin(x[i], L, dt)] += 1.0;
   double N = 0.0;
   for (int m = 0; m < L; ++m) {
     y[m] = y[m] / dt;
@@ -252,8 +252,9 @@ FC_HD double kde_histogram(const double* x, int S, int L, double dt, double* y) 
 // Output gsr[k*M + i] = w*_i(t_k) / W_i, gmax[k] / gmin[k] its max / min over i.
 // Scratch c and acc: M*L each. O(M^2 L^2) multiply-adds.
 // ---------------------------------------------------------------------------
-FC_HD void kde_local_bandwidths(const double* y, const KdeTables& tb, int M, double* c,
-                                double* acc, double* gsr, double* gmax, double* gmin) {
+FC_HD void adaptive_kde_local_bandwidths(const double* y, const AdaptiveKdeTables& tb, int M,
+                                         double* c, double* acc, double* gsr, double* gmax,
+                                         double* gmin) {
   const int L = tb.L;
   const int64_t E = 2 * L - 1;
   const double kC = 2.0 / sqrt(2.0 * 3.14159265358979323846);
@@ -264,11 +265,11 @@ FC_HD void kde_local_bandwidths(const double* y, const KdeTables& tb, int M, dou
       const double ym = y[m];
       if (ym == 0.0) continue;
       const double* row = tb.ext + j * E + (L - 1 - m);
-      FC_KDE_SIMD
+      FC_ADAPTIVE_KDE_SIMD
       for (int k = 0; k < L; ++k) cj[k] += ym * row[k];
     }
     const double cw = kC / tb.W[j];
-    FC_KDE_SIMD
+    FC_ADAPTIVE_KDE_SIMD
     for (int k = 0; k < L; ++k) {
       const double yh = cj[k];
       cj[k] = yh * yh - 2.0 * yh * y[k] + cw * y[k];
@@ -289,7 +290,7 @@ FC_HD void kde_local_bandwidths(const double* y, const KdeTables& tb, int M, dou
           for (int m = 0; m < L; ++m) {
             const double cm = cj[m];
             const double* row = ki - m + k0;
-            FC_KDE_SIMD
+            FC_ADAPTIVE_KDE_SIMD
             for (int q = 0; q < KB; ++q) a[q] += cm * row[q];
           }
         } else {
@@ -327,8 +328,9 @@ FC_HD void kde_local_bandwidths(const double* y, const KdeTables& tb, int M, dou
 // The variable bandwidth at one grid point for stiffness g: min W if g > max_i
 // r_i, max W if g < min_i r_i, else g * W_{i*}, i* the largest i with r_i >= g
 // (r = gsr row of the point). *sel = i*, or -1 in the first two cases.
-FC_HD double kde_select_bandwidth(double g, const double* r, int M, const KdeTables& tb,
-                                  double rmax, double rmin, int* sel) {
+FC_HD double adaptive_kde_select_bandwidth(double g, const double* r, int M,
+                                           const AdaptiveKdeTables& tb, double rmax, double rmin,
+                                           int* sel) {
   *sel = -1;
   if (g > rmax) return tb.Wmin;
   if (g < rmin) return tb.Wmax;
@@ -341,7 +343,7 @@ FC_HD double kde_select_bandwidth(double g, const double* r, int M, const KdeTab
 
 // ---------------------------------------------------------------------------
 // Step 5: the cost of stiffness g. t: the grid (L); y: histogram; N its mass.
-//   w_v(t_m) = kde_select_bandwidth(g, ...)
+//   w_v(t_m) = adaptive_kde_select_bandwidth(g, ...)
 //   w_p(t_k) = sum_m w_v(t_m) G(t_k - t_m; w_v(t_m)/g) / sum_m G(...)   (Nadaraya-Watson)
 //   yv(t_k) = sum_m y_m dt G(t_k - t_m; w_p(t_k)), scaled to sum_k yv dt = N (balloon)
 //   C(g) = sum_k (yv^2 - 2 yv y + 2/sqrt(2 pi)/w_p y) dt,   G(x; s) = exp(-x^2/(2 s^2))/s
@@ -351,10 +353,10 @@ FC_HD double kde_select_bandwidth(double g, const double* r, int M, const KdeTab
 // non-empty bins only. Writes optwv, optwp, yv (L each; w1, w2: L, w3: 2(2L-1)
 // scratch) and returns C(g). L * (non-empty bins) + 2L exponentials.
 // ---------------------------------------------------------------------------
-FC_HD double kde_cost(double g, const double* y, double N, const double* t, const double* gsr,
-                      const double* gmax, const double* gmin, int M, const KdeTables& tb,
-                      double* optwv, double* optwp, double* yv, double* w1, double* w2,
-                      double* w3) {
+FC_HD double adaptive_kde_cost(double g, const double* y, double N, const double* t,
+                               const double* gsr, const double* gmax, const double* gmin, int M,
+                               const AdaptiveKdeTables& tb, double* optwv, double* optwp,
+                               double* yv, double* w1, double* w2, double* w3) {
   const int L = tb.L;
   const int64_t E = 2 * L - 1;
   const double dt = tb.dt;
@@ -365,11 +367,11 @@ FC_HD double kde_cost(double g, const double* y, double N, const double* t, cons
   const double a_over = -0.5 / (s_over * s_over), a_under = -0.5 / (s_under * s_under);
   double* g_over = w3 + (L - 1);
   double* g_under = w3 + E + (L - 1);
-  FC_KDE_SIMD
+  FC_ADAPTIVE_KDE_SIMD
   for (int r = 0; r < L; ++r) {
-    const double d = kde_linspace01(r, L);
-    g_over[r] = kde_exp(d * d * a_over) / s_over;
-    g_under[r] = kde_exp(d * d * a_under) / s_under;
+    const double d = adaptive_kde_linspace01(r, L);
+    g_over[r] = adaptive_kde_exp(d * d * a_over) / s_over;
+    g_under[r] = adaptive_kde_exp(d * d * a_under) / s_under;
   }
   for (int r = 1; r < L; ++r) {
     g_over[-r] = g_over[r];
@@ -379,10 +381,10 @@ FC_HD double kde_cost(double g, const double* y, double N, const double* t, cons
   for (int m = 0; m < L; ++m) {
     int sel;
     const double wv =
-        kde_select_bandwidth(g, gsr + int64_t(m) * M, M, tb, gmax[m], gmin[m], &sel);
+        adaptive_kde_select_bandwidth(g, gsr + int64_t(m) * M, M, tb, gmax[m], gmin[m], &sel);
     optwv[m] = wv;
     const double* row = (sel >= 0 ? tb.gext + sel * E + (L - 1) : g > gmax[m] ? g_over : g_under) - m;
-    FC_KDE_SIMD
+    FC_ADAPTIVE_KDE_SIMD
     for (int k = 0; k < L; ++k) {
       num[k] += wv * row[k];
       den[k] += row[k];
@@ -396,10 +398,10 @@ FC_HD double kde_cost(double g, const double* y, double N, const double* t, cons
   for (int m = 0; m < L; ++m) {
     if (y[m] == 0.0) continue;
     const double c = y[m] * dt, tm = t[m];
-    FC_KDE_SIMD
+    FC_ADAPTIVE_KDE_SIMD
     for (int k = 0; k < L; ++k) {
       const double d = t[k] - tm;
-      yv[k] += c * kde_exp(d * d * w2[k]);
+      yv[k] += c * adaptive_kde_exp(d * d * w2[k]);
     }
   }
   double mass = 0.0;
@@ -418,16 +420,16 @@ FC_HD double kde_cost(double g, const double* y, double N, const double* t, cons
 
 // Golden-section search over [1e-12, 1] as ssvkernel: the caller evaluates
 // f1 = C(c1), f2 = C(c2), then while active(): g = propose(); accept(C(g)).
-struct KdeGolden {
+struct AdaptiveKdeGolden {
   double a, b, c1, c2, f1, f2;
   bool left;
 };
 
-FC_HD double kde_phi() { return (sqrt(5.0) + 1.0) / 2.0; }
+FC_HD double adaptive_kde_phi() { return (sqrt(5.0) + 1.0) / 2.0; }
 
-FC_HD KdeGolden kde_golden_init() {
-  const double phi = kde_phi();
-  KdeGolden s;
+FC_HD AdaptiveKdeGolden adaptive_kde_golden_init() {
+  const double phi = adaptive_kde_phi();
+  AdaptiveKdeGolden s;
   s.a = 1e-12;
   s.b = 1.0;
   s.c1 = (phi - 1.0) * s.a + (2.0 - phi) * s.b;
@@ -437,13 +439,13 @@ FC_HD KdeGolden kde_golden_init() {
   return s;
 }
 
-FC_HD bool kde_golden_active(const KdeGolden& s, double tol) {
+FC_HD bool adaptive_kde_golden_active(const AdaptiveKdeGolden& s, double tol) {
   return fabs(s.b - s.a) > tol * (fabs(s.c1) + fabs(s.c2));
 }
 
 // Shrinks the bracket towards the smaller of f1, f2; returns the new point.
-FC_HD double kde_golden_propose(KdeGolden& s) {
-  const double phi = kde_phi();
+FC_HD double adaptive_kde_golden_propose(AdaptiveKdeGolden& s) {
+  const double phi = adaptive_kde_phi();
   s.left = s.f1 < s.f2;
   if (s.left) {
     s.b = s.c2;
@@ -457,7 +459,7 @@ FC_HD double kde_golden_propose(KdeGolden& s) {
   return s.c2;
 }
 
-FC_HD void kde_golden_accept(KdeGolden& s, double f) {
+FC_HD void adaptive_kde_golden_accept(AdaptiveKdeGolden& s, double f) {
   if (s.left) {
     s.f2 = s.f1;
     s.f1 = f;
@@ -470,7 +472,7 @@ FC_HD void kde_golden_accept(KdeGolden& s, double f) {
 // ---------------------------------------------------------------------------
 // Output: numpy.interp(linspace(0,1,Z)[i], t, fp) and the peak count.
 // ---------------------------------------------------------------------------
-FC_HD double kde_interp(double xq, const double* t, const double* fp, int L) {
+FC_HD double adaptive_kde_interp(double xq, const double* t, const double* fp, int L) {
   if (xq >= t[L - 1]) return fp[L - 1];
   int lo = 0, hi = L - 2;  // largest j <= L-2 with t[j] <= xq
   while (lo < hi) {
@@ -483,7 +485,7 @@ FC_HD double kde_interp(double xq, const double* t, const double* fp, int L) {
 // Interior local maxima, a flat top counted once (MATLAB's findpeaks): the
 // number of + -> - changes in the signs of consecutive differences, zero
 // differences skipped.
-FC_HD int kde_count_peaks(const double* y, int Z) {
+FC_HD int adaptive_kde_count_peaks(const double* y, int Z) {
   int peaks = 0, last = 0;
   for (int i = 1; i < Z; ++i) {
     const double d = y[i] - y[i - 1];
@@ -495,16 +497,16 @@ FC_HD int kde_count_peaks(const double* y, int Z) {
   return peaks;
 }
 
-// Scratch doubles kde_channel needs for a grid of L points.
-FC_HD int64_t kde_scratch_size(int L, int M) { return int64_t(3 * M + 12) * L; }
+// Scratch doubles adaptive_kde_channel needs for a grid of L points.
+FC_HD int64_t adaptive_kde_scratch_size(int L, int M) { return int64_t(3 * M + 12) * L; }
 
 // ---------------------------------------------------------------------------
-// One channel, start to end: samples x (S), grid size L = kde_grid_size(x)
+// One channel, start to end: samples x (S), grid size L = adaptive_kde_grid_size(x)
 // (> 0) and its tables, output density (Z) on linspace(0, 1, Z); returns the
-// number of peaks. scratch: kde_scratch_size(L, M) doubles.
+// number of peaks. scratch: adaptive_kde_scratch_size(L, M) doubles.
 // ---------------------------------------------------------------------------
-FC_HD int kde_channel(const double* x, int S, int Z, const KdeTables& tb, int M, int max_iter,
-                      double tol, double* scratch, double* density) {
+FC_HD int adaptive_kde_channel(const double* x, int S, int Z, const AdaptiveKdeTables& tb, int M,
+                               int max_iter, double tol, double* scratch, double* density) {
   const int L = tb.L;
   double* y = scratch;
   double* t = y + L;
@@ -520,16 +522,17 @@ FC_HD int kde_channel(const double* x, int S, int Z, const KdeTables& tb, int M,
   double* w2 = acc;
   double* yopt = acc + L;
   double* w3 = acc + int64_t(M) * L;    // 2(2L-1) <= 4L
-  for (int k = 0; k < L; ++k) t[k] = kde_linspace01(k, L);
-  const double N = kde_histogram(x, S, L, tb.dt, y);
-  kde_local_bandwidths(y, tb, M, c, acc, gsr, gmax, gmin);
-  KdeGolden gs = kde_golden_init();
-  gs.f1 = kde_cost(gs.c1, y, N, t, gsr, gmax, gmin, M, tb, optwv, optwp, yv, w1, w2, w3);
-  gs.f2 = kde_cost(gs.c2, y, N, t, gsr, gmax, gmin, M, tb, optwv, optwp, yv, w1, w2, w3);
+  for (int k = 0; k < L; ++k) t[k] = adaptive_kde_linspace01(k, L);
+  const double N = adaptive_kde_histogram(x, S, L, tb.dt, y);
+  adaptive_kde_local_bandwidths(y, tb, M, c, acc, gsr, gmax, gmin);
+  AdaptiveKdeGolden gs = adaptive_kde_golden_init();
+  gs.f1 = adaptive_kde_cost(gs.c1, y, N, t, gsr, gmax, gmin, M, tb, optwv, optwp, yv, w1, w2, w3);
+  gs.f2 = adaptive_kde_cost(gs.c2, y, N, t, gsr, gmax, gmin, M, tb, optwv, optwp, yv, w1, w2, w3);
   for (int k = 0; k < L; ++k) yopt[k] = 0.0;
-  for (int it = 0; it < max_iter && kde_golden_active(gs, tol); ++it) {
-    const double g = kde_golden_propose(gs);
-    kde_golden_accept(gs, kde_cost(g, y, N, t, gsr, gmax, gmin, M, tb, optwv, optwp, yv, w1, w2, w3));
+  for (int it = 0; it < max_iter && adaptive_kde_golden_active(gs, tol); ++it) {
+    const double g = adaptive_kde_golden_propose(gs);
+    adaptive_kde_golden_accept(gs, adaptive_kde_cost(g, y, N, t, gsr, gmax, gmin, M, tb, optwv,
+                                                     optwp, yv, w1, w2, w3));
     double mass = 0.0;
     for (int k = 0; k < L; ++k) mass += yv[k] * tb.dt;
     for (int k = 0; k < L; ++k) yopt[k] = yv[k] / mass;
@@ -537,9 +540,10 @@ FC_HD int kde_channel(const double* x, int S, int Z, const KdeTables& tb, int M,
   if (L == Z) {
     for (int i = 0; i < Z; ++i) density[i] = yopt[i];
   } else {
-    for (int i = 0; i < Z; ++i) density[i] = kde_interp(kde_linspace01(i, Z), t, yopt, L);
+    for (int i = 0; i < Z; ++i)
+      density[i] = adaptive_kde_interp(adaptive_kde_linspace01(i, Z), t, yopt, L);
   }
-  return kde_count_peaks(density, Z);
+  return adaptive_kde_count_peaks(density, Z);
 }
 
 }  // namespace fastcam
