@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Literal, Optional, TypedDict
+from typing import Any, ClassVar, Iterator, Literal, Optional, TypedDict, get_origin
 
 import torch
 import torch.nn.functional as F
@@ -366,7 +366,8 @@ def _signature_with_common_options(init: Any) -> inspect.Signature:
     own = {p.name for p in params}
     rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
     common = [p for p in common_options() if p.name not in own]
-    only_common = "Unpack[" in str(var[0].annotation)
+    ann = var[0].annotation        # a string under `from __future__ import annotations`
+    only_common = (isinstance(ann, str) and ann.startswith("Unpack[")) or get_origin(ann) is Unpack
     return sig.replace(parameters=rest + common + ([] if only_common else var))
 
 
