@@ -24,6 +24,7 @@ import torchvision
 from torch import nn
 
 import fastcam
+from fastcam.compat.numerics import PytorchGradCAMScoreCAM
 from fastcam.data import load_photos
 from fastcam.engine import cpu_supports
 
@@ -84,7 +85,10 @@ def _fastcam(benchmark, case, method, precision, *, group=None, x=None, targets=
     arch, model, layer, _, x0, t0 = case
     x = x0 if x is None else x
     targets = t0 if targets is None else targets
-    cam = fastcam.METHODS[method](model, layer, precision=precision, **options)
+    cls = fastcam.METHODS[method]
+    if options.get("mode") == "pytorch-grad-cam":     # pytorch-grad-cam's numerics
+        cls = PytorchGradCAMScoreCAM
+    cam = cls(model, layer, precision=precision, **options)
     maps = _run(benchmark, group or _group(case, method), lambda: cam(x, targets),
                 baseline=baseline, note=f"fastcam {precision}")
     assert maps.shape == (x.shape[0], *x.shape[-2:])

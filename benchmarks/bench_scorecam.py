@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import fastcam
+from fastcam.compat.numerics import PytorchGradCAMScoreCAM
 
 from _scorecam_floor import k_masked_forwards, resnet18_case
 from conftest import SMOKE
@@ -39,7 +40,7 @@ def test_floor_k_masked_forwards(benchmark, setup):
 
 def test_fastcam(benchmark, setup):
     model, x, target, _ = setup
-    cam = fastcam.ScoreCAM(model, "layer4", mode="pytorch-grad-cam", batch_size=CHUNK)
+    cam = PytorchGradCAMScoreCAM(model, "layer4", batch_size=CHUNK)
     benchmark.group = _group()
     benchmark.pedantic(cam, args=(x, [target]), rounds=3, iterations=1, warmup_rounds=1)
 
@@ -124,7 +125,7 @@ def test_lite_pytorch_grad_cam(benchmark, lite):
 
 def test_lite_fastcam(benchmark, lite):
     model, x_model, target = lite
-    cam = fastcam.ScoreCAM(model, LITE_LAYER, mode="pytorch-grad-cam", batch_size=LITE_CHUNK)
+    cam = PytorchGradCAMScoreCAM(model, LITE_LAYER, batch_size=LITE_CHUNK)
     benchmark.group = _lite_group()
     maps = benchmark.pedantic(cam, args=(x_model, [target]), rounds=3, iterations=1)
     ran = int(cam.last.extra["masked_forwards"][0].sum())

@@ -44,7 +44,8 @@ SCRIPT = textwrap.dedent("""
     thread.start()
     if which == "fastcam":
         import fastcam
-        fastcam.ScoreCAM(model, "layer4", mode="pytorch-grad-cam", batch_size=32)(x, [target])
+        from fastcam.compat.numerics import PytorchGradCAMScoreCAM
+        PytorchGradCAMScoreCAM(model, "layer4", batch_size=32)(x, [target])
     elif which == "pytorch-grad-cam":
         from pytorch_grad_cam import ScoreCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -100,6 +100,13 @@ def _fastcam_call(method: str, model, layer: str, x, targets, precision: str, ba
 
     cls = fastcam.METHODS[method]
     kw = dict(opts)
+    if kw.get("mode") == "pytorch-grad-cam":
+        try:                    # pytorch-grad-cam's numerics: fastcam.compat.numerics' class
+            from fastcam.compat.numerics import PytorchGradCAMScoreCAM as cls
+        except ImportError:     # an older checkout: the native mode
+            pass
+        else:
+            del kw["mode"]
     if precision != "fp32":
         kw["precision"] = precision
 

@@ -21,7 +21,8 @@ from fastcam.compat.pytorch_grad_cam.ablation_cam import AblationCAM as FcAblati
 from fastcam.compat.pytorch_grad_cam.ablation_layer import AblationLayer  # noqa: E402
 from fastcam.engine import cpu_supports  # noqa: E402
 from fastcam.methods.ablationcam import AblationCAM  # noqa: E402
-from fastcam.perturbation.channel_ablation import ablation_values, effective_ablations  # noqa: E402
+from fastcam.compat.numerics import ablation_values  # noqa: E402
+from fastcam.perturbation.channel_ablation import effective_ablations  # noqa: E402
 
 TOL = 1e-4
 
@@ -275,9 +276,13 @@ def test_selection_on_resnet18_activations(ratio):
 def test_bad_input():
     model = _toy()
     for kw in ({"batch_size": 0}, {"batch_size": 2.5}, {"ratio_channels_to_ablate": 0.0},
-               {"ratio_channels_to_ablate": 1.5}, {"ablation": "mean"}, {"fast_path": "always"}):
+               {"ratio_channels_to_ablate": 1.5}, {"fast_path": "always"}):
         with pytest.raises(ValueError):
             AblationCAM(model, "act", **kw)
+    with pytest.raises(ValueError):      # pytorch-grad-cam's values: fastcam.compat.numerics
+        ablation_values(torch.zeros(1, 2, 3, 3), "mean", 4)
+    with pytest.raises(TypeError):
+        AblationCAM(model, "act", ablation="zero")
     with pytest.raises(TypeError):
         AblationCAM(model, "act", ratio_channels_to_ablate="all")
     cam = AblationCAM(model, "act")

@@ -91,10 +91,10 @@ def test_grad_cams_own_layer_vit_is_accepted():
 def test_native_token_path_batch_equals_single_images_and_formula():
     """The native method with a reshape_transform: batch == single images, and each
     weight is (y_c − y_c^k)/y_c with y_c^k the logit of the model whose layer output has
-    token channel k zeroed (ablation="zero")."""
+    token channel k zeroed (the native ablation value)."""
     model, x = _vit(), _x()
     layer = model.encoder.layers[-1].ln_1
-    cam = AblationCAM(model, layer, ablation="zero", batch_size=6)
+    cam = AblationCAM(model, layer, batch_size=6)
     cam.reshape_transform = _reshape
     assert cam.capture_kind() == "forward" and AblationCAM.capture == "split"
     maps = cam(x, CLASSES)

@@ -15,7 +15,8 @@ from fastcam.compat.torchcam import methods as fc_methods  # noqa: E402
 from fastcam.compat.torchcam import utils as fc_utils  # noqa: E402
 from fastcam.compat.torchcam.methods.core import MissingForwardError  # noqa: E402
 from fastcam.methods.gradcam_plusplus import GradCAMPlusPlus as NativeGradCAMPlusPlus  # noqa: E402
-from fastcam.methods.torchcam_numerics import normalize  # noqa: E402
+from fastcam.compat import numerics  # noqa: E402
+from fastcam.compat.numerics import normalize  # noqa: E402
 
 LAYER = {"resnet18": "layer4", "vgg16": "features.29"}
 GRADIENT = ["GradCAM", "GradCAMpp", "XGradCAM", "LayerCAM"]
@@ -218,20 +219,22 @@ def test_fastcam_numerics_are_the_native_method(models, x):
     close(ours, native.last.low_res[0])
 
 
-@pytest.mark.parametrize("name,mode", [("GradCAMpp", "torchcam"), ("XGradCAM", "torchcam"),
-                                       ("LayerCAM", "torchcam"), ("GradCAM", None)])
-def test_torchcam_numerics_are_the_native_torchcam_mode(models, name, mode):
-    """numerics="torchcam" builds the native class with mode="torchcam" (GradCAM has no mode:
-    TorchCAM's weights are fastcam's); numerics="fastcam" with the native default."""
+@pytest.mark.parametrize("name,cls", [("GradCAMpp", numerics.TorchCAMGradCAMPlusPlus),
+                                      ("XGradCAM", numerics.TorchCAMXGradCAM),
+                                      ("LayerCAM", numerics.TorchCAMLayerCAM), ("GradCAM", None)])
+def test_torchcam_numerics_are_the_compat_numerics_classes(models, name, cls):
+    """numerics="torchcam" builds fastcam.compat.numerics' class (GradCAM has none:
+    TorchCAM's weights are fastcam's); numerics="fastcam" the native class."""
     model = models["resnet18"]
-    with getattr(fc_methods, name)(model, "layer4") as cam:
-        assert getattr(cam._method, "mode", None) == mode
-    with getattr(fc_methods, name)(model, "layer4", numerics="fastcam") as cam:
-        assert getattr(cam._method, "mode", None) in (None, "pytorch-grad-cam")
+    front = getattr(fc_methods, name)
+    with front(model, "layer4") as cam:
+        assert type(cam._method) is (cls or front.native)
+    with front(model, "layer4", numerics="fastcam") as cam:
+        assert type(cam._method) is front.native
 
 
 def test_normalize_is_torchcams_over_all_but_the_batch_dim():
-    """The front-end's map scaling (torchcam_numerics.normalize) on 2-D and 3-D maps."""
+    """The front-end's map scaling (compat.numerics.normalize) on 2-D and 3-D maps."""
     g = torch.Generator().manual_seed(9)
     for shape in [(2, 5, 7), (2, 3, 5, 7)]:
         m = torch.randn(shape, generator=g)

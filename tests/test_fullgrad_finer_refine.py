@@ -1,6 +1,6 @@
 """FullGrad, Finer-CAM and Refine-CAM (native and pytorch-grad-cam front-end) against
-pytorch-grad-cam 1.5.7, and the ``mode="torchcam"`` numerics of XGradCAM, LayerCAM,
-GradCAMPlusPlus, FinerCAM and RefineCAM against TorchCAM 0.5.0's extractors
+pytorch-grad-cam 1.5.7, and the TorchCAM numerics (``fastcam.compat.numerics``) of XGradCAM,
+LayerCAM, GradCAMPlusPlus, FinerCAM and RefineCAM against TorchCAM 0.5.0's extractors
 (ResNet-18 and VGG16 in random init, batch 2); closed forms on a linear head,
 batch against single images, bad input."""
 
@@ -17,7 +17,10 @@ from fastcam.compat.pytorch_grad_cam.fullgrad_cam import FullGrad as FcFullGrad 
 from fastcam.compat.pytorch_grad_cam.layer_cam import LayerCAM as FcLayer  # noqa: E402
 from fastcam.compat.pytorch_grad_cam.refine_cam import RefineCAM as FcRefine  # noqa: E402
 from fastcam.compat.pytorch_grad_cam.score_cam import ScoreCAM as FcScore  # noqa: E402
-from fastcam.methods import torchcam_numerics as tcn  # noqa: E402
+from fastcam.compat import numerics as tcn  # noqa: E402
+from fastcam.compat.numerics import (TorchCAMFinerCAM, TorchCAMGradCAMPlusPlus,  # noqa: E402
+                                     TorchCAMLayerCAM, TorchCAMRefineCAM, TorchCAMXGradCAM)
+from fastcam.methods.base import upsample  # noqa: E402
 from fastcam.methods.base import BaseCAM  # noqa: E402
 from fastcam.methods.elementwise import LayerCAM  # noqa: E402
 from fastcam.methods.finercam import FinerCAM  # noqa: E402
@@ -154,7 +157,7 @@ def test_finercam_closed_form_on_a_linear_head():
     model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), lin).eval()
     x = torch.rand(2, 3, 8, 8)
-    cam = FinerCAM(model, "1", mode="torchcam", comparison_classes=[[1, 2], [3, 4]])
+    cam = TorchCAMFinerCAM(model, "1", comparison_classes=[[1, 2], [3, 4]])
     cam(x, [0, 5])
     W = lin.weight.detach()
     expected = torch.stack([W[0] - 0.6 * W[[1, 2]].mean(0), W[5] - 0.6 * W[[3, 4]].mean(0)]) / 64
@@ -184,7 +187,7 @@ def test_finercam_errors():
         FinerCAM(model, "layer4", base_method=ScoreCAM)
     with pytest.raises(TypeError, match="base_method"):
         FinerCAM(model, "layer4", base_method=len)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(TypeError, match="mode"):         # TorchCAM's numerics: TorchCAMFinerCAM
         FinerCAM(model, "layer4", mode="grad-cam")
     with pytest.raises(TypeError, match="base_method"):
         FcFiner(model, [model.layer4], base_method=object)
@@ -216,7 +219,7 @@ def test_refinecam_other_bases_match_pytorch_grad_cam(theirs_base, ours):
 
 def test_refinecam_batch_equals_singles():
     model, x = _model("resnet18"), _x(4)
-    cam = RefineCAM(model, ["layer3", "layer4"], mode="torchcam")
+    cam = TorchCAMRefineCAM(model, ["layer3", "layer4"])
     maps = cam(x, [2, 6])
     singles = torch.cat([cam(x[i:i + 1], [c]) for i, c in enumerate([2, 6])])
     _close(maps, singles, 1e-5)
@@ -227,7 +230,7 @@ def test_refinecam_errors():
     with pytest.raises(ValueError, match="target layers"):
         RefineCAM(model, None)
     with pytest.raises(ValueError, match="two target layers"):
-        RefineCAM(model, ["layer4"], mode="torchcam")
+        TorchCAMRefineCAM(model, ["layer4"])
     with pytest.raises(ValueError, match="gradient method"):
         RefineCAM(model, ["layer3", "layer4"], base_method=FullGrad)
     with pytest.raises(ValueError, match="eigen_smooth"):
@@ -242,7 +245,8 @@ def _torchcam(extractor, model, x, classes, **kwargs):
         return [c.detach() for c in extractor(classes, out, **kwargs)]
 
 
-TC_PAIRS = [(tcm.XGradCAM, XGradCAM), (tcm.LayerCAM, LayerCAM), (tcm.GradCAMpp, GradCAMPlusPlus)]
+TC_PAIRS = [(tcm.XGradCAM, TorchCAMXGradCAM), (tcm.LayerCAM, TorchCAMLayerCAM),
+            (tcm.GradCAMpp, TorchCAMGradCAMPlusPlus)]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -250,12 +254,12 @@ TC_PAIRS = [(tcm.XGradCAM, XGradCAM), (tcm.LayerCAM, LayerCAM), (tcm.GradCAMpp, 
 def test_torchcam_mode_matches_torchcam(arch, theirs_cls, our_cls):
     model, x = _model(arch), _x()
     theirs = _torchcam(theirs_cls(model, target_layer=LAYER[arch]), model, x, [3, 7])[0]
-    cam = our_cls(model, LAYER[arch], mode="torchcam")
+    cam = our_cls(model, LAYER[arch])
     maps = cam(x, [3, 7])
     _close(tcn.normalize(cam.last.low_res[0]), theirs)
-    _close(maps, tcn.upsample(theirs, (64, 64)))
-    if our_cls is GradCAMPlusPlus and arch == "resnet18":   # the default stays pytorch-grad-cam's
-        default = our_cls(model, LAYER[arch])
+    _close(maps, upsample(theirs, (64, 64)))
+    if our_cls is TorchCAMGradCAMPlusPlus and arch == "resnet18":   # the native stays pytorch-grad-cam's
+        default = GradCAMPlusPlus(model, LAYER[arch])
         default(x, [3, 7])
         assert (default.last.weights[0] - cam.last.weights[0]).abs().max() > 1e-6
 
@@ -266,7 +270,7 @@ def test_torchcam_layercam_fusion():
     with tcm.LayerCAM(model, target_layer=names) as extractor:
         cams = extractor([1, 2], model(x))
         theirs = extractor.fuse_cams(cams)
-    cam = LayerCAM(model, names, mode="torchcam")
+    cam = TorchCAMLayerCAM(model, names)
     cam(x, [1, 2])
     ours = tcn.fuse_cams([tcn.normalize(m) for m in cam.last.low_res], layercam=True)
     _close(ours, theirs)
@@ -279,17 +283,17 @@ def test_torchcam_layercam_fusion():
 def test_torchcam_finercam(arch, theirs_base, our_base):
     model, x = _model(arch), _x()
     theirs = _torchcam(tcm.FinerCAM(model, LAYER[arch], base_method=theirs_base), model, x, [3, 7])[0]
-    cam = FinerCAM(model, LAYER[arch], mode="torchcam", base_method=our_base)
+    cam = TorchCAMFinerCAM(model, LAYER[arch], base_method=our_base)
     maps = cam(x, [3, 7])
     _close(tcn.normalize(cam.last.low_res[0]), theirs)
-    _close(maps, tcn.upsample(theirs, (64, 64)))
+    _close(maps, upsample(theirs, (64, 64)))
     if our_base is not GradCAM:
         return
     refs = [[10, 11], [12, 13]]
     theirs = _torchcam(tcm.FinerCAM(model, LAYER[arch], base_method=theirs_base, gamma=0.3),
                        model, x, [3, 7], comparison_idx=refs)[0]
-    cam = FinerCAM(model, LAYER[arch], mode="torchcam", base_method=our_base, alpha=0.3,
-                   comparison_classes=refs)
+    cam = TorchCAMFinerCAM(model, LAYER[arch], base_method=our_base, alpha=0.3,
+                           comparison_classes=refs)
     cam(x, [3, 7])
     _close(tcn.normalize(cam.last.low_res[0]), theirs)
 
@@ -299,21 +303,22 @@ def test_torchcam_refinecam(arch):
     model, x = _model(arch), _x()
     names = LAYERS[arch]
     theirs = _torchcam(tcm.RefineCAM(model, names), model, x, [3, 7])[0]
-    cam = RefineCAM(model, names, mode="torchcam")
+    cam = TorchCAMRefineCAM(model, names)
     maps = cam(x, [3, 7])
     _close(cam.last.extra["refined"], theirs)
-    _close(maps, tcn.upsample(theirs, (64, 64)))
+    _close(maps, upsample(theirs, (64, 64)))
     if arch != "resnet18":
         return
     theirs = _torchcam(tcm.RefineCAM(model, names, base_method=tcm.LayerCAM), model, x, [3, 7])[0]
-    cam = RefineCAM(model, names, mode="torchcam", base_method=LayerCAM)
+    cam = TorchCAMRefineCAM(model, names, base_method=LayerCAM)
     cam(x, [3, 7])
     _close(cam.last.extra["refined"], theirs)
 
 
-def test_bad_mode_is_a_value_error():
+def test_no_mode_keyword_on_native_methods():
+    """TorchCAM's numerics are fastcam.compat.numerics' classes, not a native ``mode``."""
     model = _model("resnet18")
     for cls in (XGradCAM, LayerCAM, GradCAMPlusPlus, RefineCAM):
-        with pytest.raises(ValueError, match="mode"):
+        with pytest.raises(TypeError, match="mode"):
             cls(model, ["layer3", "layer4"], mode="TorchCAM")
     assert issubclass(FullGrad, BaseCAM)

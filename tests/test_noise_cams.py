@@ -13,7 +13,8 @@ tcm = pytest.importorskip("torchcam.methods")
 from fastcam.methods.iscam import ISCAM  # noqa: E402
 from fastcam.methods.smoothgradcampp import SmoothGradCAMpp  # noqa: E402
 from fastcam.methods.sscam import SSCAM  # noqa: E402
-from fastcam.methods.torchcam_numerics import normalize as unit_maps  # noqa: E402
+from fastcam.compat.numerics import TorchCAMSmoothGradCAMpp  # noqa: E402
+from fastcam.compat.numerics import normalize as unit_maps  # noqa: E402
 
 TOL = 1e-4
 TARGETS = [3, 1]
@@ -88,8 +89,7 @@ def test_smoothgradcampp_matches_torchcam(arch, batch_size):
     layer = "features.29" if arch == "vgg16" else "layer4"
     x, S = _input(size=64), 3
     noise = torch.randn(S, *x.shape, generator=torch.Generator().manual_seed(6)) * 0.3
-    cam = SmoothGradCAMpp(model, layer, num_samples=S, std=0.3, batch_size=batch_size,
-                          mode="torchcam")
+    cam = TorchCAMSmoothGradCAMpp(model, layer, num_samples=S, std=0.3, batch_size=batch_size)
     cam._noise = lambda image, sample, shape, like: noise[sample, image]
     cam(x, TARGETS)
     theirs = _theirs(tcm.SmoothGradCAMpp, model, layer, x, noise, num_samples=S, std=0.3)
@@ -123,22 +123,24 @@ def test_smoothgradcampp_without_noise_is_the_closed_form():
     g = model.fc.weight[TARGETS].detach() / (h * w)                      # (B, K)
     a = g ** 2 / (2 * g ** 2 + g ** 3 * A.sum(dim=(2, 3)) + 1e-8)
     expected = h * w * a * torch.relu(g)
-    for mode in ("torchcam", "mean"):
-        cam = SmoothGradCAMpp(model, model.features, num_samples=3, std=0.0, mode=mode)
+    for cls in (TorchCAMSmoothGradCAMpp, SmoothGradCAMpp):
+        cam = cls(model, model.features, num_samples=3, std=0.0)
         cam(x, TARGETS)
         torch.testing.assert_close(cam.last.weights[0], expected, rtol=1e-4, atol=1e-7)
 
 
 def test_smoothgradcampp_modes_differ_with_noise():
     model, x = _toy(), _input(size=12)
-    maps = [SmoothGradCAMpp(model, model.features, num_samples=4, std=0.5, seed=1,
-                            mode=mode)(x, TARGETS) for mode in ("torchcam", "mean")]
+    maps = [cls(model, model.features, num_samples=4, std=0.5, seed=1)(x, TARGETS)
+            for cls in (TorchCAMSmoothGradCAMpp, SmoothGradCAMpp)]
     assert (maps[0] - maps[1]).abs().max() > 1e-3
 
 
 # -- seeds, batches, chunks ----------------------------------------------------------
 def _noisy(kind, **kw):
     model = _toy()
+    if kw.pop("mode", None) == "torchcam":
+        return TorchCAMSmoothGradCAMpp(model, model.features[1], num_samples=3, std=0.5, **kw)
     if kind == "sscam":
         return SSCAM(model, model.features, num_samples=3, std=2.0, **kw)
     if kind == "iscam":
@@ -241,7 +243,7 @@ def test_bad_noise_options(cls, kw, error):
 
 
 def test_bad_mode_and_inputs():
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(TypeError, match="mode"):     # TorchCAM's: TorchCAMSmoothGradCAMpp
         SmoothGradCAMpp(_toy(), "features", mode="paper")
     for kind in ("sscam", "iscam", "smoothgradcampp"):
         cam = _noisy(kind, seed=0) if kind != "iscam" else _noisy(kind)
@@ -299,7 +301,7 @@ def test_smoothgradcampp_callable_targets_match_torchcam():
     model, x, S = _model("resnet18"), _input(size=64), 2
     fns = [lambda row, c=c: row.log_softmax(0)[c] for c in TARGETS]
     noise = torch.randn(S, *x.shape, generator=torch.Generator().manual_seed(8)) * 0.3
-    cam = SmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3, batch_size=3, mode="torchcam")
+    cam = TorchCAMSmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3, batch_size=3)
     cam._noise = lambda image, sample, shape, like: noise[sample, image]
     cam(x, fns)
     with tcm.SmoothGradCAMpp(model, "layer4", num_samples=S, std=0.3) as ext:

@@ -7,7 +7,14 @@ import torch.nn.functional as F
 import torchvision
 
 import fastcam
+from fastcam.compat.numerics import PytorchGradCAMScoreCAM
 from fastcam.kernels import reference
+
+
+def _score_cam(*args, mode="default", **kwargs):
+    """Score-CAM in ``mode``: pytorch-grad-cam's is fastcam.compat.numerics' class."""
+    cls = PytorchGradCAMScoreCAM if mode == "pytorch-grad-cam" else fastcam.ScoreCAM
+    return cls(*args, mode=mode, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,7 @@ def test_matches_pytorch_grad_cam(resnet18):
     with pgc.ScoreCAM(resnet18, [resnet18.layer4]) as theirs:
         theirs.batch_size = 128
         expected = theirs(x, [ClassifierOutputTarget(t) for t in targets])
-    with fastcam.ScoreCAM(resnet18, "layer4", mode="pytorch-grad-cam", batch_size=100) as ours:
+    with PytorchGradCAMScoreCAM(resnet18, "layer4", batch_size=100) as ours:
         got = ours(x, targets)
     assert (got.amax(dim=(1, 2)) == 1).all()
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-4)
@@ -192,7 +199,7 @@ def test_dedupe_equals_all_channels_on_planted_channels(mode):
     for x, t in [(batch, targets), (batch[1:2], targets[1:2])]:      # B > 1 and B = 1
         gates = (x[:, 0, 0, 0] > 0.5).long().tolist()
         runs = {}
-        with fastcam.ScoreCAM(model, "plant", mode=mode, batch_size=4, normalize=normalize) as cam:
+        with _score_cam(model, "plant", mode=mode, batch_size=4, normalize=normalize) as cam:
             for dedupe in (True, False):
                 sizes = []
                 handle = model.features.register_forward_hook(
@@ -221,7 +228,7 @@ def test_dedupe_with_callable_targets():
     model = _PlantedNet().eval()
     x = _planted_input([0, 1])
     targets = [lambda row: row[2], lambda row: row[:3].sum()]
-    with fastcam.ScoreCAM(model, "plant", mode="pytorch-grad-cam", batch_size=5) as cam:
+    with PytorchGradCAMScoreCAM(model, "plant", batch_size=5) as cam:
         deduped = cam(x, targets)
         assert cam.last.extra["masked_forwards"][0].tolist() == [7, 8]
         cam.dedupe = False
@@ -242,7 +249,7 @@ def test_dedupe_equals_all_channels_on_real_photos(mode):
     which runs no constant channel, is covered by the planted test)."""
     model = fastcam.models.efficientnet_lite0(pretrained=True).eval()
     x, _ = fastcam.data.load_photos(["chelsea", "coffee"], size=32)
-    with fastcam.ScoreCAM(model, "_blocks.1._act1", mode=mode, batch_size=64,
+    with _score_cam(model, "_blocks.1._act1", mode=mode, batch_size=64,
                           normalize=model.normalization) as cam:
         deduped = cam(x)
         last = cam.last

@@ -7,16 +7,15 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, at_least_fp32
+from ..inputs import at_least_fp32
 from ..network.layers import LayerSpec
 from ..network.linear_head import LinearHead, find_linear_head
 from ..network.split import Prefix, Tail
-from ..perturbation.channel_ablation import (Ablation, ablated_copies, ablation_values,
-                                             channels_to_ablate, effective_ablations)
+from ..perturbation.channel_ablation import (ablated_copies, channels_to_ablate,
+                                             effective_ablations)
 from ..perturbation.masked_scores import callable_score, class_score
 from ..targets import Targets
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 
 class AblationCAM(BaseCAM):
@@ -46,10 +45,10 @@ class AblationCAM(BaseCAM):
             (1.0: every channel). Below 1 only the channels its rule selects are
             ablated (:func:`~fastcam.perturbation.channel_ablation.channels_to_ablate`)
             and the others get weight 0, with its bookkeeping.
-        ablation: ``"zero"`` (default, the paper: the map is set to 0) or
-            ``"pytorch-grad-cam"`` (0 when the image's activation has minimum 0,
-            else ``min − (i+1)·1e7`` for the copy at position i of a batch, as
-            pytorch-grad-cam's ``AblationLayer``). The two agree after a ReLU.
+
+    An ablated channel is set to 0 (the paper; :meth:`ablation_values`).
+    pytorch-grad-cam's ablation values (``min − (i+1)·1e7`` unless the minimum
+    is 0): :class:`fastcam.compat.numerics.PytorchGradCAMAblationCAM`.
 
     The target score is the raw logit for class indices (the paper's ``y_c``),
     or a callable's value on the tail's output. An image whose target score is
@@ -61,8 +60,8 @@ class AblationCAM(BaseCAM):
     last axis ((B, N, D), as timm's and torchvision's ViTs; the class token
     included), ``A = reshape_transform(tokens)`` is the (B, D, h, w) activation,
     and channel k is ablated in token space — ``tokens[..., k]`` of every token
-    set to the ablation value, whose ``"pytorch-grad-cam"`` rule then takes the
-    minimum over all tokens — while the whole model re-runs from the input with
+    set to the ablation value (pytorch-grad-cam's rule takes the minimum over
+    all tokens) — while the whole model re-runs from the input with
     the layer's output replaced by the ablated copy (a temporary forward hook),
     ``batch_size`` copies at a time: pytorch-grad-cam's ``AblationLayerVit``
     inside its ``AblationCAM``. Channel selection and weights are as above.
@@ -79,12 +78,9 @@ class AblationCAM(BaseCAM):
     capture_with_transform = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32,
-                 ratio_channels_to_ablate: float = 1.0, ablation: Ablation = "zero",
-                 fast_path: Literal["auto", "never"] = "auto", precision: Precision = "fp32",
-                 compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+                 batch_size: int = 32, ratio_channels_to_ablate: float = 1.0,
+                 fast_path: Literal["auto", "never"] = "auto", **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(ratio_channels_to_ablate, bool) or not isinstance(ratio_channels_to_ablate, (int, float)):
@@ -92,14 +88,17 @@ class AblationCAM(BaseCAM):
                             f"{type(ratio_channels_to_ablate).__name__}")
         if not 0.0 < float(ratio_channels_to_ablate) <= 1.0:
             raise ValueError(f"ratio_channels_to_ablate must be in (0, 1], got {ratio_channels_to_ablate}")
-        if ablation not in ("zero", "pytorch-grad-cam"):
-            raise ValueError(f"ablation must be 'zero' or 'pytorch-grad-cam', got {ablation!r}")
         if fast_path not in ("auto", "never"):
             raise ValueError(f"fast_path must be 'auto' or 'never', got {fast_path!r}")
         self.batch_size = batch_size
         self.ratio_channels_to_ablate = float(ratio_channels_to_ablate)
-        self.ablation = ablation
         self.fast_path = fast_path
+
+    def ablation_values(self, A: Tensor) -> Tensor:
+        """(B, batch_size) float32: the value an ablated channel of image b gets at
+        position i of a batch of copies — 0, the paper's (sec. 3). ``A`` is the
+        (B, K, h, w) activation (or the (B, N·D, 1, 1) tokens of a token model)."""
+        return torch.zeros(A.shape[0], self.batch_size, dtype=torch.float32, device=A.device)
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
         targets = ctx.targets
@@ -121,9 +120,9 @@ class AblationCAM(BaseCAM):
                     raise ValueError(f"the target layer's tokens have shape {tuple(T.shape)}; "
                                      f"the reshaped activation {tuple(A.shape)} needs the "
                                      f"batch first and its {K} channels last")
-                values = ablation_values(T.reshape(B, -1, 1, 1), self.ablation, self.batch_size)
+                values = self.ablation_values(T.reshape(B, -1, 1, 1))
             else:
-                values = ablation_values(A, self.ablation, self.batch_size)    # (B, chunk)
+                values = self.ablation_values(A)    # (B, chunk)
             image, channel, value = self._ablations(A, values)
             if tokens is None:
                 prefix, tail = ctx.splits[i]

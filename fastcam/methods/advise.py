@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, at_least_fp32
+from ..inputs import at_least_fp32
 from ..quality.avx import avx_of_pairs
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..ops.adaptive_kde import adaptive_kde
-from .base import BaseCAM, CallContext, minmax
+from .base import BaseCAM, CallContext, CommonOptions, Unpack, minmax
 
 Upsample = Literal["bicubic", "bilinear"]
 
@@ -76,12 +75,10 @@ class ADVISE(BaseCAM):
     """
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, upsample: Upsample = "bicubic",
+                 upsample: Upsample = "bicubic",
                  minmax_channels: bool = False, batch_size: int = 32,
-                 nan_class_sensitive: bool = False, precision: Precision = "fp32",
-                 compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+                 nan_class_sensitive: bool = False, **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         if upsample not in ("bicubic", "bilinear"):
             raise ValueError(f"upsample must be 'bicubic' or 'bilinear', got {upsample!r}")
         if int(batch_size) < 1:

@@ -10,12 +10,15 @@ last-call record; everything stays on the input's device.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Literal, Optional
+from typing import Any, ClassVar, Iterator, Literal, Optional, TypedDict, get_origin
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..engine import Engine, Precision
@@ -26,7 +29,22 @@ from ..network.split import Prefix, Tail
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets, resolve_targets
 
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:                                   # torch depends on typing_extensions
+    from typing_extensions import Unpack
+
 Capture = Literal["gradient", "forward", "split"]
+
+
+class CommonOptions(TypedDict, total=False):
+    """The keyword options every method takes (see :class:`BaseCAM`), for a
+    constructor's ``**options: Unpack[CommonOptions]``. Their defaults are
+    :class:`BaseCAM`'s keyword-only parameters, the one place they are declared."""
+
+    normalize: Normalize
+    precision: Precision
+    compile: bool
 
 
 @dataclass
@@ -128,6 +146,30 @@ def minmax(maps: Tensor) -> Tensor:
     return torch.where(rng > 0, (maps - lo) / torch.where(rng > 0, rng, 1), 0)
 
 
+def minmax_eps(maps: Tensor, eps: float, spatial_dims: int = 2) -> Tensor:
+    """``(m − min) / (max − min + eps)`` per map over the last ``spatial_dims`` dims:
+    min-max scaling with ``eps`` in the denominator (a constant map becomes 0),
+    as TorchCAM's ``_normalize`` (eps 1e-8) and pytorch-grad-cam's
+    ``scale_cam_image`` (eps 1e-7) compute it."""
+    dims = tuple(range(-spatial_dims, 0))
+    shifted = maps - maps.amin(dim=dims, keepdim=True)
+    return shifted / (shifted.amax(dim=dims, keepdim=True) + eps)
+
+
+def channel_sum(A: Tensor, w: Tensor) -> Tensor:
+    """``Σ_k w_k A_k``: (B, K, h, w) activations weighted by (B, K) channel
+    weights, (B, h, w); the weights are cast to A's dtype."""
+    return torch.einsum("bk,bkhw->bhw", w.to(A.dtype), A)
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, h, w) -> (B, H, W), bilinear, align_corners=False (maps already at
+    ``size`` are returned as they are)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
 class BaseCAM:
     """Base of every CAM explainer: the one contract of a method.
 
@@ -191,6 +233,11 @@ class BaseCAM:
         self.reshape_transform: Optional[Transform] = None
         self.last: Optional[CAMRecord] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__.__signature__ = _signature_with_common_options(cls.__init__)
+
     def __enter__(self) -> "BaseCAM":
         return self
 
@@ -228,8 +275,7 @@ class BaseCAM:
             activations = [at_least_fp32(A.detach()) for A in ctx.activations]
             maps = [self.combine(A, w, ctx.size)
                     for A, w in zip(activations, ctx.weights, strict=True)]
-            ctx.low_res = [torch.relu(torch.einsum("bk,bkhw->bhw", w.to(A.dtype), A))
-                           for A, w in zip(activations, ctx.weights)]
+            ctx.low_res = [torch.relu(channel_sum(A, w)) for A, w in zip(activations, ctx.weights)]
             return maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
 
     def _elementwise_maps(self, ctx: CallContext) -> Tensor:
@@ -363,6 +409,30 @@ class BaseCAM:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(target_layers={self.target_layers}, normalize={self.normalize}, "
                 f"precision={self.engine.precision!r})")
+
+
+def common_options() -> list[inspect.Parameter]:
+    """:class:`BaseCAM`'s keyword-only parameters: the options every method takes."""
+    params = inspect.signature(BaseCAM.__init__).parameters.values()
+    return [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _signature_with_common_options(init: Any) -> inspect.Signature:
+    """A subclass constructor's signature as ``help`` and ``inspect`` should show
+    it: its ``**options: Unpack[CommonOptions]`` (or any ``**kwargs`` it also
+    forwards to the base) written out as the common keyword-only parameters;
+    a ``**`` of other keywords stays after them."""
+    sig = inspect.signature(init)
+    params = list(sig.parameters.values())
+    var = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    if not var:
+        return sig
+    own = {p.name for p in params}
+    rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    common = [p for p in common_options() if p.name not in own]
+    ann = var[0].annotation        # a string under `from __future__ import annotations`
+    only_common = (isinstance(ann, str) and ann.startswith("Unpack[")) or get_origin(ann) is Unpack
+    return sig.replace(parameters=rest + common + ([] if only_common else var))
 
 
 def gradients(scores: Tensor, activations: list[Tensor], *,

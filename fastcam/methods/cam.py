@@ -5,9 +5,8 @@ from typing import Optional, Union
 
 from torch import Tensor, nn
 
-from ..engine import Precision
 from ..network.layers import LayerSpec, resolve_layers
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 
 class CAM(BaseCAM):
@@ -25,10 +24,8 @@ class CAM(BaseCAM):
     capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 fc_layer: Union[None, str, nn.Module] = None, normalize=None,
-                 precision: Precision = "fp32", compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+                 fc_layer: Union[None, str, nn.Module] = None, **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         if self.target_layers is not None and len(self.target_layers) != 1:
             raise ValueError("CAM takes exactly one target layer (the one before the pooling)")
         self.fc_layer: Optional[nn.Module] = None if fc_layer is None else resolve_layers(model, fc_layer)[0]

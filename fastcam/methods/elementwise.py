@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from .base import BaseCAM, CallContext
-from .torchcam_mode import TorchCAMMode
 
 
 class HiResCAM(BaseCAM):
@@ -32,21 +31,14 @@ class GradCAMElementWise(BaseCAM):
                 for A, g in zip(ctx.activations, ctx.gradients)]
 
 
-class LayerCAM(TorchCAMMode):
+class LayerCAM(BaseCAM):
     """LayerCAM (Jiang et al., TIP 2021): ``T = ReLU(g) ⊙ A`` (paper eq. 5–6: positive
     gradients as per-position weights). Several target layers are averaged and
     rescaled (pytorch-grad-cam's convention; the paper fuses layers after its
-    tanh scaling, which fastcam does not apply).
-
-    Modes (keyword ``mode``): ``"pytorch-grad-cam"`` (default) as above;
-    ``"torchcam"``: TorchCAM 0.5.0's numerics — the same terms, the map
-    ``up(normalize(ReLU(Σ_k T_k)))`` with TorchCAM's normalisation
-    ``(m − min)/(max − min + 1e-8)`` at the layer's resolution. TorchCAM's
-    multi-layer fusion (``tanh(2·cam)`` then the maximum) is
-    :func:`fastcam.methods.torchcam_numerics.fuse_cams` with ``layercam=True``
-    on the normalised ``last.low_res`` maps; the native multi-layer maps stay
-    the mean."""
-
+    tanh scaling, which fastcam does not apply). TorchCAM 0.5.0's numerics
+    (its normalisation, its ``tanh(2·cam)`` fusion):
+    :class:`fastcam.compat.numerics.TorchCAMLayerCAM` and
+    :func:`fastcam.compat.numerics.fuse_cams`."""
 
     def weighted_activations(self, ctx: CallContext) -> list[Tensor]:
         return [torch.relu(g) * A.detach()

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, at_least_fp32
+from ..inputs import at_least_fp32
 from ..network.layers import LayerSpec
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 
 class FEM(BaseCAM):
@@ -19,11 +18,9 @@ class FEM(BaseCAM):
 
     capture = "forward"
 
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, precision: Precision = "fp32",
-                 compile: bool = False, k: float = 2.0):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, k: float = 2.0,
+                 **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         if isinstance(k, bool) or not isinstance(k, (int, float)):
             raise TypeError(f"k must be a number, got {type(k).__name__}")
         self.k = float(k)

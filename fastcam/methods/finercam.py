@@ -3,26 +3,23 @@ arXiv 2501.11309, 2025): a base CAM of a contrastive target score."""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Union
+from typing import Any, ClassVar, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize
 from ..network.layers import LayerSpec
-from . import torchcam_numerics as tc
-from .base import BaseCAM, CallContext, minmax
+from .base import BaseCAM, CallContext, channel_sum, common_options
 from .gradcam import GradCAM
 
 #: pytorch-grad-cam's ``FinerWeightedTarget`` eps
 _EPS = 1e-9
 
 
-def base_instance(owner: str, base_method: type, model: nn.Module, target_layers: LayerSpec,
-                  mode: str, options: dict) -> BaseCAM:
-    """The base method of a meta-method (Finer-CAM, Refine-CAM): a native gradient
-    method, given ``mode="torchcam"`` where it has that mode."""
+def check_base_method(owner: str, base_method: type) -> type:
+    """``base_method`` if it can be the base method of a meta-method (Finer-CAM,
+    Refine-CAM): a gradient method defined by its channel weights or weighted
+    activations."""
     if not (isinstance(base_method, type) and issubclass(base_method, BaseCAM)):
         raise TypeError(f"{owner}'s base_method must be a fastcam method class (a subclass of "
                         f"fastcam.methods.BaseCAM), got {base_method!r}")
@@ -30,9 +27,14 @@ def base_instance(owner: str, base_method: type, model: nn.Module, target_layers
         raise ValueError(f"{owner}'s base_method must be a gradient method defined by its channel "
                          f"weights or weighted activations (GradCAM, GradCAMPlusPlus, XGradCAM, "
                          f"LayerCAM, HiResCAM, ...), got {base_method.__name__}")
-    if mode == "torchcam" and "torchcam" in getattr(base_method, "modes", ()):
-        options = {**options, "mode": "torchcam"}
-    return base_method(model, target_layers, **options)
+    return base_method
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A meta-method's keywords: (the common options, the others), both for its base method."""
+    names = {p.name for p in common_options()}
+    common = {k: v for k, v in options.items() if k in names}
+    return common, {k: v for k, v in options.items() if k not in names}
 
 
 def layer_maps(base: BaseCAM, ctx: CallContext) -> list[Tensor]:
@@ -43,7 +45,7 @@ def layer_maps(base: BaseCAM, ctx: CallContext) -> list[Tensor]:
         sums = [T.sum(dim=1) for T in ctx.terms]
     else:
         ctx.weights = [w.detach().float() for w in base.channel_weights(ctx)]
-        sums = [torch.einsum("bk,bkhw->bhw", w, A.detach().float())
+        sums = [channel_sum(A.detach().float(), w)
                 for w, A in zip(ctx.weights, ctx.activations, strict=True)]
     ctx.low_res = [torch.relu(s) for s in sums]
     return sums
@@ -56,15 +58,12 @@ class FinerCAM(BaseCAM):
 
     The comparison classes d_1..d_T: the classes at the ranks ``comparison_categories``
     of the order by ``|y_k − y_c|`` (rank 0 is c itself), or the explicit
-    ``comparison_classes`` ((T,) for every image or (B, T)). The score, by mode:
-
-      - ``"pytorch-grad-cam"`` (default; pytorch-grad-cam 1.5.7's ``FinerWeightedTarget``):
-        ``Σ_t p_dt (y_c − α y_dt) / (Σ_t p_dt + 1e-9)`` with p = softmax(y),
-        differentiated through p as well; α = ``alpha`` (default 1).
-      - ``"torchcam"`` (TorchCAM 0.5.0's ``FinerCAM``): ``y_c − γ · mean_t y_dt``,
-        γ = ``alpha`` (default 0.6, TorchCAM's ``gamma``); the base method in its
-        TorchCAM numerics where it has them and the map
-        ``up(normalize(ReLU(Σ_k w_k A_k)))`` (:mod:`fastcam.methods.torchcam_numerics`).
+    ``comparison_classes`` ((T,) for every image or (B, T)). The score is
+    pytorch-grad-cam 1.5.7's ``FinerWeightedTarget`` (the reference code):
+    ``Σ_t p_dt (y_c − α y_dt) / (Σ_t p_dt + 1e-9)`` with p = softmax(y),
+    differentiated through p as well; α = ``alpha`` (default 1). TorchCAM 0.5.0's
+    ``FinerCAM`` (``y_c − γ · mean_t y_dt``, γ = 0.6, TorchCAM's map scaling):
+    :class:`fastcam.compat.numerics.TorchCAMFinerCAM`.
 
     ``targets`` are class indices (None: the predicted class, pytorch-grad-cam's
     default); a callable target has no class to contrast and is a ``ValueError``.
@@ -74,21 +73,22 @@ class FinerCAM(BaseCAM):
     Args:
         base_method: a native gradient method class (GradCAM, GradCAMPlusPlus,
             LayerCAM, XGradCAM, HiResCAM, ...).
-        **base_options: further keywords for ``base_method``.
+        **base_options: further keywords for ``base_method`` (the common options
+            ``normalize``, ``precision``, ``compile`` go to it too).
     """
 
+    #: ``alpha``'s default
+    default_alpha: ClassVar[float] = 1.0
+
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 base_method: type = GradCAM, mode: tc.Mode = "pytorch-grad-cam",
-                 alpha: Optional[float] = None,
+                 base_method: type = GradCAM, alpha: Optional[float] = None,
                  comparison_categories: Sequence[int] = (1, 2, 3),
                  comparison_classes: Union[None, Sequence[int], Sequence[Sequence[int]], Tensor] = None,
-                 normalize: Normalize = None, precision: Precision = "fp32",
-                 compile: bool = False, **base_options: Any):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
-        self.mode = tc.check_mode(mode)
+                 **base_options: Any):
+        common, base_options = split_options(base_options)
+        super().__init__(model, target_layers, **common)
         if alpha is None:
-            alpha = 0.6 if mode == "torchcam" else 1.0
+            alpha = self.default_alpha
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
             raise ValueError(f"alpha must be a finite real number, got {alpha!r}")
         self.alpha = float(alpha)
@@ -98,9 +98,12 @@ class FinerCAM(BaseCAM):
                              f"target class itself), got {list(comparison_categories)!r}")
         self.comparison_categories = ranks
         self.comparison_classes = comparison_classes
-        self.base = base_instance("FinerCAM", base_method, model, self.target_layers, mode,
-                                  dict(normalize=normalize, precision=precision, compile=compile,
-                                       **base_options))
+        self.base = self.base_class(check_base_method("FinerCAM", base_method))(
+            model, self.target_layers, **common, **base_options)
+
+    def base_class(self, base_method: type) -> type:
+        """The class the base method is built from (the given one)."""
+        return base_method
 
     def _references(self, logits: Tensor, target: Tensor) -> Tensor:
         B, C = logits.shape
@@ -130,11 +133,9 @@ class FinerCAM(BaseCAM):
         return order[:, ranks]
 
     def contrastive_scores(self, logits: Tensor, target: Tensor, refs: Tensor) -> Tensor:
-        """The (B,) contrastive scores of the mode (differentiable in ``logits``)."""
+        """The (B,) contrastive scores (differentiable in ``logits``)."""
         y_c = logits.gather(1, target[:, None])[:, 0]
         y_d = logits.gather(1, refs)
-        if self.mode == "torchcam":
-            return y_c - self.alpha * y_d.mean(dim=1)
         p = logits.softmax(dim=1).gather(1, refs)
         return (p * (y_c[:, None] - self.alpha * y_d)).sum(dim=1) / (p.sum(dim=1) + _EPS)
 
@@ -151,9 +152,4 @@ class FinerCAM(BaseCAM):
         return scores
 
     def maps(self, ctx: CallContext) -> Tensor:
-        if self.mode != "torchcam":
-            return self.base.maps(ctx)
-        layer_maps(self.base, ctx)
-        with torch.no_grad():
-            maps = [tc.upsample(tc.normalize(m), ctx.size) for m in ctx.low_res]
-            return maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
+        return self.base.maps(ctx)

@@ -7,11 +7,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, at_least_fp32, check_finite
+from ..inputs import at_least_fp32, check_finite
 from ..network.layers import LayerSpec
-from .base import BaseCAM, CallContext
-from .torchcam_numerics import upsample
+from .base import BaseCAM, CallContext, CommonOptions, Unpack, upsample
 
 #: pytorch-grad-cam's ``scale_cam_image`` eps
 _EPS = 1e-7
@@ -80,9 +78,8 @@ class FullGrad(BaseCAM):
 
     input_gradient: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, precision: Precision = "fp32",
-                 compile: bool = False):
+    def __init__(self, model: nn.Module, target_layers: LayerSpec = None,
+                 **options: Unpack[CommonOptions]):
         if target_layers is not None and not (isinstance(target_layers, (list, tuple))
                                               and len(target_layers) == 0):
             warnings.warn("FullGrad ignores target_layers: every Conv2d/BatchNorm2d layer with "
@@ -96,8 +93,7 @@ class FullGrad(BaseCAM):
                                                       or layer.running_var is None):
                 raise ValueError("FullGrad needs batch-norm layers with running statistics "
                                  "(track_running_stats=True) to fold their bias")
-        super().__init__(model, layers, normalize=normalize, precision=precision,
-                         compile=compile)
+        super().__init__(model, layers, **options)
         # The input gradient crosses every layer: on a randomly initialised VGG-16 the
         # channels-last and contiguous convolution kernels give input gradients ~1%
         # apart, so the model runs in the memory format it is given (as pytorch-grad-cam).

@@ -4,11 +4,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from ..perturbation.seeded_noise import check_noise_options
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 from .sscam import sampled_score_weights
 
 
@@ -20,7 +18,7 @@ class ISCAM(BaseCAM):
 
     with TorchCAM's cumulative coefficients ``c_s = Σ_{j=1}^{s} j/N`` (so c_N =
     (N+1)/2 > 1; the paper writes ``M_i = Σ_{j<i} (j/N)·mask ⊙ X``), u the per-map
-    scaling of :func:`fastcam.methods.torchcam_numerics.normalize`; map
+    scaling ``(m − min)/(max − min + 1e-8)`` (:func:`fastcam.methods.base.minmax_eps`); map
     ``minmax(up(ReLU(Σ_k w_k A_k)))``. Deterministic (no noise). The copies:
     :func:`fastcam.methods.sscam.sampled_score_weights`.
 
@@ -32,11 +30,9 @@ class ISCAM(BaseCAM):
     capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32, num_samples: int = 10,
-                 precision: Precision = "fp32", compile: bool = False):
+                 batch_size: int = 32, num_samples: int = 10, **options: Unpack[CommonOptions]):
         check_noise_options(num_samples, batch_size=batch_size)
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+        super().__init__(model, target_layers, **options)
         self.batch_size = batch_size
         self.num_samples = num_samples
 

@@ -6,10 +6,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, at_least_fp32
+from ..inputs import at_least_fp32
 from ..network.layers import LayerSpec
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 from .projection import check_kernel, kernel_principal_projection, projection_maps
 
 
@@ -40,11 +39,9 @@ class KPCA_CAM(BaseCAM):  # noqa: N801 -- pytorch-grad-cam's name
     capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, precision: Precision = "fp32",
-                 compile: bool = False, kernel: str = "sigmoid", gamma: Optional[float] = None,
-                 max_kernel_elements: int = 1 << 26):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+                 kernel: str = "sigmoid", gamma: Optional[float] = None,
+                 max_kernel_elements: int = 1 << 26, **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         check_kernel(kernel, gamma)
         if isinstance(max_kernel_elements, bool) or not isinstance(max_kernel_elements, int):
             raise TypeError("max_kernel_elements must be an int, got "

@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, check_finite
+from ..inputs import check_finite
 from ..network.layers import LayerSpec, layer_name
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 #: intermediate tokens (B, N, D) -> class logits (B, C)
 ScoreProjection = Callable[[Tensor], Tensor]
@@ -289,12 +288,9 @@ class LeGrad(BaseCAM):
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  score_projection: Optional[ScoreProjection] = None, prefix_tokens: int = 1,
-                 grid_shape: Optional[tuple[int, int]] = None,
-                 normalize: Normalize = None, precision: Precision = "fp32",
-                 compile: bool = False):
+                 grid_shape: Optional[tuple[int, int]] = None, **options: Unpack[CommonOptions]):
         check_options(prefix_tokens, grid_shape, score_projection)
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+        super().__init__(model, target_layers, **options)
         if self.target_layers is None:
             blocks = [m for m in model.modules()
                       if isinstance(getattr(m, "self_attention", None), nn.MultiheadAttention)]

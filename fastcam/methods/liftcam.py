@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
 from ..network.deeplift import DeepLift, DeepLiftPass
 from ..network.layers import LayerSpec
 from ..network.split import Tail
 from ..targets import Targets
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 
 class LiftCAM(BaseCAM):
@@ -50,10 +49,9 @@ class LiftCAM(BaseCAM):
 
     capture = "split"
 
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, normalize=None,
-                 eps: float = 1e-6, precision: Precision = "fp32", compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, eps: float = 1e-6,
+                 **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         self.eps = float(eps)
         self._engines: dict[int, tuple[Tail, DeepLift]] = {}
 

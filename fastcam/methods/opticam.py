@@ -8,12 +8,11 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, check_finite, normalizer
+from ..inputs import check_finite, normalizer
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..targets import Targets
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack, channel_sum
 
 Stop = Optional[Literal["paper", "official"]]
 MaskNorm = Literal["minmax", "max", "sigmoid"]
@@ -53,12 +52,10 @@ class OptiCAM(BaseCAM):
     capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, max_iter: int = 100, lr: float = 0.1,
+                 max_iter: int = 100, lr: float = 0.1,
                  stop: Stop = "paper", mask_norm: MaskNorm = "minmax",
-                 objective: Objective = "logit", precision: Precision = "fp32",
-                 compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+                 objective: Objective = "logit", **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         if stop not in ("paper", "official", None):
             raise ValueError(f"stop must be 'paper', 'official' or None, got {stop!r}")
         if mask_norm not in ("minmax", "max", "sigmoid"):
@@ -93,7 +90,7 @@ class OptiCAM(BaseCAM):
         check_finite(u, "Opti-CAM's optimised weights u")
         w = torch.softmax(u, dim=1)
         ctx.activations, ctx.weights = [A], [w]
-        ctx.low_res = [torch.einsum("bk,bkhw->bhw", w, A)]
+        ctx.low_res = [channel_sum(A, w)]
         ctx.extra.update(u=u, iterations=iterations, score_initial=first, score_final=final)
         return maps
 

@@ -6,10 +6,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
 from ..network.layers import LayerSpec
-from ..inputs import Normalize
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 
 class RandomCAM(BaseCAM):
@@ -26,11 +24,9 @@ class RandomCAM(BaseCAM):
 
     capture = "forward"
 
-    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, precision: Precision = "fp32",
-                 compile: bool = False, seed: Optional[int] = None):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+    def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *, seed: Optional[int] = None,
+                 **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         if seed is not None and not isinstance(seed, int):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.generator = None if seed is None else torch.Generator().manual_seed(seed)

@@ -1,28 +1,28 @@
 """Score-CAM (Wang et al., CVPR-W 2020)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
 from ..perturbation.distinct_masks import distinct_masks
 from ..perturbation.masked_scores import callable_score, class_score, masked_scores
-from .base import BaseCAM, CallContext, minmax
+from .base import BaseCAM, CallContext, CommonOptions, Unpack, minmax
 
-Mode = Literal["default", "official", "pytorch-grad-cam"]
+Mode = Literal["default", "official"]
 
-_MODES = {
-    # score of each masked copy, softmax over channels, bilinear convention, eps
-    # in the mask's min-max denominator, skip constant maps
-    "default": ("logit", True, False, 0.0, False),
-    "pytorch-grad-cam": ("logit", True, True, 1e-8, False),
-    "official": ("probability", False, False, 0.0, True),
-}
+
+class ScoreNumerics(NamedTuple):
+    """What a Score-CAM mode computes."""
+
+    score: Literal["logit", "probability"]   # the target score of each masked copy
+    channel_softmax: bool                    # α = softmax_k(s) (else α = s)
+    align_corners: bool                      # the masks' bilinear convention
+    eps: float                               # in the mask's min-max denominator
+    skip_constant: bool                      # constant maps get α = 0, no forward
 
 
 class ScoreCAM(BaseCAM):
@@ -36,11 +36,12 @@ class ScoreCAM(BaseCAM):
 
     Modes:
       - ``"default"``: s_k = target logit, α = softmax_k(s) (softmax over channels).
-      - ``"pytorch-grad-cam"``: as pytorch-grad-cam's ScoreCAM — raw target score,
-        softmax over channels, align_corners=True upsampling, +1e-8 in the min-max.
       - ``"official"``: as the authors' code — s_k = softmax probability of the
         target class, α = s (no channel softmax), constant maps skipped (α = 0),
         and the map is ``minmax(ReLU(Σ_k α_k up(A_k)))`` (ReLU after upsampling).
+
+    pytorch-grad-cam's numerics (its ``"pytorch-grad-cam"`` mode):
+    :class:`fastcam.compat.numerics.PytorchGradCAMScoreCAM`.
 
     Copies found equal run once (:func:`fastcam.perturbation.distinct_masks.distinct_masks`):
     channels of an image whose activation maps are bitwise identical share one
@@ -63,19 +64,22 @@ class ScoreCAM(BaseCAM):
     capture = "forward"
     #: run each distinct masked copy once (False: every channel's copy)
     dedupe: bool = True
+    #: the modes' numerics
+    modes: ClassVar[dict[str, ScoreNumerics]] = {
+        "default": ScoreNumerics("logit", True, False, 0.0, False),
+        "official": ScoreNumerics("probability", False, False, 0.0, True),
+    }
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32, mode: Mode = "default",
-                 precision: Precision = "fp32", compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {sorted(_MODES)}, got {mode!r}")
+                 batch_size: int = 32, mode: Mode = "default", **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
+        if mode not in self.modes:
+            raise ValueError(f"mode must be one of {sorted(self.modes)}, got {mode!r}")
         self.mode = mode
         self.batch_size = batch_size
 
     def channel_weights(self, ctx: CallContext) -> list[Tensor]:
-        score, channel_softmax, align_corners, eps, skip_constant = _MODES[self.mode]
+        score, channel_softmax, align_corners, eps, skip_constant = self.modes[self.mode]
         x, targets = ctx.x, ctx.targets
         if targets.indices is not None:
             score_fn = class_score(targets.indices, score)

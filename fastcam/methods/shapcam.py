@@ -11,15 +11,14 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, check_finite
+from ..inputs import check_finite
 from ..network.layers import LayerSpec
 from ..network.linear_head import find_linear_head
 from ..ops import cam_combine
 from ..perturbation.coalition_scores import (HeadTables, general_worths, head_worths, linear_macs,
                                     window_weights)
 from ..perturbation.masked_scores import callable_score, class_score
-from .base import BaseCAM, CallContext
+from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 
 EMPTY_GAME_RTOL = 1e-5   # |v(all) − v(∅)| ≤ this · max(1, |v(all)|): an empty game
@@ -70,14 +69,12 @@ class ShapCAM(BaseCAM):
     capture = "split"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, permutations: int = 16,
+                 permutations: int = 16,
                  std_error: Optional[float] = None, baseline: Literal["mean", "zero"] = "zero",
                  worth: Literal["probability", "logit"] = "probability", antithetic: bool = False,
                  seed: int = 0, chunk_size: int = 128, round_size: int = 4,
-                 fast_path: Literal["auto", "never"] = "auto", precision: Precision = "fp32",
-                 compile: bool = False):
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+                 fast_path: Literal["auto", "never"] = "auto", **options: Unpack[CommonOptions]):
+        super().__init__(model, target_layers, **options)
         if self.target_layers is not None and len(self.target_layers) != 1:
             raise ValueError("Shap-CAM takes one target layer")
         if baseline not in ("mean", "zero"):

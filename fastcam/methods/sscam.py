@@ -6,14 +6,15 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..engine import Precision
-from ..inputs import Normalize, at_least_fp32
+from ..inputs import at_least_fp32
 from ..network.layers import LayerSpec
 from ..perturbation.masked_scores import callable_score, class_score
 from ..perturbation.sampled_masks import MaskNoise, sampled_mask_scores
 from ..perturbation.seeded_noise import Seed, call_seed, check_noise_options, seeded_normal
-from .base import BaseCAM, CallContext
-from .torchcam_numerics import normalize as unit_maps   # TorchCAM's (A − min) / (max − min + 1e-8)
+from .base import BaseCAM, CallContext, CommonOptions, Unpack, minmax_eps
+
+#: TorchCAM's eps of the per-map scaling u
+EPS = 1e-8
 
 
 def sampled_score_weights(cam: BaseCAM, ctx: CallContext, scale: Optional[Tensor],
@@ -23,7 +24,7 @@ def sampled_score_weights(cam: BaseCAM, ctx: CallContext, scale: Optional[Tensor
     ``y_c(copy(k, s)) − y_c(x)`` (target logits, or the callables' scores) and the
     weights are the softmax of these means over the channels. The copies are
     ``scale_s · (x ⊙ (up(u(A_k)) + δ_{k,s}))`` with u the per-map scaling of
-    :func:`~fastcam.methods.torchcam_numerics.normalize` at the activation's resolution and up bilinear
+    :func:`~fastcam.methods.base.minmax_eps` (eps 1e-8) at the activation's resolution and up bilinear
     (align_corners=False): no min-max after the upsampling (TorchCAM's order),
     which is why they are built in torch (:mod:`fastcam.perturbation.sampled_masks`)
     rather than by the fused ``mask_blend`` op, whose masks are min-max scaled
@@ -38,7 +39,7 @@ def sampled_score_weights(cam: BaseCAM, ctx: CallContext, scale: Optional[Tensor
     for layer, A in enumerate(ctx.activations):
         A = A.detach()
         B, K, h, w = A.shape
-        maps = unit_maps(at_least_fp32(A)).reshape(B * K, h, w)
+        maps = minmax_eps(at_least_fp32(A), EPS).reshape(B * K, h, w)
         index = torch.arange(B, device=A.device).repeat_interleave(K)
         scores = sampled_mask_scores(cam.engine, x, maps, index, cam.num_samples, score_fn,
                                      scale=scale, noise=noise_of(layer, A),
@@ -75,12 +76,10 @@ class SSCAM(BaseCAM):
     capture = "forward"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, batch_size: int = 32, num_samples: int = 35,
-                 std: float = 2.0, seed: Seed = None,
-                 precision: Precision = "fp32", compile: bool = False):
+                 batch_size: int = 32, num_samples: int = 35, std: float = 2.0,
+                 seed: Seed = None, **options: Unpack[CommonOptions]):
         check_noise_options(num_samples, std, seed, batch_size)
-        super().__init__(model, target_layers, normalize=normalize, precision=precision,
-                         compile=compile)
+        super().__init__(model, target_layers, **options)
         self.batch_size = batch_size
         self.num_samples = num_samples
         self.std = float(std)

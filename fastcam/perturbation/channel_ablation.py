@@ -1,29 +1,19 @@
 """Channel ablation for Ablation-CAM: which channels of an image are ablated,
 with which value, and the ablated activations streamed chunk by chunk.
 
-Ablating channel k of an image replaces the whole map ``A_k`` by one value.
-The paper (Desai & Ramaswamy, WACV 2020, sec. 3) sets it to zero; pytorch-grad-cam
-1.5.7's ``AblationLayer`` uses 0 when the image's activation has minimum 0 and
-otherwise ``min − 1e7``, applied one copy after the other in a forward batch of
-copies with the running minimum, so the copy at position i of a batch gets
-``min − (i + 1)·1e7`` (computed in float32 one subtraction at a time).
-:func:`ablation_values` reproduces both.
+Ablating channel k of an image replaces the whole map ``A_k`` by one value
+(the method's :meth:`~fastcam.methods.ablationcam.AblationCAM.ablation_values`:
+0 in the paper; pytorch-grad-cam's values are in :mod:`fastcam.compat.numerics`).
 
 ``ratio_channels_to_ablate < 1`` is pytorch-grad-cam's experimental shortcut:
 :func:`channels_to_ablate` keeps its selection rule and its bookkeeping.
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 from torch import Tensor
 
-Ablation = Literal["zero", "pytorch-grad-cam"]
-
-#: pytorch-grad-cam's ABLATION_VALUE: the offset below the minimum when it is not 0
-PGC_OFFSET = 1e7
 #: pytorch-grad-cam's threshold of its objectiveness mask
 MASK_THRESHOLD = 0.01
 
@@ -87,24 +77,6 @@ def effective_ablations(listed: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
         stop = int(dup[0, 0]) + 1
         s, perm = s[:stop], perm[:stop]
     return s, pos[perm]
-
-
-def ablation_values(A: Tensor, ablation: Ablation, chunk: int) -> Tensor:
-    """(B, chunk) float32: the value an ablated channel gets, per image and batch
-    position (see the module docstring)."""
-    B = A.shape[0]
-    if ablation == "zero":
-        return torch.zeros(B, chunk, dtype=torch.float32, device=A.device)
-    mins = A.detach().amin(dim=(1, 2, 3)).float().cpu().numpy()
-    table = np.zeros((B, chunk), dtype=np.float32)
-    for b, m in enumerate(mins):
-        if m == 0:
-            continue
-        value = np.float32(m)
-        for i in range(chunk):
-            value = np.float32(value - np.float32(PGC_OFFSET))
-            table[b, i] = value
-    return torch.from_numpy(table).to(A.device)
 
 
 def ablated_copies(A: Tensor, image: Tensor, channel: Tensor, value: Tensor) -> Tensor:

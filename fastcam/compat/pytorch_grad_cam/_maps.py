@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ...inputs import at_least_fp32
 from ...ops import cam_combine
+from ...methods.base import channel_sum
 from ...methods.projection import principal_projection
 
 #: pytorch-grad-cam's default test-time augmentation (ttach):
@@ -53,7 +54,7 @@ def combine_layers(activations: Sequence[Tensor], weights: Sequence[Tensor],
             return cam_combine(*pairs[0], size)
         per_layer = []
         for A, w in pairs:
-            low = torch.relu(torch.einsum("bk,bkhw->bhw", w, A))
+            low = torch.relu(channel_sum(A, w))
             per_layer.append(F.interpolate(_scale(low)[:, None], size=size, mode="bilinear",
                                            align_corners=False)[:, 0])
         return _scale(torch.stack(per_layer).mean(0))

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence, Union
 from torch import nn
 
 from ...engine import Precision
-from ...methods.ablationcam import AblationCAM as _Method
+from ..numerics import PytorchGradCAMAblationCAM as _Method
 from .ablation_layer import AblationLayer, AblationLayerVit
 from .base_cam import BaseCAM, ReshapeTransform, method_option
 
@@ -69,7 +69,6 @@ class AblationCAM(BaseCAM):
             raise ValueError("AblationCAM with AblationLayer splits the model at the target "
                              "layer and cannot take a reshape_transform; for a token model "
                              "pass ablation_layer=AblationLayerVit()")
-        options.setdefault("ablation", "pytorch-grad-cam")
         super().__init__(model, target_layers, reshape_transform, precision=precision,
                          batch_size=batch_size, ratio_channels_to_ablate=ratio_channels_to_ablate,
                          **options)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...perturbation.channel_ablation import (PGC_OFFSET, channels_to_ablate,
-                                              objectiveness_mask)
+from ...perturbation.channel_ablation import channels_to_ablate, objectiveness_mask
+from ..numerics import PGC_OFFSET
 from ._delegate import delegated
 
 __all__ = ["AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN"]

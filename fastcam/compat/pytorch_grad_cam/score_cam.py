@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence, Union
 from torch import nn
 
 from ...engine import Precision
-from ...methods import ScoreCAM as _Method
+from ..numerics import PytorchGradCAMScoreCAM as _Method
 from .base_cam import BaseCAM, ReshapeTransform, method_option
 
 
@@ -20,7 +20,8 @@ class ScoreCAM(BaseCAM):
     per forward. The copies are built chunk by chunk on the device by a fused
     kernel (pytorch-grad-cam materialises all K copies of every image first) and
     the scores stay on the device (theirs: one ``.item()`` per copy); no progress bar.
-    ``mode="default"`` or ``"official"`` (keyword) selects fastcam's other numerics.
+    ``mode="default"`` or ``"official"`` (keyword) selects fastcam's native numerics
+    (:class:`fastcam.compat.numerics.PytorchGradCAMScoreCAM`).
     """
 
     method_class = _Method
@@ -28,7 +29,6 @@ class ScoreCAM(BaseCAM):
     def __init__(self, model: nn.Module, target_layers: Sequence[Union[nn.Module, str]],
                  reshape_transform: ReshapeTransform = None, use_cuda: Optional[bool] = None,
                  *, precision: Precision = "fp32", **options: Any) -> None:
-        options.setdefault("mode", "pytorch-grad-cam")
         options.setdefault("batch_size", 16)
         super().__init__(model, target_layers, reshape_transform, use_cuda, precision=precision,
                          **options)

@@ -13,7 +13,7 @@ from ....methods.cam import CAM as _CAMNative
 from ....methods.iscam import ISCAM as _ISCAMNative
 from ....methods.scorecam import ScoreCAM as _ScoreCAMNative
 from ....methods.sscam import SSCAM as _SSCAMNative
-from ....methods.torchcam_numerics import normalize
+from ...numerics import normalize
 from ....targets import Targets
 from .core import _CAM, ClassIdx, LayerArg, _model_eval, _target_list
 

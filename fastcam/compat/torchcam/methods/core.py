@@ -9,7 +9,7 @@ scaled per map as ``(M − min) / (max − min + 1e-8)`` when ``normalized``.
 Here a call wraps the recorded activations and the user's scores in a
 :class:`fastcam.methods.base.CallContext` and asks the native fastcam method
 for its channel weights (or element-wise terms), so the numerics are those of
-:mod:`fastcam.methods` (in their ``mode="torchcam"`` where TorchCAM's differ).
+:mod:`fastcam.methods` (their :mod:`fastcam.compat.numerics` classes where TorchCAM's differ).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ....methods.base import BaseCAM as _Method
 from ....methods.base import CallContext
-from ....methods.torchcam_numerics import normalize
+from ...numerics import normalize
 from ....targets import Targets
 
 __all__ = ["_CAM", "OutputTarget", "MissingForwardError"]

@@ -12,7 +12,8 @@ from ....methods.elementwise import LayerCAM as _LayerCAM
 from ....methods.gradcam import GradCAM as _GradCAMNative
 from ....methods.gradcam_plusplus import GradCAMPlusPlus as _GradCAMPlusPlus
 from ....methods.smoothgradcampp import SmoothGradCAMpp as _SmoothNative
-from ....methods.torchcam_numerics import normalize
+from ...numerics import (TorchCAMGradCAMPlusPlus, TorchCAMLayerCAM, TorchCAMSmoothGradCAMpp,
+                         TorchCAMXGradCAM, normalize)
 from ....methods.xgradcam import XGradCAM as _XGradCAM
 from .core import _CAM, ClassIdx, LayerArg, target_scores
 
@@ -47,8 +48,9 @@ class _GradCAM(_CAM):
     score_used = True
     targets_supported = True
     keeps_graph = True
-    #: the native class takes ``mode="torchcam"`` (Grad-CAM's weights need none: TorchCAM's agree)
-    native_mode: ClassVar[bool] = False
+    #: the class with TorchCAM's numerics (:mod:`fastcam.compat.numerics`), where they
+    #: differ from the native class's (Grad-CAM's weights need none: TorchCAM's agree)
+    torchcam_native: ClassVar[Optional[type]] = None
 
     def __init__(self, model: nn.Module, target_layer: LayerArg = None,
                  input_shape: tuple[int, ...] = (3, 224, 224), *, numerics: Numerics = "torchcam",
@@ -59,8 +61,8 @@ class _GradCAM(_CAM):
         super().__init__(model, target_layer, input_shape, **kwargs)
 
     def _make_method(self):
-        if self.numerics == "torchcam" and self.native_mode:
-            return self.native(self.model, self._layers, mode="torchcam")
+        if self.numerics == "torchcam" and self.torchcam_native is not None:
+            return self.torchcam_native(self.model, self._layers)
         return self.native(self.model, self._layers)
 
     def _selected_scores(self, class_idx: Optional[ClassIdx], scores: Any, targets: Any) -> Tensor:
@@ -139,21 +141,22 @@ class GradCAMpp(_GradCAM):
 
     ``numerics="torchcam"`` (default): TorchCAM 0.5's weights as its code computes
     them, ``w_k = Σ_ij g² · ReLU(g)`` (its docstring's α = g²/(2g² + Σ A g³) is
-    computed on a copy and dropped), the native class's ``mode="torchcam"``.
+    computed on a copy and dropped), :class:`fastcam.compat.numerics.TorchCAMGradCAMPlusPlus`.
     ``numerics="fastcam"``: the paper's closed form (eq. 19) as fastcam's native
     class computes it (pytorch-grad-cam's numerics)."""
 
     native = _GradCAMPlusPlus
-    native_mode = True
+    torchcam_native = TorchCAMGradCAMPlusPlus
 
 
 class XGradCAM(_GradCAM):
     """XGrad-CAM (Fu et al. 2020): ``w_k = Σ_ij g·A / (Σ_ij A + eps)`` (paper eq. 9) —
     :class:`fastcam.methods.xgradcam.XGradCAM`'s weights, with TorchCAM's eps = 1e-8
-    under ``numerics="torchcam"`` (the native ``mode="torchcam"``; fastcam's default: 1e-7)."""
+    under ``numerics="torchcam"`` (:class:`fastcam.compat.numerics.TorchCAMXGradCAM`;
+    fastcam's default: 1e-7)."""
 
     native = _XGradCAM
-    native_mode = True
+    torchcam_native = TorchCAMXGradCAM
 
 
 class LayerCAM(_GradCAM):
@@ -162,7 +165,7 @@ class LayerCAM(_GradCAM):
     scales each layer's map by ``tanh(2·M)`` first (paper eq. 9), as TorchCAM does."""
 
     native = _LayerCAM
-    native_mode = True
+    torchcam_native = TorchCAMLayerCAM
 
     @staticmethod
     def _scale_cams(cams: list[Tensor], gamma: float = 2.0) -> list[Tensor]:
@@ -172,7 +175,8 @@ class LayerCAM(_GradCAM):
 
 class SmoothGradCAMpp(_GradCAM):
     """Smooth Grad-CAM++ (Omeiza et al. 2019) with TorchCAM's interface, on the native
-    :class:`fastcam.methods.smoothgradcampp.SmoothGradCAMpp` (``mode="torchcam"``).
+    :class:`fastcam.methods.smoothgradcampp.SmoothGradCAMpp` in TorchCAM's numerics
+    (:class:`fastcam.compat.numerics.TorchCAMSmoothGradCAMpp`).
 
     TorchCAM 0.5's numerics: N noisy copies ``x + δ_s`` of the recorded input
     (δ ~ N(0, std²)); ``α = mean(g²) / (2·mean(g²) + Σ_ij A·mean(g³) + 1e-8)`` with A
@@ -184,7 +188,7 @@ class SmoothGradCAMpp(_GradCAM):
     fastcam's seeded generator (``seed``), not TorchCAM's ``Normal.sample`` sequence.
     Keywords not in TorchCAM: ``batch_size`` (noisy copies per pass), ``seed``,
     ``precision`` (the engine's, for the noisy passes), ``numerics="fastcam"``
-    (the native ``mode="mean"``: averaged gradient, clean activations).
+    (the native class: averaged gradient, clean activations).
     """
 
     score_used = False
@@ -201,9 +205,9 @@ class SmoothGradCAMpp(_GradCAM):
         super().__init__(model, target_layer, input_shape, **kwargs)
 
     def _make_method(self):
-        mode = "torchcam" if self.numerics == "torchcam" else "mean"
-        return _SmoothNative(self.model, self._layers, num_samples=self.num_samples, std=self.std,
-                             batch_size=self.batch_size, seed=self.seed, mode=mode, precision=self.precision)
+        cls = TorchCAMSmoothGradCAMpp if self.numerics == "torchcam" else _SmoothNative
+        return cls(self.model, self._layers, num_samples=self.num_samples, std=self.std,
+                   batch_size=self.batch_size, seed=self.seed, precision=self.precision)
 
     def _get_weights(self, class_idx, scores=None, *, targets=None, **_):
         x = self._input

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ....methods import legrad as _legrad
-from ....methods.torchcam_numerics import normalize
+from ...numerics import normalize
 from ....network.layers import resolve_layers
 from .core import HookScope, MissingForwardError
 

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ....methods.torchcam_numerics import normalize
+from ...numerics import normalize
 from .core import _CAM, ClassIdx, LayerArg, check_cams, largest_shape, resize_map
 from .gradient import GradCAM, GradCAMpp, LayerCAM
 
