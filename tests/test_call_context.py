@@ -99,3 +99,12 @@ def test_a_methods_weights_are_a_function_of_the_context_alone(name):
                                     logits=ctx.logits.detach())
     alone = cam.weighted_activations(recorded) if cam.elementwise() else cam.channel_weights(recorded)
     torch.testing.assert_close(alone[0].detach(), full[0].detach())
+
+
+@pytest.mark.parametrize("name", ["finercam", "refinecam"])
+def test_a_composite_method_shares_its_engine_with_its_base_method(name):
+    model = _net()
+    cam = METHODS[name](model, ["0", "2"] if name == "refinecam" else "2", precision="fp32")
+    assert cam.base.engine is cam.engine
+    maps = cam(torch.rand(2, 3, 8, 8), [0, 1])
+    assert maps.shape == (2, 8, 8) and cam.last.weights

@@ -55,6 +55,9 @@ class RefineCAM(BaseCAM):
                              f"{'two target layers' if self.min_layers == 2 else 'one target layer'}")
         self.base = self.base_class(check_base_method("RefineCAM", base_method))(
             model, self.target_layers, **common, **base_options)
+        # the base method only weights this explainer's call context: it runs no pass
+        # of its own, and shares this engine rather than holding a second one
+        self.base.engine = self.engine
 
     def base_class(self, base_method: type) -> type:
         """The class the base method is built from (the given one)."""
