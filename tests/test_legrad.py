@@ -287,7 +287,19 @@ def test_the_method_contract():
     for owned in ("__call__", "context", "compute_weights"):
         assert owned not in vars(LeGrad)
     assert [m for m in ("channel_weights", "weighted_activations", "maps") if m in vars(LeGrad)] == ["maps"]
-    assert not LeGrad.elementwise() and LeGrad.capture == "forward"
+    assert not LeGrad.elementwise() and LeGrad.capture == "gradient"
+
+
+def test_one_forward_per_call(vit, x):
+    """The attention hooks ride on the base class's capture pass (capture_scope)."""
+    from fastcam.engine import in_pass
+    calls = []
+    handle = vit.register_forward_pre_hook(lambda m, args: calls.append((args[0].shape[0], in_pass())))
+    try:
+        LeGrad(vit, list(vit.encoder.layers))(x, [3, 7])
+    finally:
+        handle.remove()
+    assert calls == [(x.shape[0], True)]       # one forward, inside an engine pass
 
 
 def test_bf16_runs_the_passes_in_bf16_and_stays_close(vit, x):

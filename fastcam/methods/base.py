@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Literal, Optional, TypedDict, get_origin
+from typing import Any, ClassVar, ContextManager, Iterator, Literal, Optional, TypedDict, get_origin
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +80,7 @@ class CallContext:
     tail_runs: list[Any] = field(default_factory=list)   # capture "split": what tail_forward kept
     raw_outputs: list[Tensor] = field(default_factory=list)  # with a reshape_transform: each
                                         # layer's output before it (detached)
+    captured: Any = None                # what the method's capture_scope yielded
     weights: list[Tensor] = field(default_factory=list)   # per layer (B, K)
     terms: list[Tensor] = field(default_factory=list)     # per layer (B, K, h, w): element-wise methods
     low_res: list[Tensor] = field(default_factory=list)   # per layer (B, h, w)
@@ -310,6 +311,12 @@ class BaseCAM:
             raise TypeError(f"reshape_transform must be callable, got {type(transform).__name__}")
         self._reshape_transform = transform
 
+    def capture_scope(self, layers: list[nn.Module]) -> ContextManager[Any]:
+        """Extra hooks the method needs on the capture pass itself, entered around it;
+        what the context manager yields is ``ctx.captured``. Default: none. LeGrad
+        records each block's attention and logits in the one forward of the call."""
+        return contextlib.nullcontext()
+
     def capture_kind(self) -> Capture:
         """This call's capture pass: :attr:`capture`, or :attr:`capture_with_transform`
         when a ``reshape_transform`` is set and the method declares one."""
@@ -347,7 +354,8 @@ class BaseCAM:
             x_model = x_model.detach().requires_grad_(True)
         layers = self._layers_for(x_model)
         splits, tail_runs, raw = [], [], []
-        with torch.enable_grad() if capture == "gradient" else torch.no_grad():
+        with torch.enable_grad() if capture == "gradient" else torch.no_grad(), \
+                self.capture_scope(list(layers)) as captured:
             if capture == "split":
                 activations, outputs, splits, tail_runs = self.engine.capture_split(
                     x_model, layers, self.tail_forward)
@@ -366,7 +374,7 @@ class BaseCAM:
             resolved = resolve_targets(targets, logits)
             ctx = CallContext(x, x_model, list(layers), activations, logits, resolved,
                               logits.new_empty(0), splits=splits, tail_runs=tail_runs,
-                              raw_outputs=raw, started=started)
+                              raw_outputs=raw, captured=captured, started=started)
             ctx.scores = self.target_scores(ctx)
             check_finite(ctx.scores, "the target scores")
         return ctx

@@ -275,16 +275,16 @@ class LeGrad(BaseCAM):
         prefix_tokens: non-patch tokens at the front of the sequence (1: the class token).
         grid_shape: the patch grid (h, w); None -> square.
 
-    Cost: one forward without autograd (the base class's capture: targets and the
-    block tokens, recorded on the patch grid in ``last.activations``), one forward
-    with autograd whose hooks recompute each target block's attention, one backward
-    for all blocks (each block hands the next a detached output, so block l's score
-    reaches only ``P_l``). Targets may be class indices or callables (applied to each
+    Cost: one forward with autograd (the base class's capture: targets and the block
+    tokens, recorded on the patch grid in ``last.activations``; its
+    :meth:`capture_scope` hooks recompute each target block's attention), one
+    backward for all blocks (each block hands the next a detached output, so block
+    l's score reaches only ``P_l``). Targets may be class indices or callables (applied to each
     block's projected logits). ``last.low_res`` holds the per-block ``R_l``.
     The model is not changed: the hooks exist only during the call.
     """
 
-    capture = "forward"
+    capture = "gradient"
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  score_projection: Optional[ScoreProjection] = None, prefix_tokens: int = 1,
@@ -314,10 +314,13 @@ class LeGrad(BaseCAM):
         h, w = resolve_grid(N - self.prefix_tokens, self.grid_shape)
         return tokens[:, self.prefix_tokens:].reshape(B, h, w, D).permute(0, 3, 1, 2)
 
+    def capture_scope(self, layers: list[nn.Module]) -> AttentionRecorder:
+        """The capture pass records every target block's attention (in the graph) and
+        logits; each block hands the next a detached output (``cut=True``)."""
+        return AttentionRecorder(self.model, layers, self.score_projection, cut=True)
+
     def maps(self, ctx: CallContext) -> Tensor:
-        with AttentionRecorder(self.model, ctx.layers, self.score_projection, cut=True) as rec:
-            self.engine.capture(ctx.x_model, [], grad=True)
-        attentions, layer_logits = rec.collected()
+        attentions, layer_logits = ctx.captured.collected()
         scores = [ctx.targets.scores(logits.float()) for logits in layer_logits]
         grids = legrad_relevance(scores, attentions, self.prefix_tokens, self.grid_shape, joint=True)
         with torch.no_grad():
