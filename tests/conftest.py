@@ -1,4 +1,6 @@
+import ctypes
 import os
+import sys
 
 import torch
 
@@ -7,17 +9,30 @@ import torch
 # the triton backend on the GPU). TRITON_INTERPRET must be decided before triton
 # or fastcam's Triton kernels are imported; an explicit TRITON_INTERPRET wins.
 HAS_GPU = torch.cuda.is_available()
-_TESTS = os.path.dirname(os.path.abspath(__file__))
 if not HAS_GPU:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import functools  # noqa: E402
 import gc  # noqa: E402
-import sys  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
+
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _glibc():
+    """glibc, for malloc_trim; None elsewhere (macOS, musl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc() if sys.platform.startswith("linux") else None
 
 
 def _check_the_imported_fastcam() -> None:
@@ -50,7 +65,9 @@ def _free_the_modules_models(request):
     from the tests' helpers (``_peer_models.random_model``, ``_model(arch)`` in many
     files): they hold networks (a VGG16 is 528 MB) that no later module reuses, and
     fastcam's per-network caches (splits, chunk timings) are weak-keyed on them, so
-    they go too. Dynamo's caches are reset where the module compiled something."""
+    they go too. Dynamo's caches are reset where the module compiled something, and
+    glibc is asked to return the freed heap (its dynamic mmap threshold puts large
+    tensors on the heap after the first few are freed; RSS otherwise keeps them)."""
     yield
     for value in list(vars(request.module).values()):
         if (isinstance(value, functools._lru_cache_wrapper)
@@ -60,6 +77,8 @@ def _free_the_modules_models(request):
     if dynamo is not None and dynamo.utils.counters["frames"]["ok"]:   # reset() zeroes it
         dynamo.reset()
     gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 @pytest.fixture(autouse=True)
