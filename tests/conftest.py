@@ -91,11 +91,13 @@ def _seed_and_backend():
     fastcam.set_backend(previous)
 
 
-# --- Per-test time and memory profile -------------------------------------------------
-# FASTCAM_TEST_PROFILE=<path> writes each test's duration and resident-set growth (the
-# tests that keep memory alive show as growers); FASTCAM_RSS_LIMIT_GB=<GB> fails the
-# session when the pytest process's peak RSS passed it. Both read /proc and getrusage
-# only, so the hook costs microseconds per test.
+# --- Per-test time and memory profile, and the memory guard -----------------------------
+# FASTCAM_TEST_PROFILE=<path> writes each test's duration and resident-set change, per
+# file and per test (the tests that keep memory alive show as growers, the ones that
+# set the peak as peak raisers). FASTCAM_RSS_LIMIT_GB=<GB> fails the session when the
+# pytest process's peak RSS passed <GB>, or a subprocess it waited for passed half of
+# it (the suite's budget: 4 GB and 2 GB). Both read /proc and getrusage only:
+# microseconds per test.
 
 def _rss_kib() -> int:
     """Current resident set (VmRSS) in KiB; 0 where /proc is absent."""
@@ -109,19 +111,15 @@ def _rss_kib() -> int:
     return 0
 
 
-def _peak_rss_kib() -> int:
-    """Peak resident set of this process: ru_maxrss is KiB on Linux (bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if os.uname().sysname == "Darwin" else peak
+def _peak_rss_kib(who: int = resource.RUSAGE_SELF) -> int:
+    """Peak resident set (ru_maxrss: KiB on Linux, bytes on macOS) of this process, or
+    with RUSAGE_CHILDREN of the largest subprocess it has waited for."""
+    peak = resource.getrusage(who).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
 
 
-def _children_peak_rss_kib() -> int:
-    """Largest peak RSS among the waited-for subprocesses this process started."""
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return peak // 1024 if os.uname().sysname == "Darwin" else peak
-
-
-_PROFILE: list = []
+# (nodeid, seconds, RSS before, RSS after, peak before, peak after), KiB
+_PROFILE: list[tuple[str, float, int, int, int, int]] = []
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -133,27 +131,25 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 def _write_profile(path: str) -> None:
-    by_file: dict = {}
-    for nodeid, seconds, rss0, rss1, _, _ in _PROFILE:
-        entry = by_file.setdefault(nodeid.split("::")[0], [0.0, 0, None, 0])
-        entry[0] += seconds
-        entry[1] += rss1 - rss0
-        entry[2] = rss0 if entry[2] is None else entry[2]
-        entry[3] = rss1
     mib = 1024.0
+    by_file: dict[str, list] = {}        # file -> [seconds, RSS in, RSS out]
+    for nodeid, seconds, rss0, rss1, _, _ in _PROFILE:
+        entry = by_file.setdefault(nodeid.split("::")[0], [0.0, rss0, rss1])
+        entry[0] += seconds
+        entry[2] = rss1
     lines = [f"peak RSS {_peak_rss_kib() / mib:.0f} MiB, largest subprocess peak "
-             f"{_children_peak_rss_kib() / mib:.0f} MiB, {len(_PROFILE)} tests, "
+             f"{_peak_rss_kib(resource.RUSAGE_CHILDREN) / mib:.0f} MiB, {len(_PROFILE)} tests, "
              f"{sum(p[1] for p in _PROFILE):.1f} s", "",
-             "per file: seconds  RSS-in MiB  RSS-out MiB  growth MiB"]
-    for name, (seconds, _, rss_in, rss_out) in sorted(by_file.items(), key=lambda kv: -kv[1][0]):
-        lines.append(f"  {name}: {seconds:.1f}  {rss_in / mib:.0f}  {rss_out / mib:.0f}  "
-                     f"{(rss_out - rss_in) / mib:+.0f}")
-    lines += ["", "top RSS growers (MiB growth, seconds, peak-after MiB, test):"]
+             "per file (slowest first): seconds, RSS in -> out MiB (growth)"]
+    for name, (seconds, rss_in, rss_out) in sorted(by_file.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"  {seconds:7.1f}  {rss_in / mib:6.0f} -> {rss_out / mib:6.0f} "
+                     f"({(rss_out - rss_in) / mib:+.0f})  {name}")
+    lines += ["", "top RSS growers: growth MiB, seconds, peak after MiB, test"]
     for nodeid, seconds, rss0, rss1, _, peak1 in sorted(_PROFILE, key=lambda p: p[2] - p[3])[:30]:
-        lines.append(f"  {(rss1 - rss0) / mib:+.0f}  {seconds:.1f}  {peak1 / mib:.0f}  {nodeid}")
-    lines += ["", "top peak raisers (MiB the peak rose during the test, seconds, test):"]
+        lines.append(f"  {(rss1 - rss0) / mib:+6.0f}  {seconds:7.1f}  {peak1 / mib:6.0f}  {nodeid}")
+    lines += ["", "top peak raisers: MiB the peak rose, seconds, test"]
     for nodeid, seconds, _, _, peak0, peak1 in sorted(_PROFILE, key=lambda p: p[4] - p[5])[:20]:
-        lines.append(f"  {(peak1 - peak0) / mib:+.0f}  {seconds:.1f}  {nodeid}")
+        lines.append(f"  {(peak1 - peak0) / mib:+6.0f}  {seconds:7.1f}  {nodeid}")
     with open(path, "w") as out:
         out.write("\n".join(lines) + "\n")
 
@@ -163,14 +159,17 @@ def pytest_sessionfinish(session, exitstatus):
     if path:
         _write_profile(path)
     limit = os.environ.get("FASTCAM_RSS_LIMIT_GB")
-    if limit:
-        gc.collect()
-        peak_gb = _peak_rss_kib() / 1024.0 ** 2
-        child_gb = _children_peak_rss_kib() / 1024.0 ** 2
-        over = [f"the pytest process peaked at {peak_gb:.2f} GB"] if peak_gb > float(limit) else []
-        if child_gb > float(limit) / 2:
-            over.append(f"a subprocess peaked at {child_gb:.2f} GB (limit {float(limit) / 2:.2f})")
-        if over:
-            session.config.get_terminal_reporter().write_line(
-                f"FASTCAM_RSS_LIMIT_GB={limit}: " + "; ".join(over), red=True)
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if not limit:
+        return
+    gib = 1024.0 ** 2
+    own, child = _peak_rss_kib() / gib, _peak_rss_kib(resource.RUSAGE_CHILDREN) / gib
+    over = []
+    if own > float(limit):
+        over.append(f"the pytest process peaked at {own:.2f} GB (limit {float(limit):.2f})")
+    if child > float(limit) / 2:
+        over.append(f"a subprocess peaked at {child:.2f} GB (limit {float(limit) / 2:.2f})")
+    if over:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("FASTCAM_RSS_LIMIT_GB: " + "; ".join(over), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
