@@ -1,4 +1,6 @@
+import ctypes
 import os
+import sys
 
 import torch
 
@@ -10,7 +12,27 @@ HAS_GPU = torch.cuda.is_available()
 if not HAS_GPU:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import functools  # noqa: E402
+import gc  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+
 import pytest  # noqa: E402
+
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _glibc():
+    """glibc, for malloc_trim; None elsewhere (macOS, musl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc() if sys.platform.startswith("linux") else None
 
 
 def _check_the_imported_fastcam() -> None:
@@ -37,6 +59,28 @@ def pytest_configure(config):
     _check_the_imported_fastcam()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_the_modules_models(request):
+    """After each test module, empty the ``functools.lru_cache``s it defines or imports
+    from the tests' helpers (``_peer_models.random_model``, ``_model(arch)`` in many
+    files): they hold networks (a VGG16 is 528 MB) that no later module reuses, and
+    fastcam's per-network caches (splits, chunk timings) are weak-keyed on them, so
+    they go too. Dynamo's caches are reset where the module compiled something, and
+    glibc is asked to return the freed heap (its dynamic mmap threshold puts large
+    tensors on the heap after the first few are freed; RSS otherwise keeps them)."""
+    yield
+    for value in list(vars(request.module).values()):
+        if (isinstance(value, functools._lru_cache_wrapper)
+                and os.path.dirname(value.__wrapped__.__code__.co_filename) == _TESTS):
+            value.cache_clear()
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None and dynamo.utils.counters["frames"]["ok"]:   # reset() zeroes it
+        dynamo.reset()
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_backend():
     import fastcam
@@ -45,3 +89,87 @@ def _seed_and_backend():
     previous = fastcam.get_backend()
     yield
     fastcam.set_backend(previous)
+
+
+# --- Per-test time and memory profile, and the memory guard -----------------------------
+# FASTCAM_TEST_PROFILE=<path> writes each test's duration and resident-set change, per
+# file and per test (the tests that keep memory alive show as growers, the ones that
+# set the peak as peak raisers). FASTCAM_RSS_LIMIT_GB=<GB> fails the session when the
+# pytest process's peak RSS passed <GB>, or a subprocess it waited for passed half of
+# it (the suite's budget: 4 GB and 2 GB). Both read /proc and getrusage only:
+# microseconds per test.
+
+def _rss_kib() -> int:
+    """Current resident set (VmRSS) in KiB; 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _peak_rss_kib(who: int = resource.RUSAGE_SELF) -> int:
+    """Peak resident set (ru_maxrss: KiB on Linux, bytes on macOS) of this process, or
+    with RUSAGE_CHILDREN of the largest subprocess it has waited for."""
+    peak = resource.getrusage(who).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+# (nodeid, seconds, RSS before, RSS after, peak before, peak after), KiB
+_PROFILE: list[tuple[str, float, int, int, int, int]] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    rss0, peak0, t0 = _rss_kib(), _peak_rss_kib(), time.perf_counter()
+    yield
+    _PROFILE.append((item.nodeid, time.perf_counter() - t0, rss0, _rss_kib(),
+                     peak0, _peak_rss_kib()))
+
+
+def _write_profile(path: str) -> None:
+    mib = 1024.0
+    by_file: dict[str, list] = {}        # file -> [seconds, RSS in, RSS out]
+    for nodeid, seconds, rss0, rss1, _, _ in _PROFILE:
+        entry = by_file.setdefault(nodeid.split("::")[0], [0.0, rss0, rss1])
+        entry[0] += seconds
+        entry[2] = rss1
+    lines = [f"peak RSS {_peak_rss_kib() / mib:.0f} MiB, largest subprocess peak "
+             f"{_peak_rss_kib(resource.RUSAGE_CHILDREN) / mib:.0f} MiB, {len(_PROFILE)} tests, "
+             f"{sum(p[1] for p in _PROFILE):.1f} s", "",
+             "per file (slowest first): seconds, RSS in -> out MiB (growth)"]
+    for name, (seconds, rss_in, rss_out) in sorted(by_file.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"  {seconds:7.1f}  {rss_in / mib:6.0f} -> {rss_out / mib:6.0f} "
+                     f"({(rss_out - rss_in) / mib:+.0f})  {name}")
+    lines += ["", "top RSS growers: growth MiB, seconds, peak after MiB, test"]
+    for nodeid, seconds, rss0, rss1, _, peak1 in sorted(_PROFILE, key=lambda p: p[2] - p[3])[:30]:
+        lines.append(f"  {(rss1 - rss0) / mib:+6.0f}  {seconds:7.1f}  {peak1 / mib:6.0f}  {nodeid}")
+    lines += ["", "top peak raisers: MiB the peak rose, seconds, test"]
+    for nodeid, seconds, _, _, peak0, peak1 in sorted(_PROFILE, key=lambda p: p[4] - p[5])[:20]:
+        lines.append(f"  {(peak1 - peak0) / mib:+6.0f}  {seconds:7.1f}  {nodeid}")
+    with open(path, "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("FASTCAM_TEST_PROFILE")
+    if path:
+        _write_profile(path)
+    limit = os.environ.get("FASTCAM_RSS_LIMIT_GB")
+    if not limit:
+        return
+    gib = 1024.0 ** 2
+    own, child = _peak_rss_kib() / gib, _peak_rss_kib(resource.RUSAGE_CHILDREN) / gib
+    over = []
+    if own > float(limit):
+        over.append(f"the pytest process peaked at {own:.2f} GB (limit {float(limit):.2f})")
+    if child > float(limit) / 2:
+        over.append(f"a subprocess peaked at {child:.2f} GB (limit {float(limit) / 2:.2f})")
+    if over:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("FASTCAM_RSS_LIMIT_GB: " + "; ".join(over), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

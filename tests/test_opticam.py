@@ -95,11 +95,13 @@ def test_stopping_rules():
 def test_better_average_drop_and_gain_than_gradcam_on_real_photos():
     """Opti-CAM Table 1's claim (AD 1.5 vs 12.2, AG 68.8 vs 17.6 on ResNet-50),
     on the bundled ImageNet EfficientNet-Lite0 and real photos, masking before
-    normalisation as the paper does."""
+    normalisation as the paper does. At 112×112 (a quarter of 224×224's cost: 100
+    forward-backward passes of 4 photos) the claim holds with margin (as fractions,
+    measured): AD 0.0001 vs 0.37, AG 0.73 vs 0.48."""
     from fastcam.data import load_photos
 
     model = fastcam.models.efficientnet_lite0()
-    x, _ = load_photos(["chelsea", "coffee", "rocket", "motorcycle"])
+    x, _ = load_photos(["chelsea", "coffee", "rocket", "motorcycle"], size=112)
     norm = model.normalization
     scores = {}
     for method in ("gradcam", "opticam"):
