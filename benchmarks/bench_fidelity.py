@@ -1,5 +1,5 @@
 """bf16 against fp32 on the real model, the checks too slow for the test suite
-(moved from tests/test_precision_fidelity.py, assertions unchanged): the bundled
+(moved from tests/methods/test_precision_fidelity.py, assertions unchanged): the bundled
 EfficientNet-Lite0, the 8 bundled photos at 224×224, their ground-truth classes
 (tests/data/photos_labels.csv).
 
@@ -14,7 +14,7 @@ EfficientNet-Lite0, the 8 bundled photos at 224×224, their ground-truth classes
   fp32 still holds in bf16. The interval needs all 8 photos at full size.
 
 The cheap rows (Grad-CAM, Grad-CAM++, CAM, LIFT-CAM) stay in
-tests/test_precision_fidelity.py. The metrics score both precisions' maps with
+tests/methods/test_precision_fidelity.py. The metrics score both precisions' maps with
 the fp32 model. Run: ``python -m pytest benchmarks/bench_fidelity.py``
 (skipped under FASTCAM_BENCH_SMOKE=1: its thresholds hold at full size only)."""
 import csv

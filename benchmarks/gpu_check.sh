@@ -114,7 +114,7 @@ EOF
 step "GPU tests"
 set +e
 env -u TRITON_INTERPRET "$PY" -m pytest -q -p no:cacheprovider -rs \
-  tests/ops/test_gpu_triton.py tests/test_gpu_methods.py \
+  tests/ops/test_gpu_triton.py tests/methods/test_gpu_methods.py \
   tests/ops/test_cam_combine.py tests/ops/test_mask_blend.py tests/ops/test_rank_reveal.py \
   tests/ops/test_adaptive_kde.py tests/ops/test_build.py \
   -k "(gpu or cuda) and not without_gpu and not compile" \

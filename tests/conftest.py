@@ -71,7 +71,8 @@ def _free_the_modules_models(request):
     yield
     for value in list(vars(request.module).values()):
         if (isinstance(value, functools._lru_cache_wrapper)
-                and os.path.dirname(value.__wrapped__.__code__.co_filename) == _TESTS):
+                and os.path.abspath(value.__wrapped__.__code__.co_filename).startswith(
+                    _TESTS + os.sep)):
             value.cache_clear()
     dynamo = sys.modules.get("torch._dynamo")
     if dynamo is not None and dynamo.utils.counters["frames"]["ok"]:   # reset() zeroes it

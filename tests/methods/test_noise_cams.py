@@ -278,7 +278,7 @@ def test_smoothgradcampp_front_end_weights_combine_with_the_kept_activations():
 
 @pytest.mark.parametrize("cls", [SSCAM, ISCAM, SmoothGradCAMpp])
 def test_each_class_defines_its_weights_and_nothing_the_base_owns(cls):
-    """tests/test_method_contract.py's rule, for these classes before registration."""
+    """tests/methods/test_method_contract.py's rule, for these classes before registration."""
     assert not {"__call__", "context", "compute_weights"} & set(vars(cls))
     assert [m for m in ("channel_weights", "weighted_activations", "maps") if m in vars(cls)] \
         == ["channel_weights"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "gpu_check.py")
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "gpu_check.py")
 _spec = importlib.util.spec_from_file_location("gpu_check", _PATH)
 gc = importlib.util.module_from_spec(_spec)
 sys.modules["gpu_check"] = gc  # dataclasses look their module up

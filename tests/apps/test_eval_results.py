@@ -19,7 +19,7 @@ import numpy as np
 from fastcam.evaluation.published import PUBLISHED
 from fastcam.evaluation.tables import read_table_csv, t_interval
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 
 

@@ -21,7 +21,7 @@ from fastcam.metrics.avx import pearson
 
 pytestmark = pytest.mark.skipif(not cpu_supports(torch.bfloat16),
                                 reason="this CPU has no native bf16 (oneDNN)")
-LABELS = Path(__file__).parent / "data" / "photos_labels.csv"
+LABELS = Path(__file__).parent.parent / "data" / "photos_labels.csv"
 LAYER = "_head_act"
 
 

@@ -1,6 +1,6 @@
 """`fastcam demo` end to end on the bundled model and real photos, and the
 ``--precision`` flag of ``demo`` and ``explain`` (``generate``'s is in
-tests/test_generate.py): a bad value is a usage error, a precision the CPU
+tests/apps/test_generate.py): a bad value is a usage error, a precision the CPU
 cannot run is a one-line error before any work, never a silent fallback."""
 
 import numpy as np
@@ -177,7 +177,7 @@ def test_entry_points_run_the_apps_main():
 
     import fastcam.cli
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     scripts = [line for line in (root / "pyproject.toml").read_text().splitlines()
                if line.startswith("fastcam = ")]
     assert scripts == ['fastcam = "fastcam.apps.cli:main"']

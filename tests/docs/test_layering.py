@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "fastcam"
+ROOT = Path(__file__).resolve().parents[2] / "fastcam"
 
 #: the allowed order, top first: a unit imports only units of a later layer
 LAYERS: list[tuple[str, ...]] = [
@@ -98,7 +98,7 @@ def _edges() -> list[tuple[str, str, str, int, str]]:
 def test_every_unit_has_a_layer():
     units = {_unit(_module_name(p)) for p in ROOT.rglob("*.py")} - {"fastcam"}
     missing = sorted(units - set(RANK))
-    assert not missing, f"add {missing} to LAYERS in tests/test_layering.py (and the README's layout)"
+    assert not missing, f"add {missing} to LAYERS in tests/docs/test_layering.py (and the README's layout)"
 
 
 def test_imports_go_down_the_layers():
