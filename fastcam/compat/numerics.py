@@ -25,6 +25,7 @@ from typing import ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..methods.ablationcam import AblationCAM
@@ -63,23 +64,36 @@ def combine(A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
     return upsample(normalize(torch.relu(channel_sum(A, w))), size)
 
 
-def fuse_cams(cams: Sequence[Tensor], target_shape: Optional[tuple[int, int]] = None,
+def largest_shape(cams: Sequence[Tensor]) -> tuple[int, ...]:
+    """The largest size per spatial dim of maps (N, *spatial)."""
+    return tuple(max(s) for s in zip(*[tuple(c.shape[1:]) for c in cams]))
+
+
+def resize_map(cam: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Maps (N, *spatial) resized to ``shape`` as TorchCAM resizes them: bilinear
+    (2-D) or trilinear (3-D) with align_corners=False, else nearest."""
+    mode = {3: "bilinear", 4: "trilinear"}.get(cam.dim(), "nearest")
+    options = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(cam.unsqueeze(1), shape, mode=mode, **options).squeeze(1)
+
+
+def fuse_cams(cams: Sequence[Tensor], target_shape: Optional[tuple[int, ...]] = None,
               layercam: bool = False) -> Tensor:
-    """TorchCAM's ``fuse_cams`` of per-layer maps (B, h_l, w_l) (normalised ones,
+    """TorchCAM's ``fuse_cams`` of per-layer maps (N, *spatial) (normalised ones,
     as TorchCAM's extractors return them): LayerCAM's ``tanh(2·cam)`` scaling
-    when ``layercam``, bilinear resizing to ``target_shape`` (default: the
-    largest h and w), element-wise maximum. One map is returned as it is."""
+    when ``layercam``, resizing to ``target_shape`` (default: the largest size per
+    dim; :func:`resize_map`), element-wise maximum. One map is returned as it is."""
     cams = list(cams)
     if not cams:
         raise ValueError("fuse_cams needs at least one map")
     if len(cams) == 1:
         return cams[0]
-    shape = target_shape or tuple(max(s) for s in zip(*[tuple(c.shape[-2:]) for c in cams]))
+    shape = target_shape or largest_shape(cams)
     if layercam:
         cams = [torch.tanh(2.0 * c) for c in cams]
-    fused = upsample(cams[0], shape)
+    fused = resize_map(cams[0], shape)
     for c in cams[1:]:
-        fused = torch.maximum(fused, upsample(c, shape))
+        fused = torch.maximum(fused, resize_map(c, shape))
     return fused
 
 

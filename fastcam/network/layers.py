@@ -45,16 +45,21 @@ def layer_name(model: nn.Module, layer: nn.Module) -> str:
     return type(layer).__name__
 
 
-def find_spatial_layer(model: nn.Module, x: Tensor) -> nn.Module:
-    """The last module (in the order forwards finish) whose output is a 4-D tensor
-    with more than one spatial position, found by running ``model`` on ``x[:1]``."""
+def find_spatial_layer(model: nn.Module, x: Tensor, *, include_root: bool = False) -> nn.Module:
+    """The last module (in the order forwards finish) whose output has ``x``'s number
+    of dims and more than one spatial position (a (B,K,h,w) map for images; TorchCAM's
+    front-end searches volumes the same way), found by running ``model`` on ``x[:1]``
+    (the documented dry run: the model as given, without the engine). The model
+    itself is a candidate only with ``include_root``."""
     last: list[nn.Module] = []
 
     def hook(module, _inputs, output):
-        if isinstance(output, Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1:
+        if (isinstance(output, Tensor) and output.dim() == x.dim()
+                and any(v != 1 for v in output.shape[2:])):
             last.append(module)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if include_root or m is not model]
     try:
         with torch.no_grad():
             model(x[:1])

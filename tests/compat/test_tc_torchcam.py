@@ -403,3 +403,20 @@ def test_reshape_transform_matches_torchcam(models, x):
         close(a[0], b[0])
     with pytest.raises(ValueError, match="reshape_transform"):
         fc_methods.GradCAM(model, None, reshape_transform=transform)
+
+
+def test_layer_search_is_torchcams():
+    """The front-end's automatic layer (fastcam's find_spatial_layer with the root as a
+    candidate) is the one TorchCAM's own search picks, for images and for volumes."""
+    from torch import nn
+    from torchcam.methods._utils import locate_candidate_layer as theirs
+    from torchvision.models import resnet18
+
+    from fastcam.compat.torchcam.methods.core import locate_candidate_layer as ours
+
+    volume = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1),
+                           nn.Flatten(), nn.Linear(4, 2))
+    dense = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    for model, shape in [(resnet18().eval(), (3, 64, 64)), (volume, (1, 6, 6, 6)), (dense, (3, 2, 2))]:
+        assert ours(model, shape) == theirs(model, shape)
+    assert ours(dense, (3, 2, 2)) is None

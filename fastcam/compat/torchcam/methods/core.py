@@ -20,12 +20,12 @@ import numbers
 from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ....methods.base import BaseCAM as _Method
 from ....methods.base import CallContext
-from ...numerics import normalize
+from ....network.layers import find_spatial_layer
+from ...numerics import fuse_cams, largest_shape, normalize, resize_map  # noqa: F401 (re-exported)
 from ....targets import Targets
 
 __all__ = ["_CAM", "OutputTarget", "MissingForwardError"]
@@ -62,26 +62,17 @@ def _model_eval(model: nn.Module) -> contextlib.AbstractContextManager:
 def locate_candidate_layer(model: nn.Module, input_shape: tuple[int, ...] = (3, 224, 224)) -> Optional[str]:
     """TorchCAM's automatic target layer: the last module (in the order forwards
     finish) whose output on a zero input of ``input_shape`` has the input's number
-    of dims and a spatial size other than all ones; None when there is none."""
-    found: list[str] = []
-
-    def record(name: str):
-        def hook(_module, _inputs, output):
-            if (isinstance(output, Tensor) and output.dim() == len(input_shape) + 1
-                    and any(v != 1 for v in output.shape[2:])):
-                found.append(name)
-        return hook
-
+    of dims and a spatial size other than all ones (the model in eval mode for the
+    dry run; :func:`fastcam.network.layers.find_spatial_layer`); None when there is none."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules()]
-    try:
-        with _model_eval(model), torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return found[-1] if found else None
+    with _model_eval(model):
+        try:
+            layer = find_spatial_layer(model, torch.zeros((1, *input_shape), device=device),
+                                       include_root=True)
+        except ValueError:
+            return None
+    return next(n for n, m in model.named_modules() if m is layer)
 
 
 def target_scores(output: Any, targets: Union[OutputTarget, Sequence[OutputTarget]]) -> Tensor:
@@ -120,17 +111,6 @@ def check_cams(cams: Any) -> None:
         raise ValueError("argument `cams` cannot be an empty list")
 
 
-def largest_shape(cams: list[Tensor]) -> tuple[int, ...]:
-    """The largest size per spatial dim of maps (N, *spatial)."""
-    return tuple(max(s) for s in zip(*[tuple(c.shape[1:]) for c in cams]))
-
-
-def resize_map(cam: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Maps (N, *spatial) resized to ``shape`` as TorchCAM resizes them: bilinear
-    (2-D) or trilinear (3-D) with align_corners=False, else nearest."""
-    mode = {3: "bilinear", 4: "trilinear"}.get(cam.dim(), "nearest")
-    options = {} if mode == "nearest" else {"align_corners": False}
-    return F.interpolate(cam.unsqueeze(1), shape, mode=mode, **options).squeeze(1)
 
 
 class HookScope:
@@ -406,12 +386,7 @@ class _CAM(HookScope):
         check_cams(cams)
         if len(cams) == 1:
             return cams[0]
-        shape = target_shape if isinstance(target_shape, tuple) else largest_shape(cams)
-        fused = None
-        for cam in cls._scale_cams(cams):
-            up = resize_map(cam, shape)
-            fused = up if fused is None else torch.maximum(fused, up)
-        return fused
+        return fuse_cams(cls._scale_cams(cams), target_shape if isinstance(target_shape, tuple) else None)
 
     @staticmethod
     def _scale_cams(cams: list[Tensor]) -> list[Tensor]:
