@@ -9,7 +9,7 @@ and no score leaves the device until the caller asks.
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
