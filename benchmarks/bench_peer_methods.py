@@ -135,8 +135,9 @@ def _noisy_case(case, method):
 def test_fastcam_noisy(benchmark, case, method, precision):
     c, group = _noisy_case(case, method)
     options = dict(NOISY[method][1]) | ({} if method == "iscam" else {"seed": 0})  # IS-CAM has no noise
-    if method == "smoothgradcampp":
-        options["mode"] = "torchcam"            # what TorchCAM computes
+    if method == "smoothgradcampp":             # what TorchCAM computes: its numerics
+        from fastcam.compat.numerics import TorchCAMSmoothGradCAMpp
+        options["cls"] = TorchCAMSmoothGradCAMpp
     _fastcam(benchmark, c, method, precision, group=group, x=c[4], targets=c[5], **options)
 
 

@@ -81,11 +81,11 @@ def _run(benchmark, group, fn, *, baseline=False, note=""):
 
 
 def _fastcam(benchmark, case, method, precision, *, group=None, x=None, targets=None,
-             baseline=False, **options):
+             baseline=False, cls=None, **options):
     arch, model, layer, _, x0, t0 = case
     x = x0 if x is None else x
     targets = t0 if targets is None else targets
-    cls = fastcam.METHODS[method]
+    cls = cls or fastcam.METHODS[method]        # or another library's numerics (compat)
     if options.get("mode") == "pytorch-grad-cam":     # pytorch-grad-cam's numerics
         cls = PytorchGradCAMScoreCAM
     cam = cls(model, layer, precision=precision, **options)
