@@ -36,8 +36,10 @@ How the network runs (the same for every pass, set once per engine):
 
 The network is the user's model or a part of it (a :func:`fastcam.network.split`
 tail, :meth:`Engine.part`). Not through the engine: the target-layer search's
-dry run (:func:`fastcam.network.layers.find_spatial_layer`) and the split's
-first-call check (both in the network's own fp32, as the user gave it).
+dry run (:func:`fastcam.network.layers.find_spatial_layer`, in the network's own
+fp32, as the user gave it). The split's first-call check runs inside
+:meth:`Engine.capture_split`, in the engine's precision. Every pass is marked
+(:func:`in_pass`) so that tests can tell a model call outside the engine.
 """
 from __future__ import annotations
 
@@ -203,7 +205,8 @@ class Engine:
         ``keep_raw`` (with a ``transform``): also each layer's raw output, detached,
         as a third element (Ablation-CAM ablates a ViT's tokens)."""
         mode = torch.enable_grad() if grad else torch.no_grad()
-        with mode, ActivationCapture(layers, track_grad=grad, transform=transform) as hooks:
+        with mode, ActivationCapture(layers, track_grad=grad, transform=transform,
+                                     keep_raw=keep_raw) as hooks:
             out = self._run(x)
         if keep_raw:
             return hooks.collected(), out, list(hooks.raw_outputs)

@@ -76,6 +76,7 @@ class AblationCAM(BaseCAM):
     #: outputs the base keeps in ``ctx.raw_outputs`` (see the class docstring)
     capture = "split"
     capture_with_transform = "forward"
+    keeps_raw_outputs = True
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
                  batch_size: int = 32, ratio_channels_to_ablate: float = 1.0,

@@ -141,8 +141,8 @@ class ADVISE(BaseCAM):
             probs = logits.float().softmax(1)
             c2 = probs.detach().scatter(1, c1[:, None], float("-inf")).argmax(1)
             p2 = probs.gather(1, c2[:, None])[:, 0]
+        g2, = ctx.gradients_of(p2)             # first: ctx.gradients frees the graph
         g1, = ctx.gradients                    # of c1's probability (target_scores)
-        g2, = ctx.gradients_of(p2)
         # the KDE, the candidates' algebra and AVX run in fp32 for a half-precision model
         A, g1, g2 = (at_least_fp32(t.detach()) for t in (A, g1, g2))
         t_net = time.perf_counter()

@@ -78,8 +78,8 @@ class CallContext:
     scores: Optional[Tensor]            # (B,) the explained target scores (idem)
     splits: list[tuple[Prefix, Tail]] = field(default_factory=list)   # capture "split", per layer
     tail_runs: list[Any] = field(default_factory=list)   # capture "split": what tail_forward kept
-    raw_outputs: list[Tensor] = field(default_factory=list)  # with a reshape_transform: each
-                                        # layer's output before it (detached)
+    raw_outputs: list[Tensor] = field(default_factory=list)  # keeps_raw_outputs and a
+                                        # reshape_transform: each layer's output before it
     captured: Any = None                # what the method's capture_scope yielded
     weights: list[Tensor] = field(default_factory=list)   # per layer (B, K)
     terms: list[Tensor] = field(default_factory=list)     # per layer (B, K, h, w): element-wise methods
@@ -115,21 +115,24 @@ class CallContext:
     def gradients(self) -> list[Tensor]:
         """Per layer ``∂ score_b / ∂ A_b`` (B, K, h, w): computed once, on first use,
         in one backward pass from :attr:`scores` that stops at the target layers
-        (capture "gradient"), or the gradients a front-end recorded."""
+        (capture "gradient"), or the gradients a front-end recorded. The backward
+        frees the autograd graph: a method that also needs another score's gradients
+        asks :meth:`gradients_of` first."""
         if self.recorded_gradients is None:
             if self.scores is None:
                 raise ValueError("this recorded context has neither gradients nor scores")
-            self.recorded_gradients = self.gradients_of(self.scores)
+            self.recorded_gradients = self.gradients_of(self.scores, keep_graph=False)
         return self.recorded_gradients
 
-    def gradients_of(self, scores: Tensor) -> list[Tensor]:
+    def gradients_of(self, scores: Tensor, *, keep_graph: bool = True) -> list[Tensor]:
         """Per layer ``∂ scores_b / ∂ A_b`` of any (B,) scores computed from this call's
         logits (capture "gradient"): a method that contrasts two scores of one forward
-        (ADVISE's target and runner-up classes). The graph is kept for further scores."""
+        (ADVISE's target and runner-up classes). The graph is kept for
+        :attr:`gradients` and further scores unless ``keep_graph=False``."""
         if not all(A.requires_grad for A in self.activations):
             raise ValueError("this call's activations carry no autograd graph: the method's "
                              "capture must be 'gradient' to differentiate a score")
-        return gradients(scores, self.activations, retain_graph=True)
+        return gradients(scores, self.activations, retain_graph=keep_graph)
 
     def record(self) -> CAMRecord:
         """The last-call record, detached."""
@@ -220,6 +223,9 @@ class BaseCAM:
     #: the capture pass when a ``reshape_transform`` is set, if not :attr:`capture`
     #: (Ablation-CAM splits a CNN at the layer, but ablates a ViT's tokens in full passes)
     capture_with_transform: ClassVar[Optional[Capture]] = None
+    #: with a ``reshape_transform``: keep each layer's output before it in
+    #: ``ctx.raw_outputs`` (a copy per call; Ablation-CAM ablates the raw tokens)
+    keeps_raw_outputs: ClassVar[bool] = False
     #: capture "gradient": the input the model sees (``ctx.x_model``) is a leaf
     #: that requires grad, so a method can differentiate w.r.t. it (FullGrad)
     input_gradient: ClassVar[bool] = False
@@ -360,20 +366,21 @@ class BaseCAM:
                 activations, outputs, splits, tail_runs = self.engine.capture_split(
                     x_model, layers, self.tail_forward)
                 logits = outputs[0]
-            elif self.reshape_transform is not None:
+            elif self.keeps_raw_outputs and self.reshape_transform is not None:
                 activations, logits, raw = self.engine.capture(
                     x_model, layers, grad=capture == "gradient",
                     transform=self.reshape_transform, keep_raw=True)
             else:
                 activations, logits = self.engine.capture(
-                    x_model, layers, grad=capture == "gradient")
+                    x_model, layers, grad=capture == "gradient",
+                    transform=self.reshape_transform)
             for layer, A in zip(layers, activations):
                 _check_activation(self.model, layer, A)
             logits = at_least_fp32(logits)
             check_finite(logits, "the model's output (logits)")
             resolved = resolve_targets(targets, logits)
             ctx = CallContext(x, x_model, list(layers), activations, logits, resolved,
-                              logits.new_empty(0), splits=splits, tail_runs=tail_runs,
+                              None, splits=splits, tail_runs=tail_runs,
                               raw_outputs=raw, captured=captured, started=started)
             ctx.scores = self.target_scores(ctx)
             check_finite(ctx.scores, "the target scores")

@@ -49,12 +49,13 @@ class ActivationCapture:
     """
 
     def __init__(self, layers: Sequence[nn.Module], track_grad: bool,
-                 transform: Optional[Transform] = None):
+                 transform: Optional[Transform] = None, keep_raw: bool = False):
         self.layers = list(layers)
         self.track_grad = track_grad
         self.transform = transform
+        self.keep_raw = keep_raw
         self.activations: list[Tensor | None] = [None] * len(self.layers)
-        #: with a transform: each layer's raw output (detached), before the transform
+        #: with a transform and ``keep_raw``: each layer's raw output (detached), before it
         self.raw_outputs: list[Tensor | None] = [None] * len(self.layers)
         self._handles = []
 
@@ -76,7 +77,8 @@ class ActivationCapture:
         return hook
 
     def _record_transformed(self, index: int, module: nn.Module, output: Tensor) -> Tensor:
-        self.raw_outputs[index] = output.detach().clone()
+        if self.keep_raw:
+            self.raw_outputs[index] = output.detach().clone()
         A = self.transform(output.detach())
         if not isinstance(A, Tensor):
             raise ValueError(f"reshape_transform returned {type(A).__name__}, not a tensor")
