@@ -1,5 +1,8 @@
 """The execution engine: precision, memory format, compiled forwards, the
 calibrated chunk, and the user's model left exactly as given."""
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -62,7 +65,7 @@ def test_unknown_precision_is_a_clear_error():
 
 
 def test_a_precision_the_cpu_cannot_run_is_an_error_not_a_fallback(monkeypatch):
-    monkeypatch.setattr(engine_mod, "cpu_supports", lambda dtype: False)
+    monkeypatch.setattr(engine_mod.precision, "cpu_supports", lambda dtype: False)
     cam = fastcam.GradCAM(_net(), "3", precision="bf16")   # the device is known at the call
     with pytest.raises(ValueError, match="cannot run on cpu"):
         cam(torch.rand(1, 3, 8, 8), targets=[0])
@@ -190,7 +193,7 @@ def test_a_call_too_small_to_calibrate_runs_at_the_bound_and_times_nothing():
     x = torch.rand(10, 3, 6, 6)
     _, sizes = _stream(Engine(model), x, 8)
     assert sizes == [8, 2]
-    assert not any(engine_mod._CHUNK_TIMES.get(model, {}).values())
+    assert not any(engine_mod.core._CHUNK_TIMES.get(model, {}).values())
 
 
 def test_chunk_size_below_one_is_an_error():
@@ -201,11 +204,11 @@ def test_chunk_size_below_one_is_an_error():
 
 # -- compile -------------------------------------------------------------------------------------
 
-def test_compiled_forwards_are_cached_per_network_and_give_the_same_scores(monkeypatch):
+def test_compiled_forwards_are_cached_per_model_with_its_graph_and_free_the_model(monkeypatch):
     calls = []
 
-    def fake_compile(module):                       # torch.compile's contract: a callable module
-        calls.append(module)
+    def fake_compile(module, **options):            # torch.compile's contract: a callable module
+        calls.append((module, options))
         return module
 
     monkeypatch.setattr(torch, "compile", fake_compile)
@@ -213,10 +216,26 @@ def test_compiled_forwards_are_cached_per_network_and_give_the_same_scores(monke
     x = torch.rand(3, 3, 6, 6)
     a = Engine(model, compile=True).forward(x)
     b = Engine(model, compile=True).forward(x)
-    assert calls == [model]                          # compiled once for both engines
+    assert len(calls) == 1                           # compiled once for both engines ...
+    compiled, options = calls[0]
+    assert compiled is not model and options == {"options": {"freezing": True}}  # the graph
     torch.testing.assert_close(a, b)
     Engine(model, compile=True).capture(x, [model[3]], grad=False)
-    assert calls == [model]                          # hooked passes run the eager network
+    assert len(calls) == 1                           # hooked passes run the graph uncompiled
+    ref = weakref.ref(model)
+    del model, compiled, calls[:]
+    gc.collect()
+    assert ref() is None                             # the cache keeps no model alive
+
+
+def test_a_model_that_runs_as_given_is_compiled_per_engine(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, **o: calls.append(module) or module)
+    model = _net()
+    x = torch.rand(3, 3, 6, 6)
+    Engine(model, compile=True, inference_graph=False).forward(x)
+    Engine(model, compile=True, inference_graph=False).forward(x)
+    assert calls == [model, model]                   # a cache would hold the model for ever
 
 
 # -- the metrics' precision ----------------------------------------------------------------------

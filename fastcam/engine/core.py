@@ -20,17 +20,26 @@ How the network runs (the same for every pass, set once per engine):
   back to float32, and the CAM algebra, scores, softmax and optimiser state
   of the methods stay float32. A precision the device cannot run is a
   ``ValueError`` (:func:`check_precision`), never a silent fallback.
+- ``inference_graph`` (default True): the passes run on the model's inference
+  graph (:mod:`fastcam.engine.graph`): a copy with eval-mode batch norms folded
+  into their convolutions, parameters out of autograd and channels-last
+  weights, made once per model and shared by every engine on it. A model in
+  training mode, with hooks, or without a foldable batch norm runs as given.
+  Hooks of a pass (target layers, split points) go on the copy's counterparts,
+  which are never folded away.
 - ``channels_last`` (default True): a 4-D input of a network that holds a
   ``Conv2d`` is given in channels-last memory format (oneDNN and cuDNN run
-  NHWC convolutions faster). Only the input is converted; the user's model
-  (its parameters' memory format, dtype, ``requires_grad``, mode, hooks) is
-  never changed.
+  NHWC convolutions faster), and so are the inference graph's weights. The
+  user's model (its parameters' memory format, dtype, ``requires_grad``, mode,
+  hooks) is never changed.
 - A network whose floating-point parameters are bf16/fp16 gets its input in
   that dtype (float32 images work with a half-precision model).
 - ``compile`` (default False): :meth:`forward` and :meth:`stream_scores` run
-  ``torch.compile`` of the network (compiled once per network and engine
-  options, recompiled by torch per input shape). :meth:`capture` never does:
-  it hooks layers of the eager network.
+  ``torch.compile`` of the inference graph with inductor freezing, compiled
+  once per model and kept with its graph (recompiled by torch per input
+  shape); a model that runs as given is compiled once per engine (a shared
+  cache would keep the model alive). :meth:`capture` never compiles: it hooks
+  layers.
 - ``stream_scores``' ``chunk_size`` is an upper bound: the engine picks the
   chunk (≤ the bound) with the best measured throughput, see :meth:`Engine.stream_scores`.
 
@@ -47,63 +56,21 @@ import contextlib
 import contextvars
 import time
 import weakref
-from typing import Callable, Iterator, Literal, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from .network.hooks import ActivationCapture, Transform
-from .network.split import Prefix, Tail, split
+from ..network.hooks import ActivationCapture, Transform
+from ..network.split import Prefix, Tail, split
+from .graph import InferenceGraph, graph_for
+from .precision import _HALF, Precision, check_precision
 
 #: ``score_fn(outputs, image_index)``: one score per row of a chunk's outputs
 #: ``tail_forward(tail, A) -> (output, kept)``: a method's pass of a split's tail
 TailForward = Callable[["Tail", Tensor], tuple[Tensor, object]]
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-Precision = Literal["fp32", "bf16", "fp16"]
 
-#: precision name -> the autocast dtype (None: no autocast)
-PRECISIONS: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16,
-                                                "fp16": torch.float16}
-_HALF = (torch.bfloat16, torch.float16)
-
-
-def check_precision(precision: str, device: Optional[torch.device] = None) -> Optional[torch.dtype]:
-    """The autocast dtype of ``precision``; ``ValueError`` for an unknown name or,
-    with ``device``, a precision that device cannot run natively (CPU: oneDNN's
-    bf16/fp16 support; CUDA: bf16 needs compute capability ≥ 8.0)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    if dtype is None or device is None:
-        return dtype
-    device = torch.device(device)
-    if device.type == "cpu":
-        ok = cpu_supports(dtype)
-        why = "this CPU has no native support for it (oneDNN needs AVX512-BF16/AMX for bf16, " \
-              "AVX512-FP16/AMX-FP16 for fp16)"
-    elif device.type == "cuda":
-        ok = dtype == torch.float16 or torch.cuda.is_bf16_supported(including_emulation=False)
-        why = f"{torch.cuda.get_device_name(device)} does not support bf16 natively"
-    else:
-        ok = torch.amp.is_autocast_available(device.type)
-        why = f"torch has no autocast for device type {device.type!r}"
-    if not ok:
-        raise ValueError(f"precision={precision!r} cannot run on {device}: {why}; "
-                         "use precision='fp32'")
-    return dtype
-
-
-def cpu_supports(dtype: torch.dtype) -> bool:
-    """Whether oneDNN runs ``dtype`` (bf16/fp16) natively on this CPU."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    if dtype == torch.bfloat16:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
-
-
-#: compiled networks: network -> {(options): compiled module}; weak, so no model is kept alive
-_COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 #: measured seconds per input row: network -> {(shape, dtype, device, options): {chunk: seconds}}
 _CHUNK_TIMES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 #: the chunk sizes the calibration tries below the caller's bound (the bound itself too)
@@ -114,7 +81,7 @@ class Engine:
     """Runs ``network`` (an ``nn.Module``) for the methods and metrics; see the module docstring."""
 
     def __init__(self, network: nn.Module, *, precision: Precision = "fp32",
-                 channels_last: bool = True, compile: bool = False):
+                 channels_last: bool = True, compile: bool = False, inference_graph: bool = True):
         if not isinstance(network, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(network).__name__}")
         self.network = network
@@ -122,21 +89,24 @@ class Engine:
         self.autocast_dtype = check_precision(precision)
         self.channels_last = bool(channels_last)
         self.compile = bool(compile)
+        self.inference_graph = bool(inference_graph)
         self._has_conv: Optional[bool] = None
         self._whole = network          # whose parameters' dtype and layers decide `prepare`
+        self._compiled_eager: Optional[nn.Module] = None
 
     def part(self, network: nn.Module) -> "Engine":
         """An engine for a part of the network (a split's prefix or tail, which may not
         register the model's modules) with these options; its input is prepared as the
         whole network's is."""
         e = Engine(network, precision=self.precision, channels_last=self.channels_last,
-                   compile=self.compile)
+                   compile=self.compile, inference_graph=False)
         e._whole = self._whole
         return e
 
     def __repr__(self) -> str:
         return (f"Engine({type(self.network).__name__}, precision={self.precision!r}, "
-                f"channels_last={self.channels_last}, compile={self.compile})")
+                f"channels_last={self.channels_last}, compile={self.compile}, "
+                f"inference_graph={self.inference_graph})")
 
     # -- how one pass runs -----------------------------------------------------
     def prepare(self, x: Tensor) -> Tensor:
@@ -164,8 +134,27 @@ class Engine:
         finally:
             _IN_PASS.reset(token)
 
-    def _run(self, x: Tensor, *, compiled: bool = False) -> Tensor:
-        net = self._compiled() if compiled and self.compile else self.network
+    def graph(self, observed: Sequence[nn.Module] = ()) -> Optional[InferenceGraph]:
+        """The inference graph this engine's next pass runs on (:mod:`fastcam.engine.graph`),
+        or None: the network runs as given (a part of a network, ``inference_graph=False``,
+        or a model :func:`~fastcam.engine.graph.graph_status` explains). ``observed``: the
+        layers the pass hooks or splits at."""
+        if not self.inference_graph or self.network is not self._whole:
+            return None
+        return graph_for(self.network, channels_last=self.channels_last and self._convolutional(),
+                         observed=observed, compile=self.compile)
+
+    def _net(self, graph: Optional[InferenceGraph], compiled: bool) -> nn.Module:
+        if graph is not None:
+            return graph.compiled(self.precision) if compiled and self.compile else graph.module
+        if compiled and self.compile:
+            if self._compiled_eager is None:      # per engine: a cached one would keep the model alive
+                self._compiled_eager = torch.compile(self.network)
+            return self._compiled_eager
+        return self.network
+
+    def _run(self, x: Tensor, *, net: Optional[nn.Module] = None) -> Tensor:
+        net = self.network if net is None else net
         with self.running(x.device):
             out = net(self.prepare(x))
         if not isinstance(out, Tensor):
@@ -184,13 +173,6 @@ class Engine:
             self._has_conv = any(isinstance(m, nn.Conv2d) for m in self._whole.modules())
         return self._has_conv
 
-    def _compiled(self) -> nn.Module:
-        per_net = _COMPILED.setdefault(self.network, {})
-        key = (self.precision, self.channels_last)
-        if key not in per_net:
-            per_net[key] = torch.compile(self.network)
-        return per_net[key]
-
     # -- the three passes --------------------------------------------------------
     def capture(self, x: Tensor, layers: Sequence[nn.Module], *, grad: bool,
                 transform: Optional[Transform] = None, keep_raw: bool = False):
@@ -205,9 +187,11 @@ class Engine:
         ``keep_raw`` (with a ``transform``): also each layer's raw output, detached,
         as a third element (Ablation-CAM ablates a ViT's tokens)."""
         mode = torch.enable_grad() if grad else torch.no_grad()
-        with mode, ActivationCapture(layers, track_grad=grad, transform=transform,
+        graph = self.graph(layers)
+        hooked = [graph.layer(m) for m in layers] if graph is not None else layers
+        with mode, ActivationCapture(hooked, track_grad=grad, transform=transform,
                                      keep_raw=keep_raw) as hooks:
-            out = self._run(x)
+            out = self._run(x, net=self._net(graph, compiled=False))
         if keep_raw:
             return hooks.collected(), out, list(hooks.raw_outputs)
         return hooks.collected(), out
@@ -224,9 +208,13 @@ class Engine:
         engine's precision and memory format."""
         tail_forward = tail_forward or _plain_tail
         prepared = self.prepare(x)
+        graph = self.graph(layers)
         activations, outputs, splits, runs = [], [], [], []
         for layer in layers:
-            prefix, tail = split(self.network, layer)
+            if graph is None:
+                prefix, tail = split(self.network, layer)
+            else:
+                prefix, tail = split(graph.module, graph.layer(layer))
             with torch.no_grad(), self.running(x.device):
                 A = prefix(prepared)
             if not isinstance(A, Tensor) or A.dim() != 4:
@@ -253,12 +241,14 @@ class Engine:
         """The output on ``x``; with ``grad`` differentiable (w.r.t. the input,
         and the parameters unless inside :meth:`frozen`)."""
         with torch.enable_grad() if grad else torch.no_grad():
-            return self._run(x, compiled=True)
+            return self._run(x, net=self._net(self.graph(), compiled=True))
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
         """Parameters excluded from autograd for the duration (restored on exit,
-        also on error): a backward to the input then computes no parameter gradient."""
+        also on error): a backward to the input then computes no parameter gradient
+        (the inference graph's parameters never require grad; this covers a model
+        that runs as given)."""
         params = [p for p in self.network.parameters() if p.requires_grad]
         for p in params:
             p.requires_grad_(False)
@@ -300,14 +290,16 @@ class Engine:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         out: Optional[Tensor] = None
+        graph = self.graph()
+        net = self._net(graph, compiled=True)
         with torch.inference_mode():
             start = 0
-            for size, timed in self._chunk_plan(n, build, chunk_size):
+            for size, timed in self._chunk_plan(n, build, chunk_size, graph is not None):
                 stop = min(n, start + size)
                 if timed is not None:
                     _sync(image.device)
                     t0 = time.perf_counter()
-                s = score_fn(self._run(build(start, stop), compiled=True), image[start:stop])
+                s = score_fn(self._run(build(start, stop), net=net), image[start:stop])
                 if timed is not None:
                     _sync(image.device)
                     timed[size] = (time.perf_counter() - t0) / (stop - start)
@@ -319,8 +311,8 @@ class Engine:
                     break
         return out if out is not None else torch.empty(0, device=image.device)
 
-    def _chunk_plan(self, n: int, build: Callable[[int, int], Tensor], bound: int
-                    ) -> Iterator[tuple[int, Optional[dict]]]:
+    def _chunk_plan(self, n: int, build: Callable[[int, int], Tensor], bound: int,
+                    on_graph: bool) -> Iterator[tuple[int, Optional[dict]]]:
         """(chunk size, the dict to record its time in or None) until n is covered."""
         candidates = [c for c in _CANDIDATES if c < bound] + [bound]
         if n == 0:
@@ -330,7 +322,7 @@ class Engine:
             return
         sample = build(0, 1)
         key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), self.precision,
-               self.channels_last, self.compile)
+               self.channels_last, self.compile, on_graph)
         times = _CHUNK_TIMES.setdefault(self.network, {}).setdefault(key, {})
         missing = [c for c in candidates if c not in times]
         if missing and n >= 2 * sum(missing):
