@@ -93,12 +93,14 @@ class InferenceGraph:
     maps a submodule of the user's model to its counterpart in the copy."""
 
     def __init__(self, model: nn.Module, *, channels_last: bool, protected: frozenset[str],
-                 signature: list, build: bool):
+                 signature: list, build: bool, all_pairs: Optional[list] = None):
         self.signature = signature
-        self.protected = protected
         self.channels_last = channels_last
         self._names = {id(m): name for name, m in model.named_modules()}
-        self.pairs = foldable_pairs(model, protected)
+        #: every foldable pair, observed or not (traced once per signature)
+        self.all_pairs = foldable_pairs(model) if all_pairs is None else all_pairs
+        self.protected = protected
+        self.pairs = [(c, b) for c, b in self.all_pairs if c not in protected]
         self.folded: list[tuple[str, str]] = []
         self.module: Optional[nn.Module] = None
         self._compiled: dict = {}
@@ -119,6 +121,10 @@ class InferenceGraph:
         """Whether one of the module ``names`` is a convolution folded here."""
         folded = {c for c, _ in self.pairs}
         return any(n in folded for n in names)
+
+    def foldable(self, protected: Collection[str]) -> bool:
+        """Whether a pair would fold with the convolutions ``protected`` kept."""
+        return any(c not in protected for c, _ in self.all_pairs)
 
     def name(self, layer: nn.Module) -> Optional[str]:
         return self._names.get(id(layer))
@@ -164,15 +170,19 @@ def graph_for(model: nn.Module, *, channels_last: bool, observed: Sequence[nn.Mo
     if reason is not None:
         _REASONS[model] = reason
         return None
-    build = graph is None or graph.signature != signature or graph.folds(names) \
-        or (compile and graph.module is None)
+    same = graph is not None and graph.signature == signature
+    build = not same or graph.folds(names) or (compile and graph.module is None) \
+        or (graph.module is None and graph.foldable(names))
     if build:
+        # Keep the layers observed before unfolded too (no rebuild when explainers with
+        # different convolution targets alternate), unless that leaves nothing to fold.
         protected = frozenset(names)
-        if graph is not None and graph.signature == signature:
+        if same and graph.foldable(protected | graph.protected):
             protected |= graph.protected
         try:
             graph = InferenceGraph(model, channels_last=channels_last, protected=protected,
-                                   signature=signature, build=compile)
+                                   signature=signature, build=compile,
+                                   all_pairs=graph.all_pairs if same else None)
         except Exception as err:  # deepcopy of user code (locks, handles...), fx on user code
             _REASONS[model] = f"the model could not be copied ({type(err).__name__}: {err})"
             per_model.pop(channels_last, None)

@@ -327,3 +327,19 @@ def test_the_cache_keeps_no_model_alive():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_observed_convolutions_stay_unfolded_without_blocking_other_explainers():
+    model = _model("resnet18")
+    x = _x(1)
+    every_conv = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    fastcam.GradCAM(model, every_conv[:3])(x, [0])            # three convolutions observed
+    graph = Engine(model).graph([model.get_submodule(n) for n in every_conv[:3]])
+    assert not any(c in every_conv[:3] for c, _ in graph.folded) and len(graph.folded) == 17
+    kept = Engine(model).graph([model.layer4])               # one more explainer: no rebuild
+    assert kept is graph
+    engine = Engine(model)
+    assert engine.graph([model.get_submodule(n) for n in every_conv]) is None   # all observed
+    assert graph_status(model) == "as given: no convolution followed by a foldable batch norm"
+    again = engine.graph([model.layer4])                     # that did not block the next one
+    assert again is not None and len(again.folded) == 20
