@@ -1,7 +1,7 @@
 """Every method on every image (in batches), every metric on every map, with
 the time each method and each metric took.
 
-Metric names (all reported ×100):
+Metric names (reported ×100, but complexity, in nats):
 
 ==========  =====================================================  ====
 name        definition (:mod:`fastcam.metrics`)                    best
@@ -14,6 +14,10 @@ insertion   insertion AUC (RISE, 224 steps at 224²)                 high
 deletion    deletion AUC (RISE)                                     low
 pointing    pointing game, 15 px tolerance (Zhang et al. 2016)      high
 energy      energy-based pointing game (Score-CAM, Wang et al.)     high
+sparseness  Gini index of the map (Chalasani et al. 2020)           high
+complexity  entropy of the normalised map, nats (Bhatt et al. 2020) low
+relevance_mass_accuracy  mass inside the boxes (Arras et al. 2022)  high
+relevance_rank_accuracy  top-K pixels inside the boxes (Arras)      high
 ==========  =====================================================  ====
 """
 from __future__ import annotations
@@ -44,6 +48,7 @@ class MetricSpec:
     needs_boxes: bool
     fn: Optional[Callable]       # None: a confidence metric, computed with the others
                                  # of its kind by one metrics.confidence_changes call
+    scale: float = 100.0         # the table's unit: ×100 for shares, 1 for nats
 
 
 def _curve_metric(fn):
@@ -58,6 +63,12 @@ def _box_metric(fn):
     return run
 
 
+def _map_metric(fn):
+    def run(model, x, maps, classes, boxes, normalize, batch_size, steps):
+        return fn(maps)
+    return run
+
+
 METRICS: dict[str, MetricSpec] = {
     "ad": MetricSpec("ad", "AD", False, False, None),
     "ai": MetricSpec("ai", "AI", True, False, None),
@@ -67,6 +78,12 @@ METRICS: dict[str, MetricSpec] = {
     "deletion": MetricSpec("deletion", "Deletion", False, False, _curve_metric(M.deletion_auc)),
     "pointing": MetricSpec("pointing", "Pointing", True, True, _box_metric(M.pointing_game)),
     "energy": MetricSpec("energy", "Energy PG", True, True, _box_metric(M.energy_pointing_game)),
+    "sparseness": MetricSpec("sparseness", "Sparseness", True, False, _map_metric(M.sparseness)),
+    "complexity": MetricSpec("complexity", "Complexity", False, False, _map_metric(M.complexity), scale=1.0),
+    "relevance_mass_accuracy": MetricSpec("relevance_mass_accuracy", "Rel. mass", True, True,
+                                          _box_metric(M.relevance_mass_accuracy)),
+    "relevance_rank_accuracy": MetricSpec("relevance_rank_accuracy", "Rel. rank", True, True,
+                                          _box_metric(M.relevance_rank_accuracy)),
 }
 
 
@@ -85,7 +102,7 @@ def parse_list(text: str, what: str, known: Sequence[str]) -> list[str]:
 
 @dataclass
 class EvalResult:
-    """Per-image values (×100) by ``(method, metric)`` (NaN where a metric has no
+    """Per-image values (×100; complexity in nats) by ``(method, metric)`` (NaN where a metric has no
     ground truth for an image), the targets, and the timings in seconds."""
 
     names: list[str]
@@ -193,7 +210,7 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
                     v = spec.fn(engine, xb, maps, cb, bb, normalize, metric_batch_size, steps)
                     _sync(device)
                     metric_s[(m, spec.name)] += time.perf_counter() - t0
-                    values[(m, spec.name)][lo:hi] = 100.0 * v.detach().double().cpu().numpy()
+                    values[(m, spec.name)][lo:hi] = spec.scale * v.detach().double().cpu().numpy()
                     _step(bar, f"{m} {spec.name}")
     finally:
         bar.close()

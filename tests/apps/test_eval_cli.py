@@ -250,3 +250,31 @@ def test_eval_precision_the_cpu_cannot_run_fails_before_any_work(folder, tmp_pat
     err = capsys.readouterr().err
     assert "fastcam eval: error: --precision bf16" in err and "cannot run on cpu" in err
     assert not (tmp_path / "eval_table.csv").exists()
+
+
+def test_eval_table_has_the_map_and_mask_metrics(folder, weights, tmp_path, capsys):
+    from fastcam.evaluation import evaluate
+    from fastcam.methods import GradCAM
+    import fastcam.metrics as M
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.rand(2, 3, 64, 64)
+    boxes = [[(0, 0, 30, 20)], [(10, 10, 60, 40), (0, 50, 8, 64)]]
+    names = ["sparseness", "complexity", "relevance_mass_accuracy", "relevance_rank_accuracy"]
+    res = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], names, layer="layer4", boxes=boxes)
+    maps = GradCAM(model, "layer4")(x, [1, 2])
+    mask = M.boxes_mask(boxes, 2, (64, 64))
+    want = {"sparseness": 100 * M.sparseness(maps), "complexity": M.complexity(maps),
+            "relevance_mass_accuracy": 100 * M.relevance_mass_accuracy(maps, mask),
+            "relevance_rank_accuracy": 100 * M.relevance_rank_accuracy(maps, mask)}
+    for k in names:
+        np.testing.assert_allclose(res.values[("gradcam", k)], want[k].double().numpy(), rtol=1e-5, atol=1e-6)
+    h = res.values[("gradcam", "complexity")]                 # nats, not ×100 (NaN: an all-zero map)
+    assert np.isfinite(h).any() and (h[np.isfinite(h)] <= math.log(64 * 64) + 1e-6).all()
+    rc = _eval(folder, tmp_path, "--weights", str(weights / "r18.pt"), "--boxes", str(folder / "boxes.txt"),
+               "--methods", "gradcam", "--metrics", ",".join(names))
+    assert rc == 0, capsys.readouterr().err
+    table = tables.read_table_csv(tmp_path / "eval_table.csv")
+    assert table[("gradcam", "relevance_rank_accuracy")]["n"] == 2 and table[("gradcam", "sparseness")]["n"] == 3
+    assert "complexity: nats" in (tmp_path / "eval_table.md").read_text()
