@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..evaluation.files import (check_label_range, list_image_names, load_images, match_boxes, match_labels,
-                                read_box_rows, read_label_rows, transform_boxes)
+from ..evaluation.files import (PREPROCESS_CHOICES, check_label_range, list_image_names, load_images,
+                                match_boxes, match_labels, read_box_rows, read_label_rows, transform_boxes)
 from ..evaluation.published import PUBLISHED, published_comparison
 from ..evaluation.runner import METRICS, evaluate, parse_list, predict
 from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
@@ -61,6 +61,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="lines IMAGE,CLASS (ground-truth class index); default: the predicted class")
     p.add_argument("--boxes", default=None, metavar="FILE",
                    help="lines IMAGE,X0,Y0,X1,Y1 in original pixels (for pointing, energy)")
+    p.add_argument("--preprocess", default="crop", choices=PREPROCESS_CHOICES,
+                   help="crop (default): shorter side to size·256/224, centre crop; resize: plain resize to "
+                        "size×size, for images already resized (aspect ratio not kept); boxes follow either")
     p.add_argument("--methods", default=DEFAULT_EVAL_METHODS, help="comma-separated (default: %(default)s)")
     p.add_argument("--metrics", default=DEFAULT_EVAL_METRICS,
                    help=f"comma-separated from {','.join(METRICS)},sanity (default: %(default)s); sanity: "
@@ -147,7 +150,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if label_rows is not None:
         check_label_range(args.labels, label_rows, count_classes(loaded, args.size))
     t_load = time.perf_counter()
-    batch = load_images([os.path.join(root, n) for n in names], names, args.size)
+    batch = load_images([os.path.join(root, n) for n in names], names, args.size, args.preprocess)
     failed = list(batch.failed)
     keep = list(range(len(batch.names)))
     labels = match_labels(args.labels, label_rows, batch.names) if label_rows is not None else None
@@ -168,12 +171,18 @@ def run_eval(args: argparse.Namespace) -> int:
     boxes = None
     no_box: list[str] = []
     if boxes_by_name is not None:
-        boxes = [transform_boxes(boxes_by_name.get(n, []), batch.sizes[i], args.size)
+        boxes = [transform_boxes(boxes_by_name.get(n, []), batch.sizes[i], args.size, args.preprocess)
                  for n, i in zip(names_ok, keep)]
         no_box = [n for n, b in zip(names_ok, boxes) if not b]
+    top1 = ""
+    if labels is not None:
+        hits = sum(int(p == t) for p, t in zip(predicted, targets))
+        top1 = f"; top-1 {100 * hits / len(targets):.1f}% ({hits}/{len(targets)})"
+    preprocessing = (f"resize to {args.size}×{args.size}" if args.preprocess == "resize" else
+                     f"resize to {round(args.size * 256 / 224)}, centre crop {args.size}")
     print(f"fastcam eval: {loaded.name} (layer {loaded.layer}), {len(names_ok)} image(s), "
-          f"targets: {'labels ' + args.labels if labels is not None else 'predicted class'}; "
-          f"normalize: {describe_normalize(normalize)}")
+          f"targets: {'labels ' + args.labels if labels is not None else 'predicted class'}{top1}; "
+          f"preprocess: {preprocessing}; normalize: {describe_normalize(normalize)}")
     for n, t, p in zip(names_ok, targets, predicted):
         print(f"  {n:<24} target {t:>4} {_class_name(t):<22} predicted {_class_name(p)}")
     result = evaluate(loaded.model, x, names_ok, targets, methods, metrics, layer=loaded.layer,
@@ -182,13 +191,14 @@ def run_eval(args: argparse.Namespace) -> int:
                       progress=not args.no_progress, predicted=predicted, precision=precision)
     result.failed = failed
     header = (f"`{loaded.name}` (layer `{loaded.layer}`), {len(names_ok)} images, targets: "
-              f"{'ground-truth labels' if labels is not None else 'predicted class'}; normalize: "
+              f"{'ground-truth labels' if labels is not None else 'predicted class'}{top1}; "
+              f"preprocess: {preprocessing}; normalize: "
               f"{describe_normalize(normalize)}; precision {precision}.")
     argv = getattr(args, "argv", None)
     command = "fastcam " + shlex.join(argv) if argv is not None else "fastcam eval (called from Python)"
     extra = {"load_seconds": load_s, "torch": torch.__version__, "threads": torch.get_num_threads(),
              "cpu_count": os.cpu_count(), "machine": platform.machine(), "device": str(args.device),
-             "precision": precision,
+             "precision": precision, "preprocess": args.preprocess,
              "no_boxes": no_box}
     paths = write_outputs(result, args.out, header=header, command=command, extra=extra)
     if sanity:

@@ -278,3 +278,29 @@ def test_eval_table_has_the_map_and_mask_metrics(folder, weights, tmp_path, caps
     table = tables.read_table_csv(tmp_path / "eval_table.csv")
     assert table[("gradcam", "relevance_rank_accuracy")]["n"] == 2 and table[("gradcam", "sparseness")]["n"] == 3
     assert "complexity: nats" in (tmp_path / "eval_table.md").read_text()
+
+
+def test_preprocess_resize_maps_boxes_exactly(tmp_path):
+    # A white box on black, 96 rows × 128 columns, resized to 32×32 (factors 3 and 4):
+    # the antialiased bilinear resize keeps a box whose edges fall on whole output
+    # pixels at exactly those pixels (> ½ inside, < ½ outside), and the mapped box
+    # must name the same pixels.
+    from fastcam.metrics import boxes_mask
+
+    box = (8, 9, 40, 60)                                   # x0, y0, x1, y1: columns 8..39, rows 9..59
+    img = np.zeros((96, 128, 3), dtype=np.uint8)
+    img[box[1]:box[3], box[0]:box[2]] = 255
+    Image.fromarray(img).save(tmp_path / "box.png")
+    batch = files.load_images([str(tmp_path / "box.png")], ["box.png"], 32, "resize")
+    assert batch.sizes == [(96, 128)]
+    mapped = files.transform_boxes([box], batch.sizes[0], 32, "resize")
+    assert mapped == [(2.0, 3.0, 10.0, 20.0)]             # x·32/128, y·32/96: no offset, no rounding
+    bright = batch.x[0].mean(0) > 0.5
+    assert torch.equal(bright, boxes_mask([mapped], 1, (32, 32))[0])
+    assert bright.sum() == 8 * 17
+    # the crop of the same image cuts the border: a different mapping
+    crop = files.transform_boxes([box], (96, 128), 32, "crop")
+    sy, sx, top, left = files.crop_geometry(96, 128, 32)
+    assert left > 0 and crop == [(max(8 * sx - left, 0.0), 9 * sy - top, 40 * sx - left, 60 * sy - top)]
+    with pytest.raises(EvalError, match="preprocess"):
+        files.transform_boxes([box], (96, 128), 32, "stretch")
