@@ -17,6 +17,7 @@ import torch
 from ..errors import UsageError
 from ..evaluation.files import (PREPROCESS_CHOICES, check_label_range, list_image_names, load_images,
                                 match_boxes, match_labels, read_box_rows, read_label_rows, transform_boxes)
+from ..evaluation.parts import PartStore
 from ..evaluation.published import PUBLISHED, published_comparison
 from ..evaluation.runner import METRICS, evaluate, parse_list, predict
 from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
@@ -77,6 +78,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--option", action="append", type=_method_option, default=[],
                    metavar="METHOD.KEY=VALUE", help="a method option, repeatable: -o opticam.max_iter=50")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for the eval_* files")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the evaluation in --out where it stopped: each method's results on each "
+                        "batch of images are committed to OUT/eval_parts as they finish (always), and "
+                        "--resume reads them back instead of recomputing; other settings are refused")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     p.add_argument("--metric-batch-size", type=int, default=64,
                    help="masked copies per forward in the metrics (default: %(default)s)")
@@ -185,10 +190,19 @@ def run_eval(args: argparse.Namespace) -> int:
           f"preprocess: {preprocessing}; normalize: {describe_normalize(normalize)}")
     for n, t, p in zip(names_ok, targets, predicted):
         print(f"  {n:<24} target {t:>4} {_class_name(t):<22} predicted {_class_name(p)}")
+    manifest = {"images": names_ok, "targets": targets, "methods": methods, "metrics": metrics,
+                "options": options, "model": loaded.name,
+                "weights": os.path.basename(args.weights) if args.weights else None, "layer": loaded.layer,
+                "normalize": normalize, "size": args.size, "preprocess": args.preprocess, "precision": precision,
+                "steps": args.steps, "batch_size": args.batch_size, "metric_batch_size": args.metric_batch_size}
+    chunks = -(-len(names_ok) // args.batch_size)
+    parts = PartStore.open(args.out, manifest, metrics, total=chunks * len(methods), resume=args.resume)
     result = evaluate(loaded.model, x, names_ok, targets, methods, metrics, layer=loaded.layer,
                       normalize=normalize, boxes=boxes, batch_size=args.batch_size,
                       metric_batch_size=args.metric_batch_size, steps=args.steps, method_options=options,
-                      progress=not args.no_progress, predicted=predicted, precision=precision)
+                      progress=not args.no_progress, predicted=predicted, precision=precision, parts=parts)
+    if result.resumed_parts:
+        print(f"resumed: {result.resumed_parts} of {chunks * len(methods)} part(s) read back from {parts.folder}")
     result.failed = failed
     header = (f"`{loaded.name}` (layer `{loaded.layer}`), {len(names_ok)} images, targets: "
               f"{'ground-truth labels' if labels is not None else 'predicted class'}{top1}; "
@@ -198,7 +212,7 @@ def run_eval(args: argparse.Namespace) -> int:
     command = "fastcam " + shlex.join(argv) if argv is not None else "fastcam eval (called from Python)"
     extra = {"load_seconds": load_s, "torch": torch.__version__, "threads": torch.get_num_threads(),
              "cpu_count": os.cpu_count(), "machine": platform.machine(), "device": str(args.device),
-             "precision": precision, "preprocess": args.preprocess,
+             "precision": precision, "preprocess": args.preprocess, "resumed_parts": result.resumed_parts,
              "no_boxes": no_box}
     paths = write_outputs(result, args.out, header=header, command=command, extra=extra)
     if sanity:
