@@ -14,6 +14,9 @@ insertion   insertion AUC (RISE, 224 steps at 224²)                 high
 deletion    deletion AUC (RISE)                                     low
 pointing    pointing game, 15 px tolerance (Zhang et al. 2016)      high
 energy      energy-based pointing game (Score-CAM, Wang et al.)     high
+road_morf   ROAD, most relevant first: mean probability change      low
+            over 10..90 % removed (Rong et al. 2022, noise 0.01)
+road_lerf   ROAD, least relevant first                              high
 sparseness  Gini index of the map (Chalasani et al. 2020)           high
 complexity  entropy of the normalised map, nats (Bhatt et al. 2020) low
 relevance_mass_accuracy  mass inside the boxes (Arras et al. 2022)  high
@@ -65,6 +68,12 @@ def _box_metric(fn):
     return run
 
 
+def _road_metric(order):
+    def run(model, x, maps, classes, boxes, normalize, batch_size, steps):
+        return M.road(model, x, maps, classes, order=order, normalize=normalize, batch_size=batch_size)
+    return run
+
+
 def _map_metric(fn):
     def run(model, x, maps, classes, boxes, normalize, batch_size, steps):
         return fn(maps)
@@ -80,6 +89,8 @@ METRICS: dict[str, MetricSpec] = {
     "deletion": MetricSpec("deletion", "Deletion", False, False, _curve_metric(M.deletion_auc)),
     "pointing": MetricSpec("pointing", "Pointing", True, True, _box_metric(M.pointing_game)),
     "energy": MetricSpec("energy", "Energy PG", True, True, _box_metric(M.energy_pointing_game)),
+    "road_morf": MetricSpec("road_morf", "ROAD MoRF", False, False, _road_metric("morf")),
+    "road_lerf": MetricSpec("road_lerf", "ROAD LeRF", True, False, _road_metric("lerf")),
     "sparseness": MetricSpec("sparseness", "Sparseness", True, False, _map_metric(M.sparseness)),
     "complexity": MetricSpec("complexity", "Complexity", False, False, _map_metric(M.complexity), scale=1.0),
     "relevance_mass_accuracy": MetricSpec("relevance_mass_accuracy", "Rel. mass", True, True,

@@ -257,13 +257,16 @@ def test_eval_table_has_the_map_and_mask_metrics(folder, weights, tmp_path, caps
     from fastcam.methods import GradCAM
     import fastcam.metrics as M
 
+    from torch import nn
+
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10).eval()
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
     x = torch.rand(2, 3, 64, 64)
     boxes = [[(0, 0, 30, 20)], [(10, 10, 60, 40), (0, 50, 8, 64)]]
     names = ["sparseness", "complexity", "relevance_mass_accuracy", "relevance_rank_accuracy"]
-    res = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], names, layer="layer4", boxes=boxes)
-    maps = GradCAM(model, "layer4")(x, [1, 2])
+    res = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], names, layer="2", boxes=boxes)
+    maps = GradCAM(model, "2")(x, [1, 2])
     mask = M.boxes_mask(boxes, 2, (64, 64))
     want = {"sparseness": 100 * M.sparseness(maps), "complexity": M.complexity(maps),
             "relevance_mass_accuracy": 100 * M.relevance_mass_accuracy(maps, mask),
@@ -304,3 +307,26 @@ def test_preprocess_resize_maps_boxes_exactly(tmp_path):
     assert left > 0 and crop == [(max(8 * sx - left, 0.0), 9 * sy - top, 40 * sx - left, 60 * sy - top)]
     with pytest.raises(EvalError, match="preprocess"):
         files.transform_boxes([box], (96, 128), 32, "stretch")
+
+
+def test_eval_road_is_fastcam_metrics_road_under_the_parts_seed():
+    from torch import nn
+
+    from fastcam.evaluation import evaluate
+    from fastcam.evaluation.runner import part_seed
+    from fastcam.methods import GradCAM
+    import fastcam.metrics as M
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    res = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], ["road_morf", "road_lerf"], layer="2")
+    again = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], ["road_morf", "road_lerf"], layer="2")
+    for k in ("road_morf", "road_lerf"):       # the noise is drawn under the part's seed
+        np.testing.assert_array_equal(res.values[("gradcam", k)], again.values[("gradcam", k)])
+    torch.manual_seed(part_seed("gradcam", 0))
+    maps = GradCAM(model, "2")(x, [1, 2])
+    for k in ("morf", "lerf"):
+        want = 100 * M.road(model, x, maps, [1, 2], order=k).double().numpy()
+        np.testing.assert_allclose(res.values[("gradcam", f"road_{k}")], want, rtol=1e-6, atol=1e-9)
