@@ -89,6 +89,8 @@ class PartStore:
                 raise UsageError(f"{path}: unreadable ({e}); remove {folder} to start afresh") from None
             store = cls(folder, old, metrics)
             done = store.count()
+            for stale in folder.glob("*/.*.tmp"):          # a write cut short by a kill
+                stale.unlink(missing_ok=True)
             if resume:
                 diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
                 if diff:
