@@ -18,7 +18,8 @@ from ..errors import UsageError
 from ..evaluation.files import (PREPROCESS_CHOICES, check_label_range, list_image_names, load_images,
                                 match_boxes, match_labels, read_box_rows, read_label_rows, transform_boxes)
 from ..evaluation.parts import PartStore
-from ..evaluation.published import PUBLISHED, published_comparison
+from ..evaluation.claims import applicable, claims_table, judge
+from ..evaluation.published import PAPER_CLAIMS, PUBLISHED, published_comparison
 from ..evaluation.runner import METRICS, evaluate, parse_list, predict
 from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
 from ..models.loading import BUNDLED, load_model
@@ -230,6 +231,14 @@ def run_eval(args: argparse.Namespace) -> int:
     print(markdown_table(result, header))
     if args.published:
         print(published_comparison(result, args.published))
+    claims = applicable(PAPER_CLAIMS, methods, metrics)
+    if claims:
+        text = ("Papers' claims, from the paired per-image differences (method − rival) and their 95% "
+                "Student-t interval on these images; published numbers are for other models and images.\n\n"
+                + claims_table(judge(result, claims)))
+        paths["claims"] = Path(args.out) / "eval_claims.md"
+        paths["claims"].write_text(text, encoding="utf-8")
+        print(text)
     print(f"total {result.total_seconds:.1f} s; per method: " +
           ", ".join(f"{m} {s:.1f} s" for m, s in result.method_seconds.items()))
     print("per metric: " + ", ".join(f"{k} {s:.1f} s" for k, s in result.metric_totals().items()))

@@ -89,6 +89,17 @@ class ClaimResult:
     verdict: Verdict
 
 
+def applicable(claims: Sequence[Claim], methods: Sequence[str], metrics: Sequence[str]) -> list[Claim]:
+    """The claims a run of ``methods`` × ``metrics`` can judge, each cut to the
+    rivals it ran (claims with none left are dropped)."""
+    out = []
+    for c in claims:
+        rivals = tuple(r for r in c.rivals if r in methods)
+        if c.method in methods and c.metric in metrics and rivals:
+            out.append(Claim(c.method, rivals, c.metric, c.source, c.published))
+    return out
+
+
 def judge(result: EvalResult, claims: Sequence[Claim], level: float = 0.95) -> list[ClaimResult]:
     """Each claim against each of its rivals, on ``result``'s per-image values."""
     out = []

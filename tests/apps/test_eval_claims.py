@@ -67,3 +67,39 @@ def test_judge_uses_each_metrics_sense_and_reports_every_rival():
     assert "opticam 1.5 (Opti-CAM Table 1)" in text
     with pytest.raises(ValueError, match="has no"):
         C.judge(result, [C.Claim("advise", ("gradcam",), "ad")])
+
+
+def test_applicable_cuts_claims_to_the_run():
+    from fastcam.evaluation.published import PAPER_CLAIMS
+
+    got = C.applicable(PAPER_CLAIMS, ["opticam", "gradcam", "shapcam"], ["ad"])
+    assert [(c.method, c.rivals, c.metric) for c in got] == [("opticam", ("gradcam",), "ad"),
+                                                            ("shapcam", ("gradcam",), "ad")]
+    assert dict(got[0].published)["opticam"] == 1.5 and dict(got[0].published)["gradcam"] == 12.2
+    assert C.applicable(PAPER_CLAIMS, ["gradcam", "scorecam"], ["ad", "ag"]) == []
+
+
+def test_eval_writes_the_claims_it_can_judge(tmp_path, capsys):
+    import torch
+    from PIL import Image
+
+    from fastcam.apps.cli import main
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / f"im{i}.png")
+    torch.manual_seed(0)
+    out = tmp_path / "out"
+    assert main(["eval", "--images", str(tmp_path), "--out", str(out), "--model", "torchvision:mobilenet_v3_small",
+                 "--size", "64", "--no-progress", "--methods", "gradcam,liftcam", "--metrics", "ad,ag"]) == 0
+    text = (out / "eval_claims.md").read_text()
+    assert "paired per-image differences" in capsys.readouterr().out
+    row = next(ln for ln in text.splitlines() if ln.startswith("| liftcam better than gradcam on AD"))
+    import csv
+    with open(out / "eval_per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    ad = {m: np.array([float(r["ad"]) for r in rows if r["method"] == m]) for m in ("liftcam", "gradcam")}
+    iv = C.paired_interval(ad["liftcam"], ad["gradcam"])   # the CSV's 6 digits: the row's one decimal
+    assert f"| {iv.n} | {C.verdict(iv, higher_is_better=False)} |" in row
+    assert f"{iv.mean:+.1f}".replace("-", "−") in row
+    assert "LIFT-CAM" in row and not any("opticam" in ln for ln in text.splitlines()[2:])
