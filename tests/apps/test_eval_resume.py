@@ -100,10 +100,12 @@ def test_resume_refuses_other_settings_and_pandas_reads_the_parts(images, tmp_pa
     assert f"resumed: {PARTS} of {PARTS}" in capsys.readouterr().out
     before = (out / "eval_per_image.csv").read_text()
     _parts(out)[2].unlink()                                            # an unfinished run
+    torn = _parts(out)[0].parent / ".0000002-0000003.csv.0123abcd.tmp"  # and a write a kill cut short
+    torn.write_text("image,meth")
     assert main(small) == 2                                            # is not thrown away without --resume
     assert "pass --resume" in capsys.readouterr().err and len(_parts(out)) == PARTS - 1
     assert main([*small, "--resume"]) == 0
-    assert f"resumed: {PARTS - 1} of {PARTS}" in capsys.readouterr().out
+    assert f"resumed: {PARTS - 1} of {PARTS}" in capsys.readouterr().out and not torn.exists()
     assert (out / "eval_per_image.csv").read_text() == before
     other = [a if a != "3" else "5" for a in small]                    # --steps 5
     assert main([*other, "--resume"]) == 2
