@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..evaluation.claims import applicable, claims_table, judge
 from ..evaluation.files import (PREPROCESS_CHOICES, check_label_range, list_image_names, load_images,
                                 match_boxes, match_labels, read_box_rows, read_label_rows, transform_boxes)
 from ..evaluation.parts import PartStore
-from ..evaluation.claims import applicable, claims_table, judge
 from ..evaluation.published import PAPER_CLAIMS, PUBLISHED, published_comparison
 from ..evaluation.runner import METRICS, evaluate, parse_list, predict
 from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
