@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..evaluation.files import (check_label_range, list_image_names, load_images, match_boxes, match_labels,
-                                read_box_rows, read_label_rows, transform_boxes)
-from ..evaluation.published import PUBLISHED, published_comparison
+from ..evaluation.claims import applicable, claims_table, judge
+from ..evaluation.files import (PREPROCESS_CHOICES, check_label_range, list_image_names, load_images,
+                                match_boxes, match_labels, read_box_rows, read_label_rows, transform_boxes)
+from ..evaluation.parts import PartStore
+from ..evaluation.published import PAPER_CLAIMS, PUBLISHED, published_comparison
 from ..evaluation.runner import METRICS, evaluate, parse_list, predict
 from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
 from ..models.loading import BUNDLED, load_model
@@ -61,6 +63,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="lines IMAGE,CLASS (ground-truth class index); default: the predicted class")
     p.add_argument("--boxes", default=None, metavar="FILE",
                    help="lines IMAGE,X0,Y0,X1,Y1 in original pixels (for pointing, energy)")
+    p.add_argument("--preprocess", default="crop", choices=PREPROCESS_CHOICES,
+                   help="crop (default): shorter side to size·256/224, centre crop; resize: plain resize to "
+                        "size×size, for images already resized (aspect ratio not kept); boxes follow either")
     p.add_argument("--methods", default=DEFAULT_EVAL_METHODS, help="comma-separated (default: %(default)s)")
     p.add_argument("--metrics", default=DEFAULT_EVAL_METRICS,
                    help=f"comma-separated from {','.join(METRICS)},sanity (default: %(default)s); sanity: "
@@ -74,6 +79,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--option", action="append", type=_method_option, default=[],
                    metavar="METHOD.KEY=VALUE", help="a method option, repeatable: -o opticam.max_iter=50")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for the eval_* files")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the evaluation in --out where it stopped: each method's results on each "
+                        "batch of images are committed to OUT/eval_parts as they finish (always), and "
+                        "--resume reads them back instead of recomputing; other settings are refused")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
     p.add_argument("--metric-batch-size", type=int, default=64,
                    help="masked copies per forward in the metrics (default: %(default)s)")
@@ -147,7 +156,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if label_rows is not None:
         check_label_range(args.labels, label_rows, count_classes(loaded, args.size))
     t_load = time.perf_counter()
-    batch = load_images([os.path.join(root, n) for n in names], names, args.size)
+    batch = load_images([os.path.join(root, n) for n in names], names, args.size, args.preprocess)
     failed = list(batch.failed)
     keep = list(range(len(batch.names)))
     labels = match_labels(args.labels, label_rows, batch.names) if label_rows is not None else None
@@ -168,27 +177,43 @@ def run_eval(args: argparse.Namespace) -> int:
     boxes = None
     no_box: list[str] = []
     if boxes_by_name is not None:
-        boxes = [transform_boxes(boxes_by_name.get(n, []), batch.sizes[i], args.size)
+        boxes = [transform_boxes(boxes_by_name.get(n, []), batch.sizes[i], args.size, args.preprocess)
                  for n, i in zip(names_ok, keep)]
         no_box = [n for n, b in zip(names_ok, boxes) if not b]
+    top1 = ""
+    if labels is not None:
+        hits = sum(int(p == t) for p, t in zip(predicted, targets))
+        top1 = f"; top-1 {100 * hits / len(targets):.1f}% ({hits}/{len(targets)})"
+    preprocessing = (f"resize to {args.size}×{args.size}" if args.preprocess == "resize" else
+                     f"resize to {round(args.size * 256 / 224)}, centre crop {args.size}")
     print(f"fastcam eval: {loaded.name} (layer {loaded.layer}), {len(names_ok)} image(s), "
-          f"targets: {'labels ' + args.labels if labels is not None else 'predicted class'}; "
-          f"normalize: {describe_normalize(normalize)}")
+          f"targets: {'labels ' + args.labels if labels is not None else 'predicted class'}{top1}; "
+          f"preprocess: {preprocessing}; normalize: {describe_normalize(normalize)}")
     for n, t, p in zip(names_ok, targets, predicted):
         print(f"  {n:<24} target {t:>4} {_class_name(t):<22} predicted {_class_name(p)}")
+    manifest = {"images": names_ok, "targets": targets, "methods": methods, "metrics": metrics,
+                "options": options, "model": loaded.name,
+                "weights": os.path.basename(args.weights) if args.weights else None, "layer": loaded.layer,
+                "normalize": normalize, "size": args.size, "preprocess": args.preprocess, "precision": precision,
+                "steps": args.steps, "batch_size": args.batch_size, "metric_batch_size": args.metric_batch_size}
+    chunks = -(-len(names_ok) // args.batch_size)
+    parts = PartStore.open(args.out, manifest, metrics, total=chunks * len(methods), resume=args.resume)
     result = evaluate(loaded.model, x, names_ok, targets, methods, metrics, layer=loaded.layer,
                       normalize=normalize, boxes=boxes, batch_size=args.batch_size,
                       metric_batch_size=args.metric_batch_size, steps=args.steps, method_options=options,
-                      progress=not args.no_progress, predicted=predicted, precision=precision)
+                      progress=not args.no_progress, predicted=predicted, precision=precision, parts=parts)
+    if result.resumed_parts:
+        print(f"resumed: {result.resumed_parts} of {chunks * len(methods)} part(s) read back from {parts.folder}")
     result.failed = failed
     header = (f"`{loaded.name}` (layer `{loaded.layer}`), {len(names_ok)} images, targets: "
-              f"{'ground-truth labels' if labels is not None else 'predicted class'}; normalize: "
+              f"{'ground-truth labels' if labels is not None else 'predicted class'}{top1}; "
+              f"preprocess: {preprocessing}; normalize: "
               f"{describe_normalize(normalize)}; precision {precision}.")
     argv = getattr(args, "argv", None)
     command = "fastcam " + shlex.join(argv) if argv is not None else "fastcam eval (called from Python)"
     extra = {"load_seconds": load_s, "torch": torch.__version__, "threads": torch.get_num_threads(),
              "cpu_count": os.cpu_count(), "machine": platform.machine(), "device": str(args.device),
-             "precision": precision,
+             "precision": precision, "preprocess": args.preprocess, "resumed_parts": result.resumed_parts,
              "no_boxes": no_box}
     paths = write_outputs(result, args.out, header=header, command=command, extra=extra)
     if sanity:
@@ -206,6 +231,14 @@ def run_eval(args: argparse.Namespace) -> int:
     print(markdown_table(result, header))
     if args.published:
         print(published_comparison(result, args.published))
+    claims = applicable(PAPER_CLAIMS, methods, metrics)
+    if claims:
+        text = ("Papers' claims, from the paired per-image differences (method − rival) and their 95% "
+                "Student-t interval on these images; published numbers are for other models and images.\n\n"
+                + claims_table(judge(result, claims)))
+        paths["claims"] = Path(args.out) / "eval_claims.md"
+        paths["claims"].write_text(text, encoding="utf-8")
+        print(text)
     print(f"total {result.total_seconds:.1f} s; per method: " +
           ", ".join(f"{m} {s:.1f} s" for m, s in result.method_seconds.items()))
     print("per metric: " + ", ".join(f"{k} {s:.1f} s" for k, s in result.metric_totals().items()))

@@ -115,13 +115,16 @@ def to_rgb_float(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
-def preprocess(image: Union[np.ndarray, Tensor], size: int = 224) -> Tensor:
-    """Resize shorter side to ``round(size*256/224)`` and center-crop ``size``.
+def preprocess(image: Union[np.ndarray, Tensor], size: int = 224, mode: str = "crop") -> Tensor:
+    """``mode="crop"``: resize shorter side to ``round(size*256/224)`` and
+    center-crop ``size``; ``"resize"``: resize to ``size × size`` (aspect ratio
+    not kept, nothing cut; for datasets already resized). Bilinear, antialiased.
 
     Args:
         image: ``(H, W[, C])`` array (any dtype handled by :func:`to_rgb_float`)
             or a float ``(3, H, W)`` tensor in ``[0, 1]``.
         size: output side length.
+        mode: ``"crop"`` (default) or ``"resize"``.
 
     Returns:
         float32 tensor ``(3, size, size)`` in ``[0, 1]``.
@@ -130,15 +133,21 @@ def preprocess(image: Union[np.ndarray, Tensor], size: int = 224) -> Tensor:
         t = image.detach().to(torch.float32)
     else:
         t = torch.from_numpy(to_rgb_float(image)).permute(2, 0, 1)
+    if mode == "resize":
+        t = TF.resize(t, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        return t.clamp_(0.0, 1.0).contiguous()
+    if mode != "crop":
+        raise ValueError(f"mode must be 'crop' or 'resize', got {mode!r}")
     short = int(round(size * 256 / 224))
     t = TF.resize(t, [short], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
     t = TF.center_crop(t, [size, size])
     return t.clamp_(0.0, 1.0).contiguous()
 
 
-def load_image(path: Union[str, os.PathLike], size: int = 224) -> Tensor:
+def load_image(path: Union[str, os.PathLike], size: int = 224, mode: str = "crop") -> Tensor:
     """Load an image file as a preprocessed float32 ``(3, size, size)`` tensor
-    in ``[0, 1]`` (grayscale / RGBA / 16-bit / palette files converted to RGB).
+    in ``[0, 1]`` (grayscale / RGBA / 16-bit / palette files converted to RGB;
+    ``mode`` as :func:`preprocess`).
     """
     from PIL import Image
 
@@ -146,7 +155,7 @@ def load_image(path: Union[str, os.PathLike], size: int = 224) -> Tensor:
         if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
             im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
         arr = np.asarray(im)
-    return preprocess(arr, size)
+    return preprocess(arr, size, mode)
 
 
 def load_photos(

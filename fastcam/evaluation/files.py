@@ -3,9 +3,11 @@ boxes file, and the preprocessing of images and boxes.
 
 * Images: every image file below the folder (recursive, sorted; the same rules
   as ``fastcam generate``), named by their path relative to the folder
-  (``chelsea.png``). Each is preprocessed as everywhere in fastcam
-  (:func:`fastcam.data.load_image`: shorter side to ``round(size·256/224)``,
-  centre crop ``size``); an unreadable file is reported, not fatal.
+  (``chelsea.png``). Each is preprocessed (:func:`fastcam.data.load_image`) by
+  ``preprocess="crop"`` (default, as everywhere in fastcam: shorter side to
+  ``round(size·256/224)``, centre crop ``size``) or ``"resize"`` (to
+  ``size × size``, for datasets already resized); an unreadable file is
+  reported, not fatal.
 * Labels file: lines ``IMAGE,CLASS`` (comma, tab or spaces), ``CLASS`` an
   ImageNet class index; further columns (a class name for the reader) ignored;
   ``#`` comments, blank lines, a UTF-8 BOM and one header line (a first line
@@ -15,7 +17,10 @@ boxes file, and the preprocessing of images and boxes.
 * Boxes file: lines ``IMAGE,X0,Y0,X1,Y1`` in the *original* image's pixel
   coordinates (x = column, y = row, x1/y1 exclusive, as
   :mod:`fastcam.metrics.localisation` defines them); one line per box, several
-  lines for several boxes (the same header, BOM and line-numbered errors). They are mapped through the resize and crop.
+  lines for several boxes (the same header, BOM and line-numbered errors). They are
+  mapped through the same preprocessing, exactly: a box edge at original
+  coordinate ``u`` goes to ``u·scale − offset`` (pixel edges, not centres), clipped
+  to the output.
 
 ``IMAGE`` is the relative path, or the file name without extension when that is
 unambiguous (``chelsea``).
@@ -27,7 +32,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
@@ -37,6 +42,9 @@ from ..errors import UsageError
 from ..generation.dataset import list_images
 
 Box = tuple[float, float, float, float]
+Preprocess = Literal["crop", "resize"]
+#: the choices of ``--preprocess``
+PREPROCESS_CHOICES: tuple[str, ...] = ("crop", "resize")
 
 
 @dataclass
@@ -57,8 +65,11 @@ def list_image_names(folder: str) -> tuple[str, list[str]]:
     return folder, list(list_images(folder).paths)
 
 
-def load_images(paths: list[str], names: list[str], size: int = 224) -> ImageBatch:
-    """Decode and preprocess; a failure is recorded with its reason."""
+def load_images(paths: list[str], names: list[str], size: int = 224, preprocess: Preprocess = "crop") -> ImageBatch:
+    """Decode and preprocess (``"crop"`` or ``"resize"``, see the module doc); a
+    failure is recorded with its reason."""
+    if preprocess not in PREPROCESS_CHOICES:
+        raise UsageError(f"preprocess must be one of {PREPROCESS_CHOICES}, got {preprocess!r}")
     from PIL import Image
 
     xs, ok, sizes, failed = [], [], [], []
@@ -68,7 +79,7 @@ def load_images(paths: list[str], names: list[str], size: int = 224) -> ImageBat
                 warnings.simplefilter("ignore")
                 with Image.open(path) as im:
                     w, h = im.size
-                x = load_image(path, size)
+                x = load_image(path, size, preprocess)
             if not bool(torch.isfinite(x).all()):
                 raise ValueError("decoded image has non-finite values")
         except Exception as e:  # noqa: BLE001 -- any decoding failure is reported, not raised
@@ -234,9 +245,15 @@ def read_boxes(path: str, names: list[str]) -> dict[str, list[Box]]:
     return match_boxes(read_box_rows(path), names)
 
 
-def crop_geometry(height: int, width: int, size: int = 224) -> tuple[float, float, int, int]:
-    """(scale_y, scale_x, top, left) of the preprocessing: torchvision's resize of
-    the shorter side to ``round(size·256/224)`` and its centre crop."""
+def crop_geometry(height: int, width: int, size: int = 224,
+                  preprocess: Preprocess = "crop") -> tuple[float, float, int, int]:
+    """(scale_y, scale_x, top, left) of the preprocessing: ``"crop"``, torchvision's
+    resize of the shorter side to ``round(size·256/224)`` and its centre crop;
+    ``"resize"``, the plain resize to ``size × size`` (no offset)."""
+    if preprocess == "resize":
+        return size / height, size / width, 0, 0
+    if preprocess != "crop":
+        raise UsageError(f"preprocess must be one of {PREPROCESS_CHOICES}, got {preprocess!r}")
     short = int(round(size * 256 / 224))
     if width <= height:
         new_w, new_h = short, int(short * height / width)
@@ -247,10 +264,11 @@ def crop_geometry(height: int, width: int, size: int = 224) -> tuple[float, floa
     return new_h / height, new_w / width, top, left
 
 
-def transform_boxes(boxes: list[Box], original: tuple[int, int], size: int = 224) -> list[Box]:
-    """Boxes from original pixel coordinates to the preprocessed ``size`` crop,
-    clipped to it; boxes that fall outside the crop are dropped."""
-    sy, sx, top, left = crop_geometry(original[0], original[1], size)
+def transform_boxes(boxes: list[Box], original: tuple[int, int], size: int = 224,
+                    preprocess: Preprocess = "crop") -> list[Box]:
+    """Boxes from original pixel coordinates to the preprocessed ``size × size``
+    image, clipped to it; boxes that fall outside the crop are dropped."""
+    sy, sx, top, left = crop_geometry(original[0], original[1], size, preprocess)
     out = []
     for x0, y0, x1, y1 in boxes:
         b = (min(max(x0 * sx - left, 0.0), size), min(max(y0 * sy - top, 0.0), size),

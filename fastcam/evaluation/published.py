@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from .claims import Claim
 from .runner import METRICS, EvalResult
 
 _NAN = float("nan")
@@ -37,6 +38,25 @@ PUBLISHED: dict[str, tuple[str, dict[str, dict[str, float]]]] = {
         "opticam": {"ad": 1.3, "ag": 71.2, "ai": 92.7, "seconds": 3.94, "insertion": 59.2, "deletion": 11.0},
     }),
 }
+
+def _opticam(metric: str) -> tuple[tuple[str, float], ...]:
+    table = PUBLISHED["opticam-resnet50"][1]
+    return tuple((m, v[metric]) for m, v in table.items() if metric in v)
+
+
+#: the papers' claims fastcam's eval can judge (:func:`fastcam.evaluation.claims.judge`):
+#: each method better than each rival on the metric. Published numbers only where
+#: fastcam has them (Opti-CAM's Table 1, ResNet-50: another model, other images).
+PAPER_CLAIMS: tuple[Claim, ...] = (
+    Claim("opticam", ("gradcam", "gradcam++", "scorecam", "ablationcam"), "ad",
+          "Opti-CAM, Zhang et al. 2024, Table 1, ResNet-50", _opticam("ad")),
+    Claim("opticam", ("gradcam", "gradcam++", "scorecam", "ablationcam"), "ag",
+          "Opti-CAM, Zhang et al. 2024, Table 1, ResNet-50", _opticam("ag")),
+    Claim("liftcam", ("gradcam", "gradcam++", "scorecam"), "ad", "LIFT-CAM, Jung & Oh 2021"),
+    Claim("shapcam", ("gradcam", "scorecam"), "ad", "Shap-CAM, Zheng et al. ECCV 2022"),
+    Claim("shapcam", ("gradcam", "scorecam"), "insertion", "Shap-CAM, Zheng et al. ECCV 2022"),
+    Claim("advise", ("gradcam",), "ad", "ADVISE, Dehshibi et al. 2024"),
+)
 
 _COLUMNS = ("ad", "ag", "ai", "insertion", "deletion", "seconds")
 

@@ -1,7 +1,7 @@
 """Every method on every image (in batches), every metric on every map, with
 the time each method and each metric took.
 
-Metric names (all reported ×100):
+Metric names (reported ×100, but complexity, in nats):
 
 ==========  =====================================================  ====
 name        definition (:mod:`fastcam.metrics`)                    best
@@ -14,12 +14,20 @@ insertion   insertion AUC (RISE, 224 steps at 224²)                 high
 deletion    deletion AUC (RISE)                                     low
 pointing    pointing game, 15 px tolerance (Zhang et al. 2016)      high
 energy      energy-based pointing game (Score-CAM, Wang et al.)     high
+road_morf   ROAD, most relevant first: mean probability change      low
+            over 10..90 % removed (Rong et al. 2022, noise 0.01)
+road_lerf   ROAD, least relevant first                              high
+sparseness  Gini index of the map (Chalasani et al. 2020)           high
+complexity  entropy of the normalised map, nats (Bhatt et al. 2020) low
+relevance_mass_accuracy  mass inside the boxes (Arras et al. 2022)  high
+relevance_rank_accuracy  top-K pixels inside the boxes (Arras)      high
 ==========  =====================================================  ====
 """
 from __future__ import annotations
 
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
@@ -34,6 +42,7 @@ from ..errors import UsageError
 from ..inputs import Normalize, normalizer
 from ..methods import METHODS
 from ..preflight import build_explainer
+from .parts import Part, PartStore
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class MetricSpec:
     needs_boxes: bool
     fn: Optional[Callable]       # None: a confidence metric, computed with the others
                                  # of its kind by one metrics.confidence_changes call
+    scale: float = 100.0         # the table's unit: ×100 for shares, 1 for nats
 
 
 def _curve_metric(fn):
@@ -58,6 +68,18 @@ def _box_metric(fn):
     return run
 
 
+def _road_metric(order):
+    def run(model, x, maps, classes, boxes, normalize, batch_size, steps):
+        return M.road(model, x, maps, classes, order=order, normalize=normalize, batch_size=batch_size)
+    return run
+
+
+def _map_metric(fn):
+    def run(model, x, maps, classes, boxes, normalize, batch_size, steps):
+        return fn(maps)
+    return run
+
+
 METRICS: dict[str, MetricSpec] = {
     "ad": MetricSpec("ad", "AD", False, False, None),
     "ai": MetricSpec("ai", "AI", True, False, None),
@@ -67,6 +89,14 @@ METRICS: dict[str, MetricSpec] = {
     "deletion": MetricSpec("deletion", "Deletion", False, False, _curve_metric(M.deletion_auc)),
     "pointing": MetricSpec("pointing", "Pointing", True, True, _box_metric(M.pointing_game)),
     "energy": MetricSpec("energy", "Energy PG", True, True, _box_metric(M.energy_pointing_game)),
+    "road_morf": MetricSpec("road_morf", "ROAD MoRF", False, False, _road_metric("morf")),
+    "road_lerf": MetricSpec("road_lerf", "ROAD LeRF", True, False, _road_metric("lerf")),
+    "sparseness": MetricSpec("sparseness", "Sparseness", True, False, _map_metric(M.sparseness)),
+    "complexity": MetricSpec("complexity", "Complexity", False, False, _map_metric(M.complexity), scale=1.0),
+    "relevance_mass_accuracy": MetricSpec("relevance_mass_accuracy", "Rel. mass", True, True,
+                                          _box_metric(M.relevance_mass_accuracy)),
+    "relevance_rank_accuracy": MetricSpec("relevance_rank_accuracy", "Rel. rank", True, True,
+                                          _box_metric(M.relevance_rank_accuracy)),
 }
 
 
@@ -85,7 +115,7 @@ def parse_list(text: str, what: str, known: Sequence[str]) -> list[str]:
 
 @dataclass
 class EvalResult:
-    """Per-image values (×100) by ``(method, metric)`` (NaN where a metric has no
+    """Per-image values (×100; complexity in nats) by ``(method, metric)`` (NaN where a metric has no
     ground truth for an image), the targets, and the timings in seconds."""
 
     names: list[str]
@@ -98,6 +128,7 @@ class EvalResult:
     metric_seconds: dict[tuple[str, str], float]
     total_seconds: float = 0.0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    resumed_parts: int = 0       # parts read back from a PartStore instead of computed
 
     def seconds_per_image(self, method: str) -> float:
         return self.method_seconds[method] / max(len(self.names), 1)
@@ -131,13 +162,20 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
              normalize: Normalize = None, boxes: Optional[Sequence[Sequence]] = None,
              batch_size: int = 32, metric_batch_size: int = 64, steps: int = 224,
              method_options: Optional[dict[str, dict]] = None, progress: bool = False,
-             predicted: Optional[Sequence[int]] = None, precision: Precision = "fp32") -> EvalResult:
+             predicted: Optional[Sequence[int]] = None, precision: Precision = "fp32",
+             parts: Optional[PartStore] = None) -> EvalResult:
     """Run ``methods`` on ``x`` (N,3,H,W) in batches of ``batch_size`` images for
     the classes ``targets``, then ``metrics`` on every map. ``boxes``: per image a
     list of boxes in x's pixel coordinates (needed by pointing/energy; an image
     with none gets NaN); ``steps``: insertion/deletion steps. Returns per-image
     values ×100 and timings. ``precision``: how the model runs, for the methods
-    and the metrics alike (:mod:`fastcam.engine`)."""
+    and the metrics alike (:mod:`fastcam.engine`).
+
+    The work runs in parts, one method on one chunk of ``batch_size`` images,
+    each under its own seed (:func:`part_seed`), so a part's values do not
+    depend on the parts run before it. ``parts``: where each part is committed
+    as it finishes (:class:`~fastcam.evaluation.parts.PartStore`); a part it
+    already holds is read back instead of recomputed (with its timings)."""
     N = len(x)
     if N == 0:
         raise UsageError("no readable images to evaluate")
@@ -163,41 +201,74 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
                                      precision=precision)
                   for m in methods}
     engine = Engine(model, precision=precision)     # the metrics' passes
+
+    def _run_part(m: str, lo: int, hi: int, xb: Tensor, cb: Tensor, bb) -> tuple[float, dict[str, float]]:
+        """Method m and every metric on images lo:hi; fills ``values`` and returns
+        the seconds (method, per metric) this part took."""
+        spent: dict[str, float] = {}
+        _sync(device)
+        t0 = time.perf_counter()
+        try:
+            maps = explainers[m](xb, cb)
+        except ValueError as e:      # e.g. CAM on a model without a linear head
+            raise UsageError(f"method {m}: {e}") from None
+        _sync(device)
+        method_seconds = time.perf_counter() - t0
+        _step(bar, f"{m} [{lo}:{hi}]")
+        if confidence:   # one clean and one or two masked passes for all of them
+            t0 = time.perf_counter()
+            got = M.confidence_changes(engine, xb, maps, cb, normalize=normalize,
+                                       batch_size=metric_batch_size, which=confidence)
+            _sync(device)
+            share = (time.perf_counter() - t0) / len(confidence)
+            for k, v in got.items():
+                spent[k] = share
+                values[(m, k)][lo:hi] = 100.0 * v.detach().double().cpu().numpy()
+            _step(bar, f"{m} {','.join(confidence)}")
+        for spec in others:
+            t0 = time.perf_counter()
+            v = spec.fn(engine, xb, maps, cb, bb, normalize, metric_batch_size, steps)
+            _sync(device)
+            spent[spec.name] = time.perf_counter() - t0
+            values[(m, spec.name)][lo:hi] = spec.scale * v.detach().double().cpu().numpy()
+            _step(bar, f"{m} {spec.name}")
+        method_s[m] += method_seconds
+        for k, sec in spent.items():
+            metric_s[(m, k)] += sec
+        return method_seconds, spent
+
+    resumed = 0
+    cuda = [device.index or 0] if device.type == "cuda" else []
     try:
         for lo, hi in chunks:
             xb = x[lo:hi].to(device)
             cb = classes[lo:hi]
             bb = None if boxes is None else list(boxes[lo:hi])
             for m in methods:
-                _sync(device)
-                t0 = time.perf_counter()
-                try:
-                    maps = explainers[m](xb, cb)
-                except ValueError as e:      # e.g. CAM on a model without a linear head
-                    raise UsageError(f"method {m}: {e}") from None
-                _sync(device)
-                method_s[m] += time.perf_counter() - t0
-                _step(bar, f"{m} [{lo}:{hi}]")
-                if confidence:   # one clean and one or two masked passes for all of them
-                    t0 = time.perf_counter()
-                    got = M.confidence_changes(engine, xb, maps, cb, normalize=normalize,
-                                               batch_size=metric_batch_size, which=confidence)
-                    _sync(device)
-                    share = (time.perf_counter() - t0) / len(confidence)
-                    for k, v in got.items():
-                        metric_s[(m, k)] += share
-                        values[(m, k)][lo:hi] = 100.0 * v.detach().double().cpu().numpy()
-                    _step(bar, f"{m} {','.join(confidence)}")
-                for spec in others:
-                    t0 = time.perf_counter()
-                    v = spec.fn(engine, xb, maps, cb, bb, normalize, metric_batch_size, steps)
-                    _sync(device)
-                    metric_s[(m, spec.name)] += time.perf_counter() - t0
-                    values[(m, spec.name)][lo:hi] = 100.0 * v.detach().double().cpu().numpy()
-                    _step(bar, f"{m} {spec.name}")
+                done = parts.load(lo, hi, m, list(names[lo:hi])) if parts is not None else None
+                if done is not None:
+                    resumed += 1
+                    method_s[m] += done.method_seconds
+                    for k in metrics:
+                        values[(m, k)][lo:hi] = done.values[k]
+                        metric_s[(m, k)] += done.metric_seconds.get(k, 0.0)
+                    bar.update(steps_per_map)
+                    continue
+                with torch.random.fork_rng(devices=cuda):
+                    torch.manual_seed(part_seed(m, lo))
+                    spent = _run_part(m, lo, hi, xb, cb, bb)
+                if parts is not None:
+                    parts.commit(Part(lo, hi, m, list(names[lo:hi]),
+                                      {k: values[(m, k)][lo:hi].copy() for k in metrics}, spent[0], spent[1]))
     finally:
         bar.close()
     if predicted is None:
         predicted = predict(engine, x.to(device), normalize).argmax(1).tolist()
-    return EvalResult(list(names), [int(t) for t in targets], [int(p) for p in predicted], list(methods), list(metrics),
-                      values, method_s, metric_s, time.perf_counter() - t_start)
+    return EvalResult(list(names), [int(t) for t in targets], [int(p) for p in predicted], list(methods),
+                      list(metrics), values, method_s, metric_s, time.perf_counter() - t_start,
+                      resumed_parts=resumed)
+
+
+def part_seed(method: str, lo: int) -> int:
+    """The seed of the part of ``method`` on the chunk starting at image ``lo``."""
+    return zlib.crc32(f"{method}:{lo}".encode())

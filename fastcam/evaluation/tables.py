@@ -76,7 +76,8 @@ def markdown_table(result: EvalResult, header: Optional[str] = None) -> str:
         cells = [_cell(*s[(m, k)]) for k in result.metrics]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {result.seconds_per_image(m):.3f} |")
     ns = sorted({s[(m, k)][0] for m in result.methods for k in result.metrics})
-    lines += ["", f"Values ×100, mean ± half-width of the 95% Student-t interval over the images "
+    nats = " (complexity: nats)" if "complexity" in result.metrics else ""
+    lines += ["", f"Values ×100{nats}, mean ± half-width of the 95% Student-t interval over the images "
                   f"(n = {', '.join(map(str, ns))}); s/img: the method's seconds per image."]
     return "\n".join(lines) + "\n"
 

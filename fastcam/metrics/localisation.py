@@ -8,6 +8,16 @@
   the share of the saliency map's energy inside the boxes,
   ``Σ_{(i,j)∈bbox} S_ij / Σ_ij S_ij``, the map min-max normalised at image
   resolution.
+* Relevance mass accuracy (Arras, Osman, Samek, "CLEVR-XAI: A benchmark dataset
+  for the ground truth evaluation of neural network explanations", Information
+  Fusion 81, 2022, Sec. 4.2, eq. 1): ``R_within / R_total``, the map's mass inside
+  the ground-truth mask over its total mass, in [0, 1]. fastcam takes the map's
+  positive part (``max(S, 0)``); no min-max normalisation (unlike the energy
+  pointing game, a map's constant floor counts as mass outside the boxes).
+* Relevance rank accuracy (same paper, eq. 2): with K the mask's pixel count,
+  the share of the K highest-ranked pixels of the map that lie inside the mask,
+  ``|P_top-K ∩ GT| / K``, in [0, 1]. Pixels tied at the K-th value are counted at
+  their expected share under a uniformly random order of the tie (deterministic).
 
 Same conventions as the other metrics: maps (B,H,W) at the image's resolution,
 a (B,) tensor of per-image values, the papers' figures are means ×100. They
@@ -19,6 +29,16 @@ pixel is inside a box when its centre ``(j + ½, i + ½)`` is, so integer boxes 
 half-open: columns ``x0 … x1−1``, rows ``y0 … y1−1``. Several boxes count as
 their union. Or a (B,H,W) boolean tensor: the inside mask itself. An image with
 no box gets NaN (left out of a mean with ``nanmean``).
+
+Quantus 0.6 defines the pointing game and both relevance accuracies the same
+way on a (B, H, W) mask, with these differences (``docs/metrics.md``): its
+pointing game has no tolerance (fastcam's ``tolerance=0``), counts a hit when
+*any* maximal pixel is inside (fastcam: the first in row-major order; a
+constant map is a hit there, a miss here), and its ``weighted`` option has no
+counterpart; its relevance mass uses the signed map (``abs=False``); its rank
+accuracy breaks ties by NumPy's (unstable) ``argsort``. On maps without ties
+and with non-negative values the results are equal
+(``tests/metrics/test_quantus_parity.py``).
 """
 from __future__ import annotations
 
@@ -33,7 +53,8 @@ from ._common import check_maps
 Box = Sequence[float]
 BoxSpec = Union[Tensor, Sequence[Sequence[Box]]]
 
-__all__ = ["boxes_mask", "pointing_game", "energy_pointing_game"]
+__all__ = ["boxes_mask", "pointing_game", "energy_pointing_game", "relevance_mass_accuracy",
+           "relevance_rank_accuracy"]
 
 
 def boxes_mask(boxes: BoxSpec, batch: int, size: tuple[int, int],
@@ -120,3 +141,43 @@ def energy_pointing_game(maps: Tensor, boxes: BoxSpec) -> Tensor:
     m = inside.flatten(1).to(s.dtype)
     out = ((s * m).sum(1) / s.sum(1)).to(torch.float32)
     return torch.where(_has_box(boxes, inside), out, torch.full_like(out, float("nan")))
+
+
+def _maps_and_mask(maps: Tensor, boxes: BoxSpec) -> tuple[Tensor, Tensor]:
+    if not isinstance(maps, Tensor) or maps.dim() != 3:
+        raise ValueError(f"maps must be (B,H,W), got {tuple(getattr(maps, 'shape', ()))}")
+    check_maps(maps[:, None], maps)
+    B, H, W = maps.shape
+    return maps.to(torch.float64).flatten(1), boxes_mask(boxes, B, (H, W), maps.device).flatten(1)
+
+
+def relevance_mass_accuracy(maps: Tensor, boxes: BoxSpec) -> Tensor:
+    """Relevance mass accuracy (Arras et al. 2022, eq. 1), per image: the share
+    ``Σ_in S⁺ / Σ S⁺`` of the map's positive part inside the boxes (a (B,H,W) bool
+    mask or box lists, see the module doc), in [0, 1]; NaN for an image without
+    boxes or a map without positive values. (B,) float32 on the maps' device."""
+    s, inside = _maps_and_mask(maps, boxes)
+    s = s.clamp_min(0)
+    total = s.sum(1)
+    out = (s * inside).sum(1) / torch.where(total > 0, total, 1)
+    ok = inside.any(1) & (total > 0)
+    return torch.where(ok, out, float("nan")).to(torch.float32)
+
+
+def relevance_rank_accuracy(maps: Tensor, boxes: BoxSpec) -> Tensor:
+    """Relevance rank accuracy (Arras et al. 2022, eq. 2), per image: with K the
+    number of pixels inside the boxes, the share of the map's K highest pixels
+    that are inside, in [0, 1]; pixels tied with the K-th highest value count at
+    their expected share (see the module doc). NaN for an image without boxes.
+    (B,) float32 on the maps' device."""
+    s, inside = _maps_and_mask(maps, boxes)
+    k = inside.sum(1)
+    kth = s.sort(dim=1, descending=True).values.gather(1, (k - 1).clamp_min(0)[:, None])
+    above, tied = s > kth, s == kth
+    n_above = above.sum(1).to(torch.float64)
+    in_above = (above & inside).sum(1).to(torch.float64)
+    in_tied = (tied & inside).sum(1).to(torch.float64)
+    n_tied = tied.sum(1).to(torch.float64)
+    kf = k.to(torch.float64)
+    out = (in_above + (kf - n_above) * in_tied / n_tied.clamp_min(1)) / kf.clamp_min(1)
+    return torch.where(k > 0, out, float("nan")).to(torch.float32)

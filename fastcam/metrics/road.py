@@ -18,6 +18,16 @@ gives ``(mean_LeRF − mean_MoRF) / 2`` (higher is better: removing the least
 relevant pixels keeps the score, removing the most relevant drops it) — the
 combination pytorch-grad-cam 1.5.7 calls ``ROADCombined``.
 
+Quantus 0.6's ``quantus.ROAD`` differs: MoRF only; it removes the
+``int(H·W·p/100)`` top pixels of NumPy's ``argsort`` (ties in its order) rather than a
+percentile threshold; its curve is the share of images whose predicted class
+stays the label (the paper's accuracy curve), not a score change; and it runs
+only on one-channel images (it indexes the flattened ``H·W`` image with indices of
+the map broadcast over the channels). Its imputation is the same linear system,
+solved directly: on the same removals, with noise 0 and the target "is the argmax
+the label" (a target callable), :func:`road_changes` gives its curve
+(``tests/metrics/test_quantus_parity.py``).
+
 All (percentile, order, image) imputations run batched on the input's device,
 ``chunk_elements`` values solved at once; every model pass goes through
 :class:`fastcam.engine.Engine` under inference mode, ``batch_size`` images at a time.

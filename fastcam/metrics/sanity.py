@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence, Union
+from typing import Callable, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -108,11 +108,13 @@ def _groups(model: nn.Module, steps) -> list[list[str]]:
     return groups
 
 
-def _reinitialise(model: nn.Module, names: Sequence[str]) -> None:
+def _reinitialise(model: nn.Module, names: Sequence[str], reseed: Optional[int]) -> None:
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name in names:
             m = modules[name]
+            if reseed is not None:
+                torch.manual_seed(reseed)
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
             else:
@@ -174,7 +176,7 @@ def randomisation_sanity(method: MethodSpec, model: nn.Module, x: Tensor, target
                          layers: Literal["cascade", "independent"] = "cascade",
                          steps: Union[None, int, Sequence[str]] = None,
                          target_layers=None, normalize: Normalize = None,
-                         seed: int = 0, **options) -> SanityResult:
+                         seed: int = 0, reseed: bool = False, **options) -> SanityResult:
     """Adebayo et al.'s model-randomisation test of a saliency method.
 
     ``method``: a name of ``fastcam.METHODS``, a method class (built with
@@ -192,7 +194,20 @@ def randomisation_sanity(method: MethodSpec, model: nn.Module, x: Tensor, target
     Re-initialisation is the module's own ``reset_parameters()`` (PyTorch's
     default initialisation; batch norm: weight 1, bias 0, running statistics
     reset), else each parameter is redrawn from a normal with its trained mean
-    and std; it runs under ``seed`` without changing the caller's random state.
+    and std; it runs under ``seed`` (once, the modules drawing in turn) without
+    changing the caller's random state. ``reseed=True`` seeds ``seed`` again
+    before each module instead, as Quantus's MPRT does: modules of one shape
+    then get the same new weights.
+
+    Quantus 0.6's MPRT (``quantus.MPRT``, Adebayo et al.'s test there) is the same
+    check: its ``layer_order="top_down"`` is ``layers="cascade"``, ``"independent"``
+    the same name, its layers the modules with ``reset_parameters`` (``steps=None`` here, for
+    models whose parameter-owning modules all have one), and it seeds ``seed + 1``
+    before each reset: ``reseed=True, seed=s + 1`` here gives its re-initialised
+    weights and, with its default ``correlation_spearman``,
+    its per-layer similarities (``tests/metrics/test_quantus_parity.py``). Its
+    ``abs`` and normalisation by the maximum do not change a Spearman correlation
+    of non-negative maps; fastcam also reports SSIM.
 
     All of it runs on a deep copy of ``model``: the user's model is never
     changed. ``target_layers`` given as modules of ``model`` are mapped to the
@@ -239,7 +254,7 @@ def randomisation_sanity(method: MethodSpec, model: nn.Module, x: Tensor, target
         torch.manual_seed(seed)
         for group in groups:
             saved = _state(work, group) if layers == "independent" else None
-            _reinitialise(work, group)
+            _reinitialise(work, group, seed if reseed else None)
             compare(run(work, x, targets))
             if saved is not None:
                 _restore(work, saved)

@@ -250,3 +250,83 @@ def test_eval_precision_the_cpu_cannot_run_fails_before_any_work(folder, tmp_pat
     err = capsys.readouterr().err
     assert "fastcam eval: error: --precision bf16" in err and "cannot run on cpu" in err
     assert not (tmp_path / "eval_table.csv").exists()
+
+
+def test_eval_table_has_the_map_and_mask_metrics(folder, weights, tmp_path, capsys):
+    from fastcam.evaluation import evaluate
+    from fastcam.methods import GradCAM
+    import fastcam.metrics as M
+
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
+    x = torch.rand(2, 3, 64, 64)
+    boxes = [[(0, 0, 30, 20)], [(10, 10, 60, 40), (0, 50, 8, 64)]]
+    names = ["sparseness", "complexity", "relevance_mass_accuracy", "relevance_rank_accuracy"]
+    res = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], names, layer="2", boxes=boxes)
+    maps = GradCAM(model, "2")(x, [1, 2])
+    mask = M.boxes_mask(boxes, 2, (64, 64))
+    want = {"sparseness": 100 * M.sparseness(maps), "complexity": M.complexity(maps),
+            "relevance_mass_accuracy": 100 * M.relevance_mass_accuracy(maps, mask),
+            "relevance_rank_accuracy": 100 * M.relevance_rank_accuracy(maps, mask)}
+    for k in names:
+        np.testing.assert_allclose(res.values[("gradcam", k)], want[k].double().numpy(), rtol=1e-5, atol=1e-6)
+    h = res.values[("gradcam", "complexity")]                 # nats, not ×100 (NaN: an all-zero map)
+    assert np.isfinite(h).any() and (h[np.isfinite(h)] <= math.log(64 * 64) + 1e-6).all()
+    rc = _eval(folder, tmp_path, "--weights", str(weights / "r18.pt"), "--boxes", str(folder / "boxes.txt"),
+               "--methods", "gradcam", "--metrics", ",".join(names))
+    assert rc == 0, capsys.readouterr().err
+    table = tables.read_table_csv(tmp_path / "eval_table.csv")
+    assert table[("gradcam", "relevance_rank_accuracy")]["n"] == 2 and table[("gradcam", "sparseness")]["n"] == 3
+    assert "complexity: nats" in (tmp_path / "eval_table.md").read_text()
+
+
+def test_preprocess_resize_maps_boxes_exactly(tmp_path):
+    # A white box on black, 96 rows × 128 columns, resized to 32×32 (factors 3 and 4):
+    # the antialiased bilinear resize keeps a box whose edges fall on whole output
+    # pixels at exactly those pixels (> ½ inside, < ½ outside), and the mapped box
+    # must name the same pixels.
+    from fastcam.metrics import boxes_mask
+
+    box = (8, 9, 40, 60)                                   # x0, y0, x1, y1: columns 8..39, rows 9..59
+    img = np.zeros((96, 128, 3), dtype=np.uint8)
+    img[box[1]:box[3], box[0]:box[2]] = 255
+    Image.fromarray(img).save(tmp_path / "box.png")
+    batch = files.load_images([str(tmp_path / "box.png")], ["box.png"], 32, "resize")
+    assert batch.sizes == [(96, 128)]
+    mapped = files.transform_boxes([box], batch.sizes[0], 32, "resize")
+    assert mapped == [(2.0, 3.0, 10.0, 20.0)]             # x·32/128, y·32/96: no offset, no rounding
+    bright = batch.x[0].mean(0) > 0.5
+    assert torch.equal(bright, boxes_mask([mapped], 1, (32, 32))[0])
+    assert bright.sum() == 8 * 17
+    # the crop of the same image cuts the border: a different mapping
+    crop = files.transform_boxes([box], (96, 128), 32, "crop")
+    sy, sx, top, left = files.crop_geometry(96, 128, 32)
+    assert left > 0 and crop == [(max(8 * sx - left, 0.0), 9 * sy - top, 40 * sx - left, 60 * sy - top)]
+    with pytest.raises(EvalError, match="preprocess"):
+        files.transform_boxes([box], (96, 128), 32, "stretch")
+
+
+def test_eval_road_is_fastcam_metrics_road_under_the_parts_seed():
+    from torch import nn
+
+    from fastcam.evaluation import evaluate
+    from fastcam.evaluation.runner import part_seed
+    from fastcam.methods import GradCAM
+    import fastcam.metrics as M
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    res = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], ["road_morf", "road_lerf"], layer="2")
+    again = evaluate(model, x, ["p", "q"], [1, 2], ["gradcam"], ["road_morf", "road_lerf"], layer="2")
+    for k in ("road_morf", "road_lerf"):       # the noise is drawn under the part's seed
+        np.testing.assert_array_equal(res.values[("gradcam", k)], again.values[("gradcam", k)])
+    torch.manual_seed(part_seed("gradcam", 0))
+    maps = GradCAM(model, "2")(x, [1, 2])
+    for k in ("morf", "lerf"):
+        want = 100 * M.road(model, x, maps, [1, 2], order=k).double().numpy()
+        np.testing.assert_allclose(res.values[("gradcam", f"road_{k}")], want, rtol=1e-6, atol=1e-9)
