@@ -15,7 +15,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.transforms import functional as TF
 
 __all__ = ["PHOTO_NAMES", "load_photos", "load_image", "photo_array", "preprocess", "to_rgb_float"]
 
@@ -115,6 +114,31 @@ def to_rgb_float(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
+def _resize_shorter_side(t: Tensor, short: int) -> Tensor:
+    """Resize ``(C, H, W)`` so its shorter side is ``short``, the longer
+    ``int(short * long / shorter)`` (truncated, as torchvision's ``resize`` with
+    one size does), by antialiased bilinear interpolation (half-pixel centres)."""
+    h, w = t.shape[-2:]
+    if h <= w:
+        new_h, new_w = short, int(short * w / h)
+    else:
+        new_h, new_w = int(short * h / w), short
+    if (new_h, new_w) == (h, w):
+        return t
+    return torch.nn.functional.interpolate(t[None], size=(new_h, new_w), mode="bilinear",
+                                           align_corners=False, antialias=True)[0]
+
+
+def _center_crop(t: Tensor, size: int) -> Tensor:
+    """The central ``size x size`` window (offsets rounded half to even, as
+    torchvision's ``center_crop``); an image smaller than ``size`` is an error."""
+    h, w = t.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from a {h}x{w} image")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return t[..., top:top + size, left:left + size]
+
+
 def preprocess(image: Union[np.ndarray, Tensor], size: int = 224) -> Tensor:
     """Resize shorter side to ``round(size*256/224)`` and center-crop ``size``.
 
@@ -131,8 +155,8 @@ def preprocess(image: Union[np.ndarray, Tensor], size: int = 224) -> Tensor:
     else:
         t = torch.from_numpy(to_rgb_float(image)).permute(2, 0, 1)
     short = int(round(size * 256 / 224))
-    t = TF.resize(t, [short], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    t = TF.center_crop(t, [size, size])
+    t = _resize_shorter_side(t, short)
+    t = _center_crop(t, size)
     return t.clamp_(0.0, 1.0).contiguous()
 
 

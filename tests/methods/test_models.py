@@ -139,6 +139,23 @@ def test_imagenet_metadata():
     assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
 
 
+def test_bundled_class_names_are_torchvisions():
+    torchvision = pytest.importorskip("torchvision")
+    assert IMAGENET_CLASSES == torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+
+
+@pytest.mark.parametrize("shape", [(3, 300, 451), (3, 451, 300), (3, 97, 130), (3, 73, 73), (3, 513, 512)])
+def test_preprocess_is_torchvisions_resize_and_center_crop(shape):
+    TF = pytest.importorskip("torchvision.transforms.functional")
+    from fastcam.data import preprocess
+
+    t = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    for size in (64, 96):
+        expected = TF.center_crop(TF.resize(t, [round(size * 256 / 224)], antialias=True,
+                                            interpolation=TF.InterpolationMode.BILINEAR), [size, size])
+        assert torch.equal(preprocess(t, size), expected.clamp(0, 1))
+
+
 def test_overlay():
     img = torch.rand(3, 20, 30)
     cam = torch.linspace(0, 1, 30).expand(20, 30)
