@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "photo_array", "preprocess", "to_rgb_float"]
+__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "read_image", "photo_array", "preprocess", "crop_geometry",
+           "uncrop", "to_rgb_float"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -114,29 +115,51 @@ def to_rgb_float(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
-def _resize_shorter_side(t: Tensor, short: int) -> Tensor:
-    """Resize ``(C, H, W)`` so its shorter side is ``short``, the longer
-    ``int(short * long / shorter)`` (truncated, as torchvision's ``resize`` with
-    one size does), by antialiased bilinear interpolation (half-pixel centres)."""
-    h, w = t.shape[-2:]
-    if h <= w:
-        new_h, new_w = short, int(short * w / h)
+def crop_geometry(height: int, width: int, size: int) -> Tuple[int, int, int, int]:
+    """Where :func:`preprocess` takes its ``size x size`` input from an image of
+    ``height x width``: ``(resized_h, resized_w, top, left)``. The shorter side is
+    resized to ``round(size * 256 / 224)``, the longer to ``int(short * long /
+    shorter)`` (truncated, as torchvision's ``resize`` with one size); the window's
+    offsets are rounded half to even, as torchvision's ``center_crop``."""
+    short = int(round(size * 256 / 224))
+    if height <= width:
+        new_h, new_w = short, int(short * width / height)
     else:
-        new_h, new_w = int(short * h / w), short
-    if (new_h, new_w) == (h, w):
-        return t
-    return torch.nn.functional.interpolate(t[None], size=(new_h, new_w), mode="bilinear",
-                                           align_corners=False, antialias=True)[0]
+        new_h, new_w = int(short * height / width), short
+    return new_h, new_w, int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
 
 
-def _center_crop(t: Tensor, size: int) -> Tensor:
-    """The central ``size x size`` window (offsets rounded half to even, as
-    torchvision's ``center_crop``); an image smaller than ``size`` is an error."""
+def _resize_and_crop(t: Tensor, size: int) -> Tensor:
+    """``(C, H, W)`` -> ``(C, size, size)`` by :func:`crop_geometry`: antialiased
+    bilinear interpolation (half-pixel centres), then the central window."""
     h, w = t.shape[-2:]
-    if h < size or w < size:
-        raise ValueError(f"cannot crop {size}x{size} from a {h}x{w} image")
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    new_h, new_w, top, left = crop_geometry(h, w, size)
+    if (new_h, new_w) != (h, w):
+        t = torch.nn.functional.interpolate(t[None], size=(new_h, new_w), mode="bilinear",
+                                            align_corners=False, antialias=True)[0]
     return t[..., top:top + size, left:left + size]
+
+
+def uncrop(cam: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor]:
+    """A map on :func:`preprocess`'s ``(size, size)`` output carried back onto the
+    original ``height x width`` image, through the crop and the resize:
+    ``(map, inside)``, both ``(height, width)``. Each original pixel centre is
+    placed in the resized image (half-pixel centres), shifted by the crop's offset
+    and sampled bilinearly from ``cam``; ``inside`` marks the pixels within the
+    crop (outside it the map is the nearest edge value: mask it with ``inside``)."""
+    if cam.ndim != 2 or cam.shape[0] != cam.shape[1]:
+        raise ValueError(f"expected a square (size, size) map, got shape {tuple(cam.shape)}")
+    size = cam.shape[0]
+    new_h, new_w, top, left = crop_geometry(height, width, size)
+    dev = cam.device
+    ys = (torch.arange(height, device=dev, dtype=torch.float32) + 0.5) * (new_h / height) - top
+    xs = (torch.arange(width, device=dev, dtype=torch.float32) + 0.5) * (new_w / width) - left
+    gy, gx = torch.meshgrid(ys / size * 2 - 1, xs / size * 2 - 1, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1)[None]
+    out = torch.nn.functional.grid_sample(cam[None, None].float(), grid, mode="bilinear",
+                                          padding_mode="border", align_corners=False)[0, 0]
+    inside = (ys[:, None] >= 0) & (ys[:, None] < size) & (xs[None, :] >= 0) & (xs[None, :] < size)
+    return out, inside
 
 
 def preprocess(image: Union[np.ndarray, Tensor], size: int = 224) -> Tensor:
@@ -154,23 +177,27 @@ def preprocess(image: Union[np.ndarray, Tensor], size: int = 224) -> Tensor:
         t = image.detach().to(torch.float32)
     else:
         t = torch.from_numpy(to_rgb_float(image)).permute(2, 0, 1)
-    short = int(round(size * 256 / 224))
-    t = _resize_shorter_side(t, short)
-    t = _center_crop(t, size)
+    t = _resize_and_crop(t, size)
     return t.clamp_(0.0, 1.0).contiguous()
+
+
+def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
+    """An image file as an array at its own resolution (``(H, W[, C])``, the file's
+    dtype; palette, CMYK, YCbCr, LAB, HSV and 1-bit files converted to RGB(A)):
+    :func:`to_rgb_float` makes it float RGB."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+        return np.asarray(im)
 
 
 def load_image(path: Union[str, os.PathLike], size: int = 224) -> Tensor:
     """Load an image file as a preprocessed float32 ``(3, size, size)`` tensor
     in ``[0, 1]`` (grayscale / RGBA / 16-bit / palette files converted to RGB).
     """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-        arr = np.asarray(im)
-    return preprocess(arr, size)
+    return preprocess(read_image(path), size)
 
 
 def load_photos(

@@ -133,6 +133,24 @@ def test_load_image_modes(tmp_path):
     assert float(t16.max()) < 1.0
 
 
+@pytest.mark.parametrize("hw", [(300, 451), (451, 300), (200, 200)])
+def test_uncrop_carries_a_map_back_onto_the_original_image(hw):
+    from fastcam.data import crop_geometry, preprocess, uncrop
+
+    h, w = hw
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    truth = (0.7 * xx + 0.3 * yy)                     # smooth: resampling it twice changes it little
+    cam = preprocess(truth.expand(3, h, w), 96)[0]    # the map the model's input would carry
+    back, inside = uncrop(cam, h, w)
+    new_h, new_w, top, left = crop_geometry(h, w, 96)
+    assert back.shape == inside.shape == (h, w)
+    # the crop window in original pixels: (top, left) .. + 96, scaled by the resize
+    rows, cols = inside.any(1).nonzero()[:, 0], inside.any(0).nonzero()[:, 0]
+    assert abs(int(rows[0]) - top * h / new_h) <= 1 and abs(int(rows[-1]) + 1 - (top + 96) * h / new_h) <= 1
+    assert abs(int(cols[0]) - left * w / new_w) <= 1 and abs(int(cols[-1]) + 1 - (left + 96) * w / new_w) <= 1
+    assert float((back - truth)[inside].abs().max()) < 0.02
+
+
 def test_imagenet_metadata():
     assert len(IMAGENET_CLASSES) == 1000
     assert IMAGENET_CLASSES[281] == "tabby" and IMAGENET_CLASSES[967] == "espresso"
