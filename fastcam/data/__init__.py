@@ -1,7 +1,7 @@
 """Offline data helpers: bundled real photos and ImageNet metadata."""
 
 from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD
-from .photos import (PHOTO_NAMES, crop_geometry, load_image, load_photos, photo_array, preprocess, read_image,
+from .photos import (PHOTO_NAMES, crop_window, load_image, load_photos, photo_array, preprocess, read_image,
                      to_rgb_float, uncrop)
 
 __all__ = [
@@ -9,7 +9,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PHOTO_NAMES",
-    "crop_geometry",
+    "crop_window",
     "load_image",
     "load_photos",
     "photo_array",

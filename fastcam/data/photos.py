@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "read_image", "photo_array", "preprocess", "crop_geometry",
+__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "read_image", "photo_array", "preprocess", "crop_window",
            "uncrop", "to_rgb_float"]
 
 
@@ -115,7 +115,7 @@ def to_rgb_float(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
-def crop_geometry(height: int, width: int, size: int) -> Tuple[int, int, int, int]:
+def crop_window(height: int, width: int, size: int) -> Tuple[int, int, int, int]:
     """Where :func:`preprocess` takes its ``size x size`` input from an image of
     ``height x width``: ``(resized_h, resized_w, top, left)``. The shorter side is
     resized to ``round(size * 256 / 224)``, the longer to ``int(short * long /
@@ -130,10 +130,10 @@ def crop_geometry(height: int, width: int, size: int) -> Tuple[int, int, int, in
 
 
 def _resize_and_crop(t: Tensor, size: int) -> Tensor:
-    """``(C, H, W)`` -> ``(C, size, size)`` by :func:`crop_geometry`: antialiased
+    """``(C, H, W)`` -> ``(C, size, size)`` by :func:`crop_window`: antialiased
     bilinear interpolation (half-pixel centres), then the central window."""
     h, w = t.shape[-2:]
-    new_h, new_w, top, left = crop_geometry(h, w, size)
+    new_h, new_w, top, left = crop_window(h, w, size)
     if (new_h, new_w) != (h, w):
         t = torch.nn.functional.interpolate(t[None], size=(new_h, new_w), mode="bilinear",
                                             align_corners=False, antialias=True)[0]
@@ -150,7 +150,7 @@ def uncrop(cam: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor]:
     if cam.ndim != 2 or cam.shape[0] != cam.shape[1]:
         raise ValueError(f"expected a square (size, size) map, got shape {tuple(cam.shape)}")
     size = cam.shape[0]
-    new_h, new_w, top, left = crop_geometry(height, width, size)
+    new_h, new_w, top, left = crop_window(height, width, size)
     dev = cam.device
     ys = (torch.arange(height, device=dev, dtype=torch.float32) + 0.5) * (new_h / height) - top
     xs = (torch.arange(width, device=dev, dtype=torch.float32) + 0.5) * (new_w / width) - left

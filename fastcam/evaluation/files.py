@@ -32,7 +32,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..data import load_image
+from ..data import crop_window, load_image
 from ..errors import UsageError
 from ..generation.dataset import list_images
 
@@ -235,15 +235,9 @@ def read_boxes(path: str, names: list[str]) -> dict[str, list[Box]]:
 
 
 def crop_geometry(height: int, width: int, size: int = 224) -> tuple[float, float, int, int]:
-    """(scale_y, scale_x, top, left) of the preprocessing: torchvision's resize of
-    the shorter side to ``round(size·256/224)`` and its centre crop."""
-    short = int(round(size * 256 / 224))
-    if width <= height:
-        new_w, new_h = short, int(short * height / width)
-    else:
-        new_h, new_w = short, int(short * width / height)
-    top = int(round((new_h - size) / 2.0))
-    left = int(round((new_w - size) / 2.0))
+    """(scale_y, scale_x, top, left) of the preprocessing (:func:`fastcam.data.crop_window`:
+    the shorter side resized to ``round(size·256/224)``, then the centre crop)."""
+    new_h, new_w, top, left = crop_window(height, width, size)
     return new_h / height, new_w / width, top, left
 
 

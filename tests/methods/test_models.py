@@ -135,14 +135,14 @@ def test_load_image_modes(tmp_path):
 
 @pytest.mark.parametrize("hw", [(300, 451), (451, 300), (200, 200)])
 def test_uncrop_carries_a_map_back_onto_the_original_image(hw):
-    from fastcam.data import crop_geometry, preprocess, uncrop
+    from fastcam.data import crop_window, preprocess, uncrop
 
     h, w = hw
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     truth = (0.7 * xx + 0.3 * yy)                     # smooth: resampling it twice changes it little
     cam = preprocess(truth.expand(3, h, w), 96)[0]    # the map the model's input would carry
     back, inside = uncrop(cam, h, w)
-    new_h, new_w, top, left = crop_geometry(h, w, 96)
+    new_h, new_w, top, left = crop_window(h, w, 96)
     assert back.shape == inside.shape == (h, w)
     # the crop window in original pixels: (top, left) .. + 96, scaled by the resize
     rows, cols = inside.any(1).nonzero()[:, 0], inside.any(0).nonzero()[:, 0]
