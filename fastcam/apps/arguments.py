@@ -18,6 +18,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 BUNDLED = "efficientnet_lite0"
 #: the keys of ``fastcam.evaluation.runner.METRICS``
 METRIC_NAMES = ("ad", "ai", "ag", "add", "insertion", "deletion", "pointing", "energy")
+#: ``fastcam.backend.BACKENDS``
+BACKENDS = ("auto", "reference", "cpp", "triton", "cuda")
 #: the keys of ``fastcam.evaluation.published.PUBLISHED``
 PUBLISHED_NAMES = ("opticam-resnet50", "opticam-vgg16")
 
@@ -135,6 +137,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated from {','.join(PRECISIONS)}: a row per method and precision "
                         "(default: %(default)s)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="the kernels of fastcam's ops (fastcam.set_backend): auto (default: C++ on a "
+                        "CPU, Triton on a GPU), reference, cpp, triton or cuda")
     p.add_argument("--repeats", type=int, default=5,
                    help="timed calls per row, after the warm-up (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default: %(default)s)")

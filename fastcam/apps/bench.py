@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from .._version import __version__
+from ..backend import resolve, use_backend
 from ..errors import UsageError
 from ..evaluation.runner import parse_list, predict
 from ..evaluation.timing import time_calls
@@ -137,8 +138,6 @@ def write_chart(path: Path, rows: list[dict], title: str) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """``fastcam bench``: 0 when every row was measured, 1 when some peer call failed
     (reported and recorded under ``skipped``), 2 on a usage error."""
-    from ..data import load_photos
-
     methods = parse_list(args.methods, "methods", list(METHODS))
     precisions = parse_list(args.precision, "precisions", list(PRECISION_CHOICES))
     if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
@@ -148,6 +147,18 @@ def run_bench(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     for precision in precisions:
         check_precision(precision, device)
+    with use_backend(args.backend):
+        try:
+            backend = resolve(device)
+        except RuntimeError as e:
+            raise UsageError(f"--backend {args.backend}: {e}") from None
+        return _measure(args, methods, precisions, options, device, backend)
+
+
+def _measure(args: argparse.Namespace, methods: list[str], precisions: list[str], options: dict,
+             device: torch.device, backend: str) -> int:
+    from ..data import load_photos
+
     loaded = load_model(args.model, args.weights, layer=args.layer, size=args.size, device=args.device,
                         hash_weights=False)
     model, layer = loaded.model, loaded.layer
@@ -160,12 +171,13 @@ def run_bench(args: argparse.Namespace) -> int:
               "device": str(device),
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else platform.processor() or platform.machine()),
-              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "model": loaded.name,
-              "layer": layer, "batch_size": args.batch_size, "size": args.size, "repeats": args.repeats,
+              "backend": backend, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+              "model": loaded.name, "layer": layer, "batch_size": args.batch_size, "size": args.size, "repeats": args.repeats,
               "warmup": args.warmup, "precisions": precisions, "options": options,
               "command": "fastcam " + shlex.join(getattr(args, "argv", []) or ["bench"])}
     print(f"fastcam bench: {loaded.name} (layer {layer}), batch {args.batch_size} at {args.size}px on "
-          f"{header['device_name']} ({device}), {args.warmup} warm-up + {args.repeats} timed calls per row")
+          f"{header['device_name']} ({device}, backend {backend}), {args.warmup} warm-up + {args.repeats} "
+          "timed calls per row")
     rows, skipped = [], []
     for method in methods:
         for precision in precisions:

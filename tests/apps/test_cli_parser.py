@@ -128,13 +128,14 @@ def test_one_option_syntax_in_every_command(tmp_path, capsys):
 
 
 def test_parser_names_are_the_librarys():
+    from fastcam.backend import BACKENDS
     from fastcam.evaluation.published import PUBLISHED
     from fastcam.evaluation.runner import METRICS
     from fastcam.models.loading import BUNDLED
     from fastcam.preflight import PRECISION_CHOICES
 
     assert arguments.PRECISIONS == tuple(PRECISION_CHOICES)
-    assert arguments.BUNDLED == BUNDLED
+    assert arguments.BUNDLED == BUNDLED and arguments.BACKENDS == BACKENDS
     assert arguments.METRIC_NAMES == tuple(METRICS)
     assert arguments.PUBLISHED_NAMES == tuple(sorted(PUBLISHED))
 
@@ -167,6 +168,7 @@ def test_bench_writes_json_and_chart(tmp_path, capsys):
                 "rows", "skipped", "command"):
         assert key in report, key
     assert report["device"] == "cpu" and report["batch_size"] == 2 and report["layer"] == "layer4"
+    assert report["backend"] == "cpp"
     rows = {(r["method"], r["library"], r["precision"]): r for r in report["rows"]}
     expected = {("cam", "fastcam", "fp32"), ("gradcam", "fastcam", "fp32"), ("cam", "torchcam", "fp32"),
                 ("gradcam", "pytorch-grad-cam", "fp32"), ("gradcam", "torchcam", "fp32"),
@@ -188,6 +190,7 @@ def test_bench_usage_errors_come_before_any_work(tmp_path, capsys, monkeypatch):
     def fail(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
     monkeypatch.setattr("fastcam.apps.bench.load_model", fail)
-    for extra in (["--precision", "fp64"], ["--methods", "nope"], ["--repeats", "0"]):
+    for extra in (["--precision", "fp64"], ["--methods", "nope"], ["--repeats", "0"],
+                  ["--device", "cpu", "--backend", "cuda"]):
         assert main(["bench", "--out", str(tmp_path), *extra]) == 2
         assert capsys.readouterr().err.startswith("fastcam bench: error:")
