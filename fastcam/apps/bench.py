@@ -12,6 +12,8 @@ its maps at the layer's resolution (not upsampled), as it does for its users."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -198,8 +200,10 @@ def _measure(args: argparse.Namespace, methods: list[str], precisions: list[str]
             try:
                 run = build(classes[method], model, layer, x_normalized, targets)
                 try:
-                    timing = time_calls(run, batch=args.batch_size, device=device, repeats=args.repeats,
-                                        warmup=args.warmup)
+                    # pytorch-grad-cam's Score-CAM draws a progress bar per call on stderr
+                    with contextlib.redirect_stderr(io.StringIO()):
+                        timing = time_calls(run, batch=args.batch_size, device=device, repeats=args.repeats,
+                                            warmup=args.warmup)
                 finally:
                     getattr(run, "close", lambda: None)()
             except Exception as e:  # noqa: BLE001 -- a peer failing on this model is reported, not fatal
