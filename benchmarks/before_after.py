@@ -9,6 +9,14 @@ and the ratio after/before (below 1: the change is faster).
 
     python benchmarks/before_after.py --before ../old --after . --rounds 2
 
+With ``--startup``, the start-up cases instead, each in a fresh process (wall
+time of the whole process for the first two; the calls timed inside it for the
+others): ``import fastcam``; ``fastcam --help``; ``fastcam explain`` without
+arguments (a usage error); importing torch and fastcam and loading 2 photos and the
+bundled EfficientNet-Lite0; the first and the second GradCAM call on them (224 px).
+
+    python benchmarks/before_after.py --before ../old --after . --startup --rounds 5
+
 Cases (random-init torchvision models, eval mode, parameters frozen, 2 threads):
 Grad-CAM on ResNet-50 B4 224 px at ``layer4``; Score-CAM on ResNet-18 B1 112 px
 at ``layer4`` (512 masked forwards); Shap-CAM on ResNet-50 B1 224 px, 4
@@ -55,6 +63,56 @@ print(json.dumps({"median": statistics.median(times), "where": fastcam.__file__}
 """
 
 
+#: start-up case -> (the child's code, what is timed: "process" (its wall time) or a key it prints)
+STARTUP = {
+    "import fastcam": ("import fastcam", "process"),
+    "fastcam --help": ("import sys; from fastcam.cli import main; sys.argv = ['fastcam', '--help']; main()",
+                       "process"),
+    "fastcam explain (usage error)": (
+        "import sys; from fastcam.cli import main; sys.argv = ['fastcam', 'explain']; main()", "process"),
+    "import + photos + bundled model": ("GRADCAM", "load"),
+    "GradCAM first call": ("GRADCAM", "first"),
+    "GradCAM second call": ("GRADCAM", "second"),
+}
+_GRADCAM = r"""
+import time
+start = time.perf_counter()
+import json, torch
+import fastcam
+from fastcam.data import load_photos
+torch.set_num_threads(2)
+x, _ = load_photos(["chelsea", "coffee"])
+model = fastcam.models.efficientnet_lite0(pretrained=True).eval()
+load = time.perf_counter() - start
+cam = fastcam.GradCAM(model, normalize=model.normalization)
+times = []
+for _ in range(2):
+    t0 = time.perf_counter()
+    cam(x)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"load": load, "first": times[0], "second": times[1], "where": fastcam.__file__}))
+"""
+
+
+def _run_startup(tree: Path, case: str) -> float:
+    import json
+    import time
+    code, timed = STARTUP[case]
+    env = dict(os.environ, PYTHONPATH=str(tree.resolve()), OMP_NUM_THREADS="2")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _GRADCAM if code == "GRADCAM" else code], env=env,
+                         capture_output=True, text=True, cwd=str(tree.resolve()))
+    wall = time.perf_counter() - t0
+    if out.returncode not in (0, 2):
+        raise RuntimeError(f"{case} in {tree}: exit {out.returncode}\n{out.stderr[-2000:]}")
+    if timed == "process":
+        return wall
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if not result["where"].startswith(str(tree.resolve())):
+        raise RuntimeError(f"fastcam came from {result['where']}, not {tree}")
+    return result[timed]
+
+
 def _run(tree: Path, case: tuple, precision: str, repeats: int) -> float:
     import json
     env = dict(os.environ, PYTHONPATH=str(tree.resolve()), OMP_NUM_THREADS="2")
@@ -75,8 +133,19 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--startup", action="store_true", help="the start-up cases instead")
     args = p.parse_args()
     rows = []
+    if args.startup:
+        for name in STARTUP:
+            times = {"before": [], "after": []}
+            for r in range(args.rounds):
+                for which in (("before", "after") if r % 2 == 0 else ("after", "before")):
+                    times[which].append(_run_startup(args.before if which == "before" else args.after, name))
+            b, a = statistics.median(times["before"]), statistics.median(times["after"])
+            print(f"{name:34s} before {b * 1e3:9.1f} ms  after {a * 1e3:9.1f} ms  after/before {a / b:.3f}",
+                  flush=True)
+        return
     for name in args.cases.split(","):
         for precision in args.precisions.split(","):
             times = {"before": [], "after": []}

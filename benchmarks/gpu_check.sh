@@ -6,9 +6,12 @@
 #      architecture (editable install, so the tests import the build);
 #   2. runs every GPU test (compiled Triton parity per op, CUDA kernels, every
 #      method on CUDA with both backends) and fails if any failed or was skipped;
-#   3. times every method on ResNet-50 B32 (Score-CAM B1) with the triton and cuda
-#      backends in fp32 and bf16 beside pytorch-grad-cam and TorchCAM (medians of
-#      synchronised calls) and checks that the maps agree.
+#   3. the timing table: `fastcam bench` (what a user runs on their own GPU) on
+#      ResNet-50 B32 with the triton and the cuda backends in fp32 and bf16, beside
+#      pytorch-grad-cam, TorchCAM and Captum: OUT/bench-<backend>/bench.{json,png};
+#   4. times every method on ResNet-50 B32 (Score-CAM B1) with both backends once
+#      more, each map beside the other backend's and the peers', and checks that the
+#      maps agree.
 # Writes OUT/gpu_check.json, OUT/gpu_check.md and the logs; exit status 0 when
 # everything passed and agreed, 1 on a failure, skip or mismatch, 2 on a setup
 # error, 3 when the time budget ran out before every row was measured.
@@ -124,7 +127,23 @@ set -e
 tail -15 "$OUT/gpu_tests.log"
 "$PY" benchmarks/gpu_check.py tests --junit "$OUT/gpu_tests.xml" || true
 
-# --- 3. timings and agreement -------------------------------------------------
+# --- 3. the timing table: fastcam bench -----------------------------------------
+step "fastcam bench (triton, then cuda; the peers with the first)"
+BENCH_RC=0
+PEERS=(--peers)
+for backend in triton cuda; do
+  set +e
+  timeout "$BUDGET_S" "$PY" -m fastcam bench --model torchvision:resnet50 --device cuda --backend "$backend" \
+    --methods cam,gradcam,gradcam++,liftcam,shapcam,advise --batch-size 32 --precision fp32,bf16 \
+    --repeats 5 "${PEERS[@]}" --out "$OUT/bench-$backend" > "$OUT/bench-$backend.log" 2>&1
+  rc=$?
+  set -e
+  cat "$OUT/bench-$backend.log"
+  [[ $rc -eq 0 ]] || BENCH_RC=$rc
+  PEERS=()
+done
+
+# --- 4. timings and agreement -------------------------------------------------
 step "timings (budget ${BUDGET_S} s)"
 set +e
 "$PY" benchmarks/gpu_check.py time --out "$OUT" --budget-s "$BUDGET_S" \
@@ -133,8 +152,8 @@ TIME_RC=$?
 set -e
 cat "$OUT/gpu_check.md" 2> /dev/null || tail -30 "$OUT/timings.log"
 
-step "done: $OUT/gpu_check.md, $OUT/gpu_check.json (tests rc $TESTS_RC, timings rc $TIME_RC)"
-if [[ $TESTS_RC -ne 0 ]]; then
+step "done: $OUT/gpu_check.md, $OUT/gpu_check.json, $OUT/bench-*/ (tests rc $TESTS_RC, bench rc $BENCH_RC, timings rc $TIME_RC)"
+if [[ $TESTS_RC -ne 0 || $BENCH_RC -ne 0 ]]; then
   exit 1
 fi
 exit "$TIME_RC"

@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from types import ModuleType
+
+#: said once per process when fastcam._C is missing
+NO_EXTENSION = ("fastcam: the compiled module fastcam._C is not installed (a pure-Python install: "
+                "FASTCAM_BUILD_EXT=0, or no C++ compiler at install time); CPU ops run on the "
+                "'reference' backend (eager PyTorch), CUDA ops on Triton or the reference")
 
 
 @functools.lru_cache(maxsize=None)
@@ -12,17 +18,20 @@ def load_extension() -> ModuleType:
     except ImportError as e:
         raise ImportError(
             "fastcam's compiled module fastcam._C is not built. Install the package with "
-            "`pip install .` (or `pip install -e .`) from the source tree, which builds it "
-            "with CMake; the 'reference' backend works without it "
+            "`pip install .` (or `pip install -e .`) from the source tree with a C++17 compiler, "
+            "which builds it with CMake; the 'reference' backend works without it "
             "(fastcam.set_backend('reference'))."
         ) from e
     return _C
 
 
+@functools.lru_cache(maxsize=None)
 def extension_available() -> bool:
+    """Whether fastcam._C imports; when not, warns once (:data:`NO_EXTENSION`)."""
     try:
         load_extension()
     except ImportError:
+        warnings.warn(NO_EXTENSION, RuntimeWarning, stacklevel=2)
         return False
     return True
 

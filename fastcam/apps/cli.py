@@ -1,9 +1,13 @@
-"""The ``fastcam`` command line. ``fastcam demo`` explains real photos with the
-bundled pretrained EfficientNet-Lite0 with every method and writes a PNG grid of
-overlays;
-``fastcam explain`` writes overlays and raw maps for image files; ``fastcam eval``
-compares methods on metrics over an image folder; ``fastcam photos`` writes the
-bundled real photos as image files; ``fastcam generate`` fills a Zarr store."""
+"""The ``fastcam`` command line: class activation maps for PyTorch CNN classifiers.
+``fastcam demo`` explains real photos with the bundled pretrained EfficientNet-Lite0
+with every method and writes a PNG grid of overlays; ``fastcam explain`` writes
+overlays and raw maps for image files; ``fastcam eval`` compares methods on metrics
+over an image folder; ``fastcam photos`` writes the bundled real photos as image
+files; ``fastcam generate`` fills a Zarr store; ``fastcam bench`` times the methods
+on this machine against the peer libraries.
+
+A method option is ``-o KEY=VALUE`` (every method given) or ``-o METHOD.KEY=VALUE``
+(one method), in every command."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +16,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
+from .._version import __version__
 from ..errors import UsageError
-from .options import check_common, key_value, usage_errors
+from .arguments import (DEVICE_HELP, PRECISIONS, HelpFormatter, add_bench_arguments, add_eval_arguments,
+                        add_explain_arguments, add_option_argument, add_photos_arguments, plain_text)
+from .options import check_common, options_for, usage_errors
 
 if TYPE_CHECKING:     # torch is imported when a command runs, not for the parser
     import torch
@@ -23,21 +30,12 @@ DEFAULT_DEMO_METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "liftcam", "o
                         "advise")
 #: the demo's budgets, smaller than the papers' so that the whole grid takes under two
 #: minutes on a 2-core CPU; shown in the header and in the column titles, and
-#: overridden by ``-o METHOD.KEY=VALUE`` (``-o opticam.max_iter=100`` is the paper's)
+#: overridden by ``-o`` (``-o opticam.max_iter=100`` is the paper's)
 DEMO_OPTIONS = {"opticam": {"max_iter": 50}}
 #: how the demo's budgets read in its column titles
 _BUDGET_WORDS = {"max_iter": "iterations", "permutations": "permutations"}
 #: photos in the demo's grid by default (of the 8 bundled)
 DEMO_PHOTOS = 3
-
-
-def _demo_option(text: str) -> tuple[str, str, object]:
-    """``METHOD.KEY=VALUE`` (value parsed as JSON, else kept as a string)."""
-    key, value = key_value(text)
-    if "." not in key:
-        raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE, got {text!r}")
-    method, name = key.split(".", 1)
-    return method.strip().lower(), name.strip(), value
 
 
 def resolve_demo_precision(precision: str, device: torch.device) -> tuple[str, str]:
@@ -56,15 +54,12 @@ def resolve_demo_precision(precision: str, device: torch.device) -> tuple[str, s
 
 
 def _demo_budgets(methods: Sequence[str], items) -> dict[str, dict]:
-    """Method -> its options: :data:`DEMO_OPTIONS` updated by the ``-o`` items,
-    each checked against the method's keyword options."""
+    """Method -> its options: :data:`DEMO_OPTIONS` updated by the ``-o`` items
+    (:func:`~fastcam.apps.options.options_for`), each checked against the
+    method's keyword options."""
     from ..generation.config import RUN_ARGUMENTS, method_spec
 
-    options = {m: dict(DEMO_OPTIONS.get(m, {})) for m in methods}
-    for method, key, value in items:
-        if method not in options:
-            raise UsageError(f"-o {method}.{key}: {method!r} is not among the methods {list(methods)}")
-        options[method][key] = value
+    options = options_for(items, methods, base=DEMO_OPTIONS)
     for method, opts in options.items():
         method_spec(method, opts, run_arguments=tuple(RUN_ARGUMENTS))
     return options
@@ -143,7 +138,7 @@ def _explain(args: argparse.Namespace) -> int:
         check_common(args)
         check_precision(args.precision, torch.device(args.device))
         method = str(args.method).strip().lower()
-        given = {v for m, k, v in args.option if m == method and k == "precision"}
+        given = {v for m, k, v in args.option if m in (method, None) and k == "precision"}
         if given - {args.precision}:
             raise UsageError(f"--precision {args.precision} and -o {method}.precision={given.pop()} disagree")
         if args.precision != "fp32" and not given:
@@ -152,66 +147,85 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
-    from ..preflight import PRECISION_CHOICES
-
-    demo.description = _demo.__doc__
+    demo.description = plain_text(_demo.__doc__)
     demo.add_argument("--out", default="fastcam-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--methods", default=",".join(DEFAULT_DEMO_METHODS),
                       help="comma-separated methods, one column each (default: %(default)s)")
     demo.add_argument("--photos", type=int, default=DEMO_PHOTOS,
                       help="how many of the 8 bundled photos, one row each (default: %(default)s)")
     demo.add_argument("--size", type=int, default=224, help="input and map size (default: %(default)s)")
-    demo.add_argument("--precision", default="fp32", choices=("auto", *PRECISION_CHOICES),
+    demo.add_argument("--precision", default="fp32", choices=("auto", *PRECISIONS),
                       help="how the model runs: fp32 (default), auto (bf16 where the device runs it "
                            "natively, else fp32), bf16 or fp16 (an error if the device cannot run it)")
-    demo.add_argument("-o", "--option", action="append", type=_demo_option, default=[],
-                      metavar="METHOD.KEY=VALUE",
-                      help="a method option, repeatable; the demo's budgets: "
-                           + "; ".join(f"{m}: {_budget_text(o)}" for m, o in DEMO_OPTIONS.items())
-                           + " (-o opticam.max_iter=100 is the paper's)")
-    demo.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    add_option_argument(demo, "opticam.max_iter=100 (the paper's; the demo's budgets: "
+                        + "; ".join(f"{m}: {_budget_text(o)}" for m, o in DEMO_OPTIONS.items()) + ")")
+    demo.add_argument("--device", default=None, help=DEVICE_HELP)
     demo.set_defaults(func=_demo)
 
 
 def _generate_arguments(gen: argparse.ArgumentParser) -> None:
-    from .generate import add_arguments, run_cli
+    from .generate import add_arguments
 
     gen.description = ("Saliency maps for every image of a folder or path list into one Zarr store; "
                        "re-running resumes; under torchrun each rank takes a disjoint share.")
     add_arguments(gen)
-    gen.set_defaults(func=run_cli)
+    gen.set_defaults(func=_generate)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    """``fastcam generate`` with its ``-o`` items resolved for its one method."""
+    from .generate import run_cli
+
+    try:
+        options = options_for(args.option, [str(args.method).strip().lower()])
+    except UsageError as e:
+        print(f"fastcam generate: error: {e}", file=sys.stderr)
+        return 2
+    args.option = list(options.popitem()[1].items())
+    return run_cli(args)
 
 
 def _explain_arguments(exp: argparse.ArgumentParser) -> None:
-    from ..preflight import PRECISION_CHOICES
-    from . import evaluate as ev
-
-    exp.description = ("Explain image files with one method: writes NAME_METHOD.png (overlay) and "
-                       "NAME_METHOD.npy (the (H, W) map in [0, 1]) per image and prints the predicted "
-                       "classes.")
-    ev.add_explain_arguments(exp)
-    exp.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
-                     help="how the model runs: fp32 (default), bf16 or fp16 (autocast; the maps' "
-                          "algebra stays float32); an error if the device cannot run it natively")
+    exp.description = ("Explain image files with one method: writes NAME_METHOD.png (the overlay over "
+                       "the whole image, titled with the explained class and its probability) and "
+                       "NAME_METHOD.npy (the (size, size) map of the model's input, in [0, 1]) per image "
+                       "and prints the predicted classes.")
+    add_explain_arguments(exp)
     exp.set_defaults(func=_explain)
 
 
 def _eval_arguments(evp: argparse.ArgumentParser) -> None:
-    from . import evaluate as ev
-
     evp.description = ("Run every method on every image (batched) and every metric on every map; "
-                       "write eval_table.md/.csv (mean and 95%% Student-t interval, seconds per image), "
+                       "write eval_table.md/.csv (mean and 95% Student-t interval, seconds per image), "
                        "eval_per_image.csv, eval_timings.json, eval_command.txt.")
-    ev.add_eval_arguments(evp)
-    evp.set_defaults(func=ev.run_eval)
+    add_eval_arguments(evp)
+    evp.set_defaults(func=_command("evaluate", "run_eval"))
 
 
 def _photos_arguments(pho: argparse.ArgumentParser) -> None:
-    from . import evaluate as ev
+    pho.description = ("Write the bundled real photos as PNG files at their original resolution "
+                       "(the input of the committed fastcam eval run).")
+    add_photos_arguments(pho)
+    pho.set_defaults(func=_command("evaluate", "run_photos"))
 
-    pho.description = ev.run_photos.__doc__
-    ev.add_photos_arguments(pho)
-    pho.set_defaults(func=ev.run_photos)
+
+def _bench_arguments(ben: argparse.ArgumentParser) -> None:
+    ben.description = ("Time fastcam's methods on this machine: images/s, ms per image (median and IQR "
+                       "of the timed calls, warm-up excluded, CUDA-synchronised), peak memory, and the "
+                       "speed-up against each installed peer library computing the same map "
+                       "(pytorch-grad-cam, TorchCAM, Captum; --peers). Writes bench.json and bench.png.")
+    add_bench_arguments(ben)
+    ben.set_defaults(func=_command("bench", "run_bench"))
+
+
+def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """The command ``fastcam.apps.<module>.<name>``, imported when it runs (the
+    modules that run commands import torch; the parser must not)."""
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f".{module}", __package__), name)(args)
+    return run
 
 
 #: the subcommands: name -> (one-line help, the function adding its options)
@@ -222,6 +236,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "explain": ("heat-map overlays (PNG) and raw maps (.npy) for image files", _explain_arguments),
     "eval": ("compare methods on metrics over an image folder", _eval_arguments),
     "photos": ("write the bundled real photos as PNG files", _photos_arguments),
+    "bench": ("time the methods on this machine against the installed peer libraries", _bench_arguments),
 }
 
 
@@ -231,10 +246,12 @@ def build_parser(commands: Optional[Iterable[str]] = None) -> argparse.ArgumentP
     ``fastcam --help`` imports neither torch nor the library (:func:`main` adds
     the options of the command it runs)."""
     wanted = set(COMMANDS if commands is None else commands)
-    parser = argparse.ArgumentParser(prog="fastcam", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fastcam", description=plain_text(__doc__),
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fastcam {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_options) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text)
+        command = sub.add_parser(name, help=help_text, formatter_class=HelpFormatter)
         if name in wanted:
             add_options(command)
     return parser

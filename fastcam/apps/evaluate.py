@@ -9,7 +9,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,104 +22,23 @@ from ..evaluation.parts import PartStore
 from ..evaluation.published import PAPER_CLAIMS, PUBLISHED, published_comparison
 from ..evaluation.runner import METRICS, evaluate, parse_list, predict
 from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
-from ..models.loading import BUNDLED, load_model
-from ..preflight import PRECISION_CHOICES, check_precision, count_classes, resolve_normalize
-from .options import check_common, key_value, usage_errors
-
-DEFAULT_EVAL_METHODS = "cam,gradcam,gradcam++,scorecam,liftcam,shapcam,opticam,advise"
-DEFAULT_EVAL_METRICS = "ad,ai,ag,add,insertion,deletion"
-
+from ..models.loading import load_model
+from ..preflight import check_precision, count_classes, resolve_normalize
+from .options import check_common, options_for, usage_errors
 
 def _class_name(c: int) -> str:
     return class_name(c, unknown="class {}")
 
 
-def _method_option(text: str) -> tuple[str, str, Any]:
-    """``METHOD.KEY=VALUE`` (value parsed as JSON, else kept as a string)."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE, got {text!r}")
-    key, parsed = key_value(text)
-    method, name = key.split(".", 1)
-    return method.strip().lower(), name.strip(), parsed
-
-
-def _model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=BUNDLED,
-                   help=f"{BUNDLED} (bundled, ImageNet weights; default) or torchvision:ARCH")
-    p.add_argument("--weights", default=None, metavar="FILE", help="state dict for the model")
-    p.add_argument("--layer", default=None,
-                   help="target layer (default: _head_act for the bundled model, else the last spatial layer)")
-    p.add_argument("--normalize", default="imagenet", metavar="imagenet|none|MEAN/STD",
-                   help="imagenet (default): [0,1] pixel images, masks applied before the model's own "
-                        "mean/std (bundled model: 0.5/0.5; torchvision: ImageNet's); none: the model "
-                        "gets [0,1] pixels; or explicit MEAN/STD like 0.485,0.456,0.406/0.229,0.224,0.225")
-    p.add_argument("--size", type=int, default=224, help="input and map size (default: %(default)s)")
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-
-
-def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (recursive)")
-    p.add_argument("--labels", default=None, metavar="FILE",
-                   help="lines IMAGE,CLASS (ground-truth class index); default: the predicted class")
-    p.add_argument("--boxes", default=None, metavar="FILE",
-                   help="lines IMAGE,X0,Y0,X1,Y1 in original pixels (for pointing, energy)")
-    p.add_argument("--preprocess", default="crop", choices=PREPROCESS_CHOICES,
-                   help="crop (default): shorter side to size·256/224, centre crop; resize: plain resize to "
-                        "size×size, for images already resized (aspect ratio not kept); boxes follow either")
-    p.add_argument("--methods", default=DEFAULT_EVAL_METHODS, help="comma-separated (default: %(default)s)")
-    p.add_argument("--metrics", default=DEFAULT_EVAL_METRICS,
-                   help=f"comma-separated from {','.join(METRICS)},sanity (default: %(default)s); sanity: "
-                        "the model-randomisation check (eval_sanity.csv, eval_sanity.png)")
-    p.add_argument("--sanity-steps", type=int, default=8,
-                   help="sanity: layer groups re-initialised from the top (default: %(default)s)")
-    p.add_argument("--sanity-layers", default="cascade", metavar="cascade|independent",
-                   help="sanity: cascading (default) or one group at a time")
-    p.add_argument("--published", default=None, metavar="|".join(sorted(PUBLISHED)),
-                   help="print the table next to a paper's published one")
-    p.add_argument("-o", "--option", action="append", type=_method_option, default=[],
-                   metavar="METHOD.KEY=VALUE", help="a method option, repeatable: -o opticam.max_iter=50")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder for the eval_* files")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the evaluation in --out where it stopped: each method's results on each "
-                        "batch of images are committed to OUT/eval_parts as they finish (always), and "
-                        "--resume reads them back instead of recomputing; other settings are refused")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
-    p.add_argument("--metric-batch-size", type=int, default=64,
-                   help="masked copies per forward in the metrics (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=224,
-                   help="insertion/deletion steps (RISE: 224 at 224x224; default: %(default)s)")
-    _model_arguments(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
-                   help="how the model runs for the methods and the metrics: fp32 (default), bf16 "
-                        "or fp16 (autocast); an error if the device cannot run it natively")
-
-
-def add_explain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    p.add_argument("--method", default="gradcam", help="explainer name (default: %(default)s)")
-    p.add_argument("-o", "--option", action="append", type=_method_option, default=[],
-                   metavar="METHOD.KEY=VALUE", help="a method option, repeatable")
-    p.add_argument("--target", default="predicted", help="'predicted' (default) or a class index")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (PNG overlays, .npy maps)")
-    _model_arguments(p)
-
-
-def add_photos_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write NAME.png into")
-
-
 def _options(items, methods) -> dict[str, dict]:
-    """Method -> its ``-o`` options, each checked against the method's keyword options."""
+    """Method -> its ``-o`` options (:func:`~fastcam.apps.options.options_for`), each
+    checked against the method's keyword options."""
     from ..generation.config import method_spec
 
-    out: dict[str, dict] = {}
-    for method, key, value in items:
-        if method not in methods:
-            raise UsageError(f"-o {method}.{key}: {method!r} is not among the methods {methods}")
-        out.setdefault(method, {})[key] = value
+    out = options_for(items, methods)
     for method, opts in out.items():
-        method_spec(method, opts)
+        if opts:
+            method_spec(method, opts)
     return out
 
 
@@ -260,9 +179,6 @@ def run_explain(args: argparse.Namespace) -> int:
     not be read (the others are written), 2 on a usage error."""
     from ..api import explain
     from ..methods import METHODS
-    from ..visualize import overlay
-    from PIL import Image
-
     method = parse_list(args.method, "methods", list(METHODS))
     if len(method) != 1:
         raise UsageError("--method takes one method (fastcam eval compares several)")
@@ -301,9 +217,11 @@ def run_explain(args: argparse.Namespace) -> int:
         if stems[stem] > 1:
             stem = f"{stem}_{stems[stem]}"
         png, npy = out / f"{stem}_{method}.png", out / f"{stem}_{method}.npy"
-        Image.fromarray(overlay(x[i].cpu(), maps[i].cpu())).save(png)
-        np.save(npy, maps[i].cpu().numpy())
         c, p = int(top_c[i]), float(top_p[i])
+        explained = c if target is None else target
+        title = f"{_class_name(explained)} (class {explained}), p={float(probs[i, explained]):.3f} - {method}"
+        whole_image_overlay(name, maps[i].cpu(), title).save(png)
+        np.save(npy, maps[i].cpu().numpy())
         shown = f"predicted {_class_name(c)} (p={p:.3f})"
         if target is not None:
             shown += f", explained class {target} {_class_name(target)}"
@@ -314,6 +232,30 @@ def run_explain(args: argparse.Namespace) -> int:
             print(f"  {n}: {why}", file=sys.stderr)
         return 1
     return 0
+
+
+def whole_image_overlay(path: str, cam: torch.Tensor, title: str):
+    """The overlay of ``cam`` (on the model's ``(size, size)`` input) drawn over the
+    whole image at ``path``, at its own resolution: the map carried back through the
+    crop and the resize (:func:`fastcam.data.uncrop`), the pixels outside the crop
+    left as they are; ``title`` on a white band above. A PIL image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..data import read_image, to_rgb_float, uncrop
+    from ..visualize import overlay
+
+    image = torch.from_numpy(to_rgb_float(read_image(path)))          # (H, W, 3) in [0, 1]
+    h, w = image.shape[:2]
+    full, inside = uncrop(cam, h, w)
+    blended = torch.from_numpy(np.asarray(overlay(image.permute(2, 0, 1), full)))
+    original = (image * 255).round().to(torch.uint8)
+    pixels = torch.where(inside[..., None], blended, original).numpy()
+    band = max(18, h // 18)
+    font = ImageFont.load_default(size=int(band * 0.7))
+    canvas = Image.new("RGB", (w, h + band), "white")
+    canvas.paste(Image.fromarray(pixels), (0, band))
+    ImageDraw.Draw(canvas).text((4, band // 2), title, fill="black", font=font, anchor="lm")
+    return canvas
 
 
 @usage_errors("photos")

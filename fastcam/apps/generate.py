@@ -14,7 +14,7 @@ from ..generation.run import generate
 from ..generation.verify import verify_store
 from ..models.loading import BUNDLED
 from ..preflight import PRECISION_CHOICES
-from .options import key_value
+from .options import OPTION_HELP, key_value, method_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--images", default=None, help="folder of images (recursive) or a text file of paths")
     a("--method", default="gradcam", help="explainer name (default: %(default)s)")
-    a("-o", "--option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
-      help="a method option (value parsed as JSON, else a string), repeatable: -o max_iter=50")
+    a("-o", "--option", action="append", type=method_option, default=[], metavar="[METHOD.]KEY=VALUE",
+      help=f"{OPTION_HELP}; e.g. -o max_iter=50")
     a("--model", default=BUNDLED, help=f"{BUNDLED} (bundled, pretrained; default) or torchvision:NAME")
     a("--weights", default=None, metavar="FILE", help="state dict for the model")
     a("--layer", default=None, help="target layer (default: the model's last spatial layer)")

@@ -15,9 +15,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.transforms import functional as TF
 
-__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "photo_array", "preprocess", "to_rgb_float"]
+__all__ = ["PHOTO_NAMES", "load_photos", "load_image", "read_image", "photo_array", "preprocess", "crop_window",
+           "uncrop", "to_rgb_float"]
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -115,6 +115,53 @@ def to_rgb_float(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
+def crop_window(height: int, width: int, size: int) -> Tuple[int, int, int, int]:
+    """Where :func:`preprocess` takes its ``size x size`` input from an image of
+    ``height x width``: ``(resized_h, resized_w, top, left)``. The shorter side is
+    resized to ``round(size * 256 / 224)``, the longer to ``int(short * long /
+    shorter)`` (truncated, as torchvision's ``resize`` with one size); the window's
+    offsets are rounded half to even, as torchvision's ``center_crop``."""
+    short = int(round(size * 256 / 224))
+    if height <= width:
+        new_h, new_w = short, int(short * width / height)
+    else:
+        new_h, new_w = int(short * height / width), short
+    return new_h, new_w, int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+
+
+def _resize_and_crop(t: Tensor, size: int) -> Tensor:
+    """``(C, H, W)`` -> ``(C, size, size)`` by :func:`crop_window`: antialiased
+    bilinear interpolation (half-pixel centres), then the central window."""
+    h, w = t.shape[-2:]
+    new_h, new_w, top, left = crop_window(h, w, size)
+    if (new_h, new_w) != (h, w):
+        t = torch.nn.functional.interpolate(t[None], size=(new_h, new_w), mode="bilinear",
+                                            align_corners=False, antialias=True)[0]
+    return t[..., top:top + size, left:left + size]
+
+
+def uncrop(cam: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor]:
+    """A map on :func:`preprocess`'s ``(size, size)`` output carried back onto the
+    original ``height x width`` image, through the crop and the resize:
+    ``(map, inside)``, both ``(height, width)``. Each original pixel centre is
+    placed in the resized image (half-pixel centres), shifted by the crop's offset
+    and sampled bilinearly from ``cam``; ``inside`` marks the pixels within the
+    crop (outside it the map is the nearest edge value: mask it with ``inside``)."""
+    if cam.ndim != 2 or cam.shape[0] != cam.shape[1]:
+        raise ValueError(f"expected a square (size, size) map, got shape {tuple(cam.shape)}")
+    size = cam.shape[0]
+    new_h, new_w, top, left = crop_window(height, width, size)
+    dev = cam.device
+    ys = (torch.arange(height, device=dev, dtype=torch.float32) + 0.5) * (new_h / height) - top
+    xs = (torch.arange(width, device=dev, dtype=torch.float32) + 0.5) * (new_w / width) - left
+    gy, gx = torch.meshgrid(ys / size * 2 - 1, xs / size * 2 - 1, indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1)[None]
+    out = torch.nn.functional.grid_sample(cam[None, None].float(), grid, mode="bilinear",
+                                          padding_mode="border", align_corners=False)[0, 0]
+    inside = (ys[:, None] >= 0) & (ys[:, None] < size) & (xs[None, :] >= 0) & (xs[None, :] < size)
+    return out, inside
+
+
 def preprocess(image: Union[np.ndarray, Tensor], size: int = 224, mode: str = "crop") -> Tensor:
     """``mode="crop"``: resize shorter side to ``round(size*256/224)`` and
     center-crop ``size``; ``"resize"``: resize to ``size × size`` (aspect ratio
@@ -134,14 +181,26 @@ def preprocess(image: Union[np.ndarray, Tensor], size: int = 224, mode: str = "c
     else:
         t = torch.from_numpy(to_rgb_float(image)).permute(2, 0, 1)
     if mode == "resize":
-        t = TF.resize(t, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        if tuple(t.shape[-2:]) != (size, size):
+            t = torch.nn.functional.interpolate(t[None], size=(size, size), mode="bilinear",
+                                                align_corners=False, antialias=True)[0]
         return t.clamp_(0.0, 1.0).contiguous()
     if mode != "crop":
         raise ValueError(f"mode must be 'crop' or 'resize', got {mode!r}")
-    short = int(round(size * 256 / 224))
-    t = TF.resize(t, [short], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    t = TF.center_crop(t, [size, size])
+    t = _resize_and_crop(t, size)
     return t.clamp_(0.0, 1.0).contiguous()
+
+
+def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
+    """An image file as an array at its own resolution (``(H, W[, C])``, the file's
+    dtype; palette, CMYK, YCbCr, LAB, HSV and 1-bit files converted to RGB(A)):
+    :func:`to_rgb_float` makes it float RGB."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+        return np.asarray(im)
 
 
 def load_image(path: Union[str, os.PathLike], size: int = 224, mode: str = "crop") -> Tensor:
@@ -149,13 +208,7 @@ def load_image(path: Union[str, os.PathLike], size: int = 224, mode: str = "crop
     in ``[0, 1]`` (grayscale / RGBA / 16-bit / palette files converted to RGB;
     ``mode`` as :func:`preprocess`).
     """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-        arr = np.asarray(im)
-    return preprocess(arr, size, mode)
+    return preprocess(read_image(path), size, mode)
 
 
 def load_photos(

@@ -37,7 +37,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor
 
-from ..data import load_image
+from ..data import crop_window, load_image
 from ..errors import UsageError
 from ..generation.dataset import list_images
 
@@ -247,20 +247,14 @@ def read_boxes(path: str, names: list[str]) -> dict[str, list[Box]]:
 
 def crop_geometry(height: int, width: int, size: int = 224,
                   preprocess: Preprocess = "crop") -> tuple[float, float, int, int]:
-    """(scale_y, scale_x, top, left) of the preprocessing: ``"crop"``, torchvision's
-    resize of the shorter side to ``round(size·256/224)`` and its centre crop;
-    ``"resize"``, the plain resize to ``size × size`` (no offset)."""
+    """(scale_y, scale_x, top, left) of the preprocessing: ``"crop"``,
+    :func:`fastcam.data.crop_window` (the shorter side resized to ``round(size·256/224)``,
+    then the centre crop); ``"resize"``, the plain resize to ``size × size`` (no offset)."""
     if preprocess == "resize":
         return size / height, size / width, 0, 0
     if preprocess != "crop":
         raise UsageError(f"preprocess must be one of {PREPROCESS_CHOICES}, got {preprocess!r}")
-    short = int(round(size * 256 / 224))
-    if width <= height:
-        new_w, new_h = short, int(short * height / width)
-    else:
-        new_h, new_w = short, int(short * width / height)
-    top = int(round((new_h - size) / 2.0))
-    left = int(round((new_w - size) / 2.0))
+    new_h, new_w, top, left = crop_window(height, width, size)
     return new_h / height, new_w / width, top, left
 
 

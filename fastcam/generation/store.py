@@ -70,8 +70,8 @@ _PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 def _zarr():
     try:
         import zarr
-    except ImportError as e:  # pragma: no cover - a declared dependency (Python >= 3.11)
-        raise UsageError("fastcam generate needs zarr >= 3.1 (Python >= 3.11): pip install 'zarr>=3.1'") from e
+    except ImportError as e:  # pragma: no cover - the [generate] extra
+        raise UsageError("fastcam generate needs zarr >= 3.1: pip install 'fastcam[generate]'") from e
     if int(zarr.__version__.split(".")[0]) < 3:
         raise UsageError(f"fastcam generate needs zarr >= 3.1, found {zarr.__version__}")
     return zarr

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, ContextManager, Iterator, Literal, Optional, TypedDict, get_origin
+from typing import Any, ClassVar, ContextManager, Iterator, Literal, Optional, TypedDict, Unpack, get_origin
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +28,6 @@ from ..network.split import Prefix, Tail
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets, resolve_targets
 
-if sys.version_info >= (3, 11):
-    from typing import Unpack
-else:                                   # torch depends on typing_extensions
-    from typing_extensions import Unpack
 
 Capture = Literal["gradient", "forward", "split"]
 

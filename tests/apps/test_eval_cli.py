@@ -135,8 +135,9 @@ def test_explain_writes_overlays_and_maps(folder, tmp_path, capsys):
     for stem in ("a", "c"):
         m = np.load(tmp_path / f"{stem}_gradcam.npy")
         assert m.shape == (64, 64) and 0 <= m.min() and m.max() <= 1
-        with Image.open(tmp_path / f"{stem}_gradcam.png") as im:
-            assert im.size == (64, 64)
+        with Image.open(tmp_path / f"{stem}_gradcam.png") as im, Image.open(next(folder.glob(stem + ".*"))) as src:
+            # the whole image under an 18-pixel title band
+            assert im.size == (src.size[0], src.size[1] + 18)
     assert main(["explain", str(folder / "a.png"), "--method", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown method" in capsys.readouterr().err
 

@@ -157,6 +157,20 @@ def test_import_fastcam_imports_neither_torch_nor_torchvision():
     assert loaded == "[]"
 
 
+#: what ``import fastcam`` and its core names never import: torchvision (and the
+#: ``torch._dynamo`` its ``ops`` pull in), the front-ends, the command line, the generator
+HEAVY = ("torchvision", "torch._dynamo", "fastcam.compat", "fastcam.apps", "fastcam.cli",
+         "fastcam.generation", "fastcam.evaluation", "cv2", "zarr", "piq")
+
+
+@pytest.mark.parametrize("use", ["", "fastcam.GradCAM, fastcam.explain, fastcam.models.efficientnet_lite0",
+                                 "fastcam.data.load_photos(['chelsea'], size=64), fastcam.data.IMAGENET_CLASSES"])
+def test_core_names_import_nothing_heavier_than_torch(use):
+    code = (f"import sys, fastcam\n{use}\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    assert _run(code) == "[]"
+
+
 def test_help_imports_no_torch():
     code = ("import sys, contextlib, io\n"
             "from fastcam.apps.cli import main\n"

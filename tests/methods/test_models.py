@@ -133,10 +133,45 @@ def test_load_image_modes(tmp_path):
     assert float(t16.max()) < 1.0
 
 
+@pytest.mark.parametrize("hw", [(300, 451), (451, 300), (200, 200)])
+def test_uncrop_carries_a_map_back_onto_the_original_image(hw):
+    from fastcam.data import crop_window, preprocess, uncrop
+
+    h, w = hw
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    truth = (0.7 * xx + 0.3 * yy)                     # smooth: resampling it twice changes it little
+    cam = preprocess(truth.expand(3, h, w), 96)[0]    # the map the model's input would carry
+    back, inside = uncrop(cam, h, w)
+    new_h, new_w, top, left = crop_window(h, w, 96)
+    assert back.shape == inside.shape == (h, w)
+    # the crop window in original pixels: (top, left) .. + 96, scaled by the resize
+    rows, cols = inside.any(1).nonzero()[:, 0], inside.any(0).nonzero()[:, 0]
+    assert abs(int(rows[0]) - top * h / new_h) <= 1 and abs(int(rows[-1]) + 1 - (top + 96) * h / new_h) <= 1
+    assert abs(int(cols[0]) - left * w / new_w) <= 1 and abs(int(cols[-1]) + 1 - (left + 96) * w / new_w) <= 1
+    assert float((back - truth)[inside].abs().max()) < 0.02
+
+
 def test_imagenet_metadata():
     assert len(IMAGENET_CLASSES) == 1000
     assert IMAGENET_CLASSES[281] == "tabby" and IMAGENET_CLASSES[967] == "espresso"
     assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
+
+
+def test_bundled_class_names_are_torchvisions():
+    torchvision = pytest.importorskip("torchvision")
+    assert IMAGENET_CLASSES == torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+
+
+@pytest.mark.parametrize("shape", [(3, 300, 451), (3, 451, 300), (3, 97, 130), (3, 73, 73), (3, 513, 512)])
+def test_preprocess_is_torchvisions_resize_and_center_crop(shape):
+    TF = pytest.importorskip("torchvision.transforms.functional")
+    from fastcam.data import preprocess
+
+    t = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    for size in (64, 96):
+        expected = TF.center_crop(TF.resize(t, [round(size * 256 / 224)], antialias=True,
+                                            interpolation=TF.InterpolationMode.BILINEAR), [size, size])
+        assert torch.equal(preprocess(t, size), expected.clamp(0, 1))
 
 
 def test_overlay():

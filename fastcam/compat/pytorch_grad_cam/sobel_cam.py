@@ -2,8 +2,9 @@
 the model)."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from .utils.image import _cv2
 
 __all__ = ["sobel_cam"]
 
@@ -15,6 +16,7 @@ def sobel_cam(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"sobel_cam takes an RGB image (H, W, 3), got shape {img.shape}")
+    cv2 = _cv2()
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     dx, dy = (cv2.convertScaleAbs(cv2.Sobel(gray, cv2.CV_64F, *order, ksize=3))
               for order in ((1, 0), (0, 1)))

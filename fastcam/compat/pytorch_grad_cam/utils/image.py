@@ -25,8 +25,8 @@ def _cv2():
     try:
         import cv2
     except ImportError as err:      # pragma: no cover - depends on the environment
-        raise ImportError("fastcam's show_cam_on_image and show_factorization_on_image need "
-                          "OpenCV: pip install opencv-python-headless") from err
+        raise ImportError("fastcam's show_cam_on_image, show_factorization_on_image and sobel_cam "
+                          "need OpenCV: pip install 'fastcam[compat]' (opencv-python-headless)") from err
     return cv2
 
 
