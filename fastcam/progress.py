@@ -1,0 +1,101 @@
+"""Progress bars (tqdm, on stderr) for calls that run many model passes per image.
+
+A call that may show a bar opens a :func:`scope` with the caller's ``progress``
+choice (``True``, ``False``, or ``None``: on when stderr is a terminal); the
+loops inside it report through :func:`counted` (a score function of
+:meth:`fastcam.engine.Engine.stream_scores`, which sees every chunk of copies)
+or :func:`track` (a plain loop: Opti-CAM's iterations). Outside a scope, or
+with progress off, both hand back what they were given: the bars never change
+what is computed.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+
+__all__ = ["check_progress", "scope", "counted", "track"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Scope:
+    desc: str
+    bars: list = field(default_factory=list)
+
+
+_SCOPE: contextvars.ContextVar[Optional[_Scope]] = contextvars.ContextVar("fastcam_progress",
+                                                                           default=None)
+
+
+def check_progress(progress: Any) -> Optional[bool]:
+    """``progress`` checked: True, False or None (``TypeError`` otherwise)."""
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    return progress
+
+
+def enabled(progress: Optional[bool]) -> bool:
+    """Whether bars show: ``progress``, or for None whether stderr is a terminal."""
+    if progress is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        return bool(isatty and isatty())
+    return progress
+
+
+@contextlib.contextmanager
+def scope(progress: Optional[bool], desc: str) -> Iterator[None]:
+    """Bars for the loops run inside, labelled ``desc``; an inner scope (a method
+    a metric runs) keeps the outer one's choice. Bars left open by an error are
+    closed on exit."""
+    if _SCOPE.get() is not None or not enabled(check_progress(progress)):
+        yield
+        return
+    state = _Scope(desc)
+    token = _SCOPE.set(state)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        for bar in state.bars:
+            bar.close()
+
+
+def _bar(total: Optional[int], unit: str):
+    from tqdm.auto import tqdm
+
+    state = _SCOPE.get()
+    bar = tqdm(total=total, desc=state.desc, unit=unit, file=sys.stderr, leave=False,
+               dynamic_ncols=True)
+    state.bars.append(bar)
+    return bar
+
+
+def counted(score_fn: Callable[..., T], total: int, unit: str = "pass") -> Callable[..., T]:
+    """``score_fn(outputs, image)`` that also advances a bar of ``total`` by each
+    chunk's ``len(image)`` (the copies it scores), when a scope shows bars."""
+    if _SCOPE.get() is None:
+        return score_fn
+    bar = _bar(total, unit)
+
+    def scored(outputs, image, *args: Any, **kwargs: Any) -> T:
+        out = score_fn(outputs, image, *args, **kwargs)
+        bar.update(len(image))
+        return out
+    return scored
+
+
+def track(iterable: Iterable[T], total: Optional[int] = None, unit: str = "it") -> Iterable[T]:
+    """``iterable``, advancing a bar per item when a scope shows bars."""
+    if _SCOPE.get() is None:
+        return iterable
+    bar = _bar(total, unit)
+
+    def items() -> Iterator[T]:
+        for item in iterable:
+            yield item
+            bar.update(1)
+    return items()
