@@ -16,8 +16,10 @@ NormalizeSpec = Union[Normalize, str]
 NORMALIZE_PRESETS = ("auto", "imagenet", "model", "none")
 
 
-def resolve_normalize(normalize: NormalizeSpec, model: Optional[nn.Module] = None) -> Normalize:
-    """``normalize`` as None or ``(mean, std)`` float tuples.
+def resolve_normalize(normalize: NormalizeSpec, model: Any = None) -> Normalize:
+    """``normalize`` as None or ``(mean, std)`` float tuples, for ``model`` (an
+    ``nn.Module``, or anything with a ``normalization`` attribute, as
+    :class:`fastcam.models.LoadedModel`; None: a model that declares none).
 
     * ``"imagenet"`` / ``"auto"`` / ``"model"``: images are pixel-space in [0, 1]
       and the model sees them normalised by its own statistics — the model's

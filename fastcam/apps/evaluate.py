@@ -228,7 +228,6 @@ def run_explain(args: argparse.Namespace) -> int:
     from ..api import explain
     from ..methods import METHODS
     from ..visualize import overlay
-    from PIL import Image
 
     method = parse_list(args.method, "methods", list(METHODS))
     if len(method) != 1:
@@ -268,7 +267,7 @@ def run_explain(args: argparse.Namespace) -> int:
         if stems[stem] > 1:
             stem = f"{stem}_{stems[stem]}"
         png, npy = out / f"{stem}_{method}.png", out / f"{stem}_{method}.npy"
-        Image.fromarray(overlay(x[i].cpu(), maps[i].cpu())).save(png)
+        overlay(x[i].cpu(), maps[i].cpu()).save(png)
         np.save(npy, maps[i].cpu().numpy())
         c, p = int(top_c[i]), float(top_p[i])
         shown = f"predicted {_class_name(c)} (p={p:.3f})"
