@@ -474,6 +474,9 @@ def common_options() -> list[inspect.Parameter]:
 #: keyword-only parameters of :class:`BaseCAM` kept only as deprecated aliases
 #: (not shown in a method's signature, not forwarded as common options)
 _DEPRECATED_OPTIONS = frozenset({"target_layer"})
+_base_signature = inspect.signature(BaseCAM.__init__)
+BaseCAM.__init__.__signature__ = _base_signature.replace(parameters=[
+    p for p in _base_signature.parameters.values() if p.name not in _DEPRECATED_OPTIONS])
 
 
 def _signature_with_common_options(init: Any) -> inspect.Signature:
