@@ -92,6 +92,8 @@ def track(iterable: Iterable[T], total: Optional[int] = None, unit: str = "it") 
     """``iterable``, advancing a bar per item when a scope shows bars."""
     if _SCOPE.get() is None:
         return iterable
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
     bar = _bar(total, unit)
 
     def items() -> Iterator[T]:
