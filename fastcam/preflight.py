@@ -47,7 +47,7 @@ def resolve_normalize(normalize: Union[str, Normalize], loaded: LoadedModel) -> 
     try:
         return _resolve_normalize(normalize, loaded)
     except ValueError as e:
-        raise UsageError(f"--normalize: {e}") from None
+        raise UsageError(f"--{e}") from None  # the library's messages begin "normalize ..."
 
 
 def build_explainer(cls: type, model: nn.Module, layer: Optional[str], normalize: Normalize,
@@ -57,8 +57,10 @@ def build_explainer(cls: type, model: nn.Module, layer: Optional[str], normalize
     (:class:`fastcam.engine.Engine`); ``"fp32"`` is every method's default and is
     left to it (an ``options["precision"]`` then stands), so the keyword reaches
     the method only when it is not fp32; a different ``options["precision"]`` is
-    an error."""
+    an error. The explainer shows no progress bar of its own unless
+    ``options["progress"]`` asks: the run that builds it has its bar."""
     options = dict(options or {})
+    options.setdefault("progress", False)
     if precision not in PRECISION_CHOICES:
         raise UsageError(f"--precision {precision!r}: choose from {list(PRECISION_CHOICES)}")
     if precision != "fp32":

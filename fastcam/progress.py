@@ -27,8 +27,13 @@ class _Scope:
     bars: list = field(default_factory=list)
 
 
-_SCOPE: contextvars.ContextVar[Optional[_Scope]] = contextvars.ContextVar("fastcam_progress",
-                                                                           default=None)
+#: the innermost scope: a :class:`_Scope` (bars on), :data:`_OFF`, or None (no scope)
+_SCOPE: contextvars.ContextVar[Any] = contextvars.ContextVar("fastcam_progress", default=None)
+_OFF = object()
+
+
+def _showing() -> bool:
+    return isinstance(_SCOPE.get(), _Scope)
 
 
 def check_progress(progress: Any) -> Optional[bool]:
@@ -48,19 +53,20 @@ def enabled(progress: Optional[bool]) -> bool:
 
 @contextlib.contextmanager
 def scope(progress: Optional[bool], desc: str) -> Iterator[None]:
-    """Bars for the loops run inside, labelled ``desc``; an inner scope (a method
-    a metric runs) keeps the outer one's choice. Bars left open by an error are
-    closed on exit."""
-    if _SCOPE.get() is not None or not enabled(check_progress(progress)):
+    """Bars for the loops run inside, labelled ``desc``, or none; an inner scope (a
+    method a metric runs, the explainers of a command with its own bar) keeps the
+    outer one's choice. Bars left open by an error are closed on exit."""
+    check_progress(progress)
+    if _SCOPE.get() is not None:
         yield
         return
-    state = _Scope(desc)
+    state = _Scope(desc) if enabled(progress) else _OFF
     token = _SCOPE.set(state)
     try:
         yield
     finally:
         _SCOPE.reset(token)
-        for bar in state.bars:
+        for bar in getattr(state, "bars", ()):
             bar.close()
 
 
@@ -77,7 +83,7 @@ def _bar(total: Optional[int], unit: str):
 def counted(score_fn: Callable[..., T], total: int, unit: str = "pass") -> Callable[..., T]:
     """``score_fn(outputs, image)`` that also advances a bar of ``total`` by each
     chunk's ``len(image)`` (the copies it scores), when a scope shows bars."""
-    if _SCOPE.get() is None:
+    if not _showing():
         return score_fn
     bar = _bar(total, unit)
 
@@ -90,7 +96,7 @@ def counted(score_fn: Callable[..., T], total: int, unit: str = "pass") -> Calla
 
 def track(iterable: Iterable[T], total: Optional[int] = None, unit: str = "it") -> Iterable[T]:
     """``iterable``, advancing a bar per item when a scope shows bars."""
-    if _SCOPE.get() is None:
+    if not _showing():
         return iterable
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)
