@@ -100,3 +100,10 @@ def test_a_scope_shows_bars_only_inside_and_closes_them_on_error(capsys, bars):
     assert bar.n == 2 and bar.disable          # counted, and closed by the scope
     assert "work" in capsys.readouterr().err
     assert progress_module.counted(score, 4) is score
+
+
+def test_an_outer_scope_that_is_off_keeps_inner_calls_quiet(capsys, bars):
+    """A command with its own bar (``fastcam eval``) turns its explainers' bars off."""
+    with progress_module.scope(False, "eval"):
+        fastcam.explain(_net(), X, "scorecam", ["4"], TARGETS, progress=True)
+    assert not bars and capsys.readouterr().err == ""
