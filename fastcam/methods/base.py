@@ -239,11 +239,7 @@ class BaseCAM:
       the model's; ``uint8`` is read as pixel values 0–255 and divided by 255
       (pixel-space [0, 1], what ``normalize`` expects); other integer or bool
       dtypes are a ``TypeError``.
-    * ``targets`` (:mod:`fastcam.targets`): None (each image's predicted class),
-      an int (one class for every image), a sequence or 1-D tensor of B class
-      indices, or callables ``f(logits_row) -> scalar`` (pytorch-grad-cam's
-      ``ClassifierOutputTarget`` and friends): one for every image, or B of them.
-      A count other than 1 or B is a ``ValueError`` (never silently truncated).
+    * ``targets``: see :meth:`__call__`.
     """
 
     #: the capture pass: "gradient" (hooked forward, autograd from the scores to
@@ -451,7 +447,23 @@ class BaseCAM:
         return ctx
 
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
+        """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution.
+
+        Args:
+            x: a batch (B, C, H, W) on the model's device: pixel-space in [0, 1]
+                when the explainer has a ``normalize``, else what the model takes.
+                A floating batch of another dtype than the model's (float64 for a
+                float32 model) is cast to the model's; ``uint8`` is read as pixels
+                0–255 and divided by 255; other integer and bool dtypes are a
+                ``TypeError``.
+            targets: which class score each image is explained for
+                (:mod:`fastcam.targets`): None (each image's predicted class); an
+                int (one class for every image); B class indices (a sequence, or a
+                1-D integer tensor or array); or B callables ``f(output_row) ->
+                scalar`` (pytorch-grad-cam's ``ClassifierOutputTarget`` objects are
+                such callables). A count other than B is a ``ValueError``, never
+                silently truncated.
+        """
         with self._call_scope():
             ctx = self.context(self._usable(x), targets)
             out = self.maps(ctx)

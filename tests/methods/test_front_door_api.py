@@ -144,10 +144,15 @@ def test_uint8_input_is_read_as_pixels_and_other_integers_are_rejected():
 
 
 def test_help_says_what_targets_and_inputs_accept():
-    doc = inspect.getdoc(fastcam.GradCAM) + inspect.getdoc(BaseCAM)
-    for words in ("targets", "None (each image's predicted class)", "callables", "uint8",
-                  "float64", "reshape_transform", "progress"):
-        assert words in doc, words
+    import pydoc
+
+    shown = pydoc.render_doc(fastcam.GradCAM, renderer=pydoc.plaintext)     # what help() prints
+    for words in ("targets: which class score", "None (each image's predicted class)",
+                  "B callables", "ClassifierOutputTarget", "uint8", "float64", "never",
+                  "reshape_transform", "progress"):
+        assert words in shown, words
+    for words in ("reshape_transform:", "progress:", '"imagenet"', "target_layer="):
+        assert words in inspect.getdoc(BaseCAM), words
     assert "target_layers" in inspect.getdoc(fastcam.explain)
 
 
