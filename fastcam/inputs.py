@@ -2,6 +2,7 @@
 names the command line and the library share, and the dtypes a batch may have."""
 from __future__ import annotations
 
+import itertools
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
@@ -78,7 +79,7 @@ def _floats(v: Any) -> tuple[float, ...]:
 
 def model_dtype(model: nn.Module) -> Optional[torch.dtype]:
     """The dtype of the model's first floating parameter (or buffer); None when it has none."""
-    for t in (*model.parameters(), *model.buffers()):
+    for t in itertools.chain(model.parameters(), model.buffers()):
         if t.is_floating_point():
             return t.dtype
     return None

@@ -116,11 +116,13 @@ def find_target_layer(model: nn.Module, x: Tensor) -> tuple[nn.Module, Optional[
     known = known_token_layer(model, x)
     if known is not None:
         return known
-    order: list[tuple[nn.Module, int]] = []
+    # one dry run: every module's output rank, in the order forwards finish
+    order: list[tuple[nn.Module, int, bool]] = []
 
     def hook(module, _inputs, output):
         if isinstance(output, Tensor):
-            order.append((module, output.dim()))
+            spatial = output.dim() == x.dim() and any(v != 1 for v in output.shape[2:])
+            order.append((module, output.dim(), spatial))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:
@@ -129,9 +131,12 @@ def find_target_layer(model: nn.Module, x: Tensor) -> tuple[nn.Module, Optional[
     finally:
         for h in handles:
             h.remove()
-    layer = find_spatial_layer(model, x)
-    last = max(i for i, (m, _) in enumerate(order) if m is layer)
-    tokens_after = any(dim == 3 for _, dim in order[last + 1:])
+    spatial = [i for i, (_, _, ok) in enumerate(order) if ok]
+    if not spatial:
+        raise ValueError("the model has no layer with a spatial (B,K,h,w) output with h*w > 1; "
+                         "pass target_layers explicitly")
+    layer = order[spatial[-1]][0]
+    tokens_after = any(dim == 3 for _, dim, _ in order[spatial[-1] + 1:])
     if _is_patch_embedding(layer) and tokens_after:
         raise ValueError(
             f"the last spatial layer of {type(model).__name__} is {layer_name(model, layer)!r}, a "
