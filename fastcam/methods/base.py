@@ -388,10 +388,13 @@ class BaseCAM:
             warnings.warn("the model is in training mode; call model.eval() for "
                           "per-image explanations", stacklevel=3)
         x_model = normalizer(self.normalize, x)(x)
+        layers = self._layers_for(x_model)     # may set the reshape_transform (a ViT)
         capture = self.capture_kind()
+        if capture == "split" and self.reshape_transform is not None:
+            raise ValueError(f"{type(self).__name__} splits the model at the target layer and "
+                             "cannot take a reshape_transform (a token model's layer)")
         if self.input_gradient and capture == "gradient":
             x_model = x_model.detach().requires_grad_(True)
-        layers = self._layers_for(x_model)
         splits, tail_runs, raw = [], [], []
         with torch.enable_grad() if capture == "gradient" else torch.no_grad(), \
                 self.capture_scope(list(layers)) as captured:

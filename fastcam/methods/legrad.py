@@ -289,6 +289,9 @@ class LeGrad(BaseCAM):
         self.score_projection = score_projection or vit_score_projection(model)
         self.prefix_tokens = prefix_tokens
         self.grid_shape = grid_shape
+        if self.reshape_transform is not None:
+            raise ValueError("LeGrad lays the blocks' tokens out itself (prefix_tokens=, grid_shape=) "
+                             "and takes no reshape_transform")
         self.reshape_transform = self.token_grid
 
     def token_grid(self, tokens: Tensor) -> Tensor:

@@ -176,3 +176,20 @@ def test_compat_front_ends_keep_their_peers_signatures():
         theirs, ours = named(getattr(tcm, name)), named(getattr(ours_tcm, name))
         assert ours[:len(theirs)] == theirs, name
         assert "target_layer" in ours and "target_layers" not in ours
+
+
+def test_a_reshape_transform_is_never_silently_ignored():
+    model, x = _net(), torch.rand(2, 3, 16, 16)
+
+    def identity(t):
+        return t
+
+    for method in ("liftcam", "shapcam"):         # they split the model at the layer
+        with pytest.raises(ValueError, match="cannot take a reshape_transform"):
+            fastcam.explain(model, x, method, "2", [0, 1], reshape_transform=identity)
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=1, hidden_dim=8,
+                            mlp_dim=8, num_classes=3)
+    with pytest.raises(ValueError, match="LeGrad .* takes no reshape_transform"):
+        fastcam.LeGrad(vit, reshape_transform=identity)
