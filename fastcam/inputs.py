@@ -89,21 +89,26 @@ def as_images(x: Any, dtype: Optional[torch.dtype] = None) -> Tensor:
     """A batch of images checked (:func:`check_images`) and in a dtype the model runs:
 
     * ``uint8`` (B,C,H,W) holds pixel values 0–255 (what image files decode to):
-      it becomes ``x / 255`` in ``dtype`` (float32 when None), pixel-space in
-      [0, 1] — the space ``normalize`` expects;
-    * a floating batch of another dtype than ``dtype`` (the model's, e.g. float64
-      for a float32 model) is cast to ``dtype``;
+      it becomes ``x / 255`` in float32 (float64 for a float64 model), pixel-space
+      in [0, 1] — the space ``normalize`` expects;
+    * a floating batch takes the dtype of a float32 or float64 model (``dtype``,
+      the model's: float64 or half precision for a float32 model); a
+      half-precision model takes float32 and its own dtype as they are, and any
+      other floating batch as float32;
     * any other dtype (bool, other integers, complex) is a ``TypeError``.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    wide = torch.float64 if dtype == torch.float64 else torch.float32
     if x.dtype == torch.uint8:
-        x = x.to(dtype or torch.float32) / 255
+        x = x.to(wide) / 255
     elif not x.is_floating_point():
         raise TypeError(f"input must be floating point (pixel-space images in [0, 1] or "
                         f"normalised) or uint8 (0-255), got {x.dtype}")
-    elif dtype is not None and x.dtype != dtype:
+    elif dtype in (torch.float32, torch.float64):
         x = x.to(dtype)
+    elif x.dtype not in (torch.float32, dtype):
+        x = x.to(torch.float32)
     check_images(x)
     return x
 

@@ -223,7 +223,7 @@ class BaseCAM:
             into a grid (B, D, h, w) (pytorch-grad-cam's argument of that name; the
             gradient is ``reshape_transform(∂s/∂output)``, as there; see
             :mod:`fastcam.network.tokens`). Also an attribute. Methods that split
-            the model at the layer (LIFT-CAM, Shap-CAM) do not use it.
+            the model at the layer (LIFT-CAM, Shap-CAM) refuse it (``ValueError``).
         progress: a tqdm bar on stderr for calls that run many passes per image
             (Score-CAM's masked copies, SS-/IS-CAM's noise samples, Opti-CAM's
             iterations, Shap-CAM's coalitions, ...): True, False, or None (on
@@ -234,9 +234,10 @@ class BaseCAM:
 
     A call ``cam(x, targets)`` takes:
 
-    * ``x``: a batch (B, C, H, W) on the model's device. A floating batch of
-      another dtype than the model's (float64 for a float32 model) is cast to
-      the model's; ``uint8`` is read as pixel values 0–255 and divided by 255
+    * ``x``: a batch (B, C, H, W) on the model's device. A float32 (float64)
+      model gets a floating batch cast to float32 (float64): float64 and half
+      precision are taken; a half-precision model takes float32 or its own
+      dtype; ``uint8`` is read as pixel values 0–255 and divided by 255
       (pixel-space [0, 1], what ``normalize`` expects); other integer or bool
       dtypes are a ``TypeError``.
     * ``targets``: see :meth:`__call__`.
@@ -455,10 +456,11 @@ class BaseCAM:
         Args:
             x: a batch (B, C, H, W) on the model's device: pixel-space in [0, 1]
                 when the explainer has a ``normalize``, else what the model takes.
-                A floating batch of another dtype than the model's (float64 for a
-                float32 model) is cast to the model's; ``uint8`` is read as pixels
-                0–255 and divided by 255; other integer and bool dtypes are a
-                ``TypeError``.
+                A floating batch is cast to a float32 (float64) model's dtype
+                (float64 and half precision are taken); a half-precision model
+                takes float32 or its own dtype (others become float32); ``uint8``
+                is read as pixels 0–255 and divided by 255; other integer and bool
+                dtypes are a ``TypeError``.
             targets: which class score each image is explained for
                 (:mod:`fastcam.targets`): None (each image's predicted class); an
                 int (one class for every image); B class indices (a sequence, or a

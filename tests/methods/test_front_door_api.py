@@ -193,3 +193,16 @@ def test_a_reshape_transform_is_never_silently_ignored():
                             mlp_dim=8, num_classes=3)
     with pytest.raises(ValueError, match="LeGrad .* takes no reshape_transform"):
         fastcam.LeGrad(vit, reshape_transform=identity)
+
+
+def test_a_float64_batch_on_a_half_model_and_a_half_batch_are_taken():
+    half = _net().to(torch.bfloat16)
+    x = torch.rand(2, 3, 16, 16)
+    expected = fastcam.explain(half, x, "gradcam", "2", [0, 1])
+    assert torch.equal(fastcam.explain(half, x.double(), "gradcam", "2", [0, 1]), expected)
+    assert torch.equal(fastcam.explain(half, x.half(), "gradcam", "2", [0, 1]),
+                       fastcam.explain(half, x.half().float(), "gradcam", "2", [0, 1]))
+    # a half batch on a float32 model is widened (exactly) to float32
+    half_x = x.half()
+    assert torch.equal(fastcam.explain(_net(), half_x, "gradcam", "2", [0, 1]),
+                       fastcam.explain(_net(), half_x.float(), "gradcam", "2", [0, 1]))
