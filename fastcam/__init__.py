@@ -3,7 +3,8 @@
 Public names only, imported lazily (PEP 562 module ``__getattr__``): ``import
 fastcam`` imports neither torch nor torchvision; ``fastcam.GradCAM``,
 ``from fastcam import explain`` etc. import what they name on first use.
-``__all__`` lists :func:`explain`, :func:`generate`, every method class of
+``__all__`` lists :func:`explain`, :func:`generate`, :func:`overlay`,
+:func:`save_overlay`, :func:`load_image`, every method class of
 ``fastcam.methods.__all__`` with ``BaseCAM``, ``CAMRecord`` and ``METHODS``, the
 backend switches, ``models``, ``ops`` and ``__version__``.
 """
@@ -22,6 +23,9 @@ _DEFINED_IN = {
     "set_backend": ".backend",
     "get_backend": ".backend",
     "use_backend": ".backend",
+    "overlay": ".visualize",
+    "save_overlay": ".visualize",
+    "load_image": ".data.photos",
 }
 #: subpackages in ``__all__``
 _SUBPACKAGES = ("models", "ops")
@@ -37,7 +41,7 @@ def _method_names() -> list[str]:
 def __getattr__(name: str) -> Any:
     if name == "__all__":
         value: Any = ["explain", *_method_names(), *_SUBPACKAGES, "set_backend", "get_backend",
-                      "use_backend", "__version__", "generate"]
+                      "use_backend", "__version__", "generate", "overlay", "save_overlay", "load_image"]
     elif name in _DEFINED_IN:
         value = getattr(importlib.import_module(_DEFINED_IN[name], __name__), name)
     elif name.startswith("_"):

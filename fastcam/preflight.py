@@ -18,7 +18,8 @@ from torch import nn
 
 from . import engine as _engine
 from .errors import UsageError
-from .inputs import Normalize
+from .inputs import NORMALIZE_PRESETS, Normalize
+from .inputs import resolve_normalize as _resolve_normalize
 from .models.loading import LoadedModel, PathLike
 
 #: the smallest ``--size``: EfficientNet-Lite0 (and the torchvision CNNs) reduce
@@ -28,7 +29,7 @@ MIN_SIZE = 64
 #: the ``--precision`` names (:data:`fastcam.engine.PRECISIONS`)
 PRECISION_CHOICES = tuple(_engine.PRECISIONS)
 #: the ``normalize`` names (a literal ``MEAN/STD`` text or a (mean, std) pair is accepted too)
-NORMALIZE_CHOICES = ("auto", "imagenet", "model", "none")
+NORMALIZE_CHOICES = NORMALIZE_PRESETS
 
 
 def count_classes(loaded: LoadedModel, size: int) -> int:
@@ -39,44 +40,14 @@ def count_classes(loaded: LoadedModel, size: int) -> int:
 
 
 def resolve_normalize(normalize: Union[str, Normalize], loaded: LoadedModel) -> Normalize:
-    """What the model sees, and where masks apply, as float tuples.
-
-    * ``"auto"`` / ``"imagenet"`` / ``"model"``: images are pixel-space in [0, 1];
-      every mask multiplies the pixels (masked pixels black) *before* the model's
-      input normalisation, which is the model's own (``model.normalization``:
-      mean = std = 0.5 for the bundled EfficientNet-Lite0) or, for a model without
-      one, the ImageNet mean/std. (``imagenet`` is the ImageNet evaluation
-      protocol of the papers; the statistics are always the model's, never
-      ImageNet's forced onto a model trained otherwise.)
-    * None / ``"none"``: the model gets the [0, 1] pixels as they are (a model
-      with its normalisation built in) and masks multiply them.
-    * ``(mean, std)`` or the text ``MEAN/STD``
-      (``"0.485,0.456,0.406/0.229,0.224,0.225"``): explicit statistics, masks
-      before normalisation.
-    """
-    from .data import IMAGENET_MEAN, IMAGENET_STD
-
-    if isinstance(normalize, str):
-        text, choice = normalize, normalize.strip().lower()
-        if choice in ("auto", "imagenet", "model"):
-            own = loaded.normalization
-            normalize = own if own is not None else (IMAGENET_MEAN, IMAGENET_STD)
-        elif choice == "none":
-            normalize = None
-        elif "/" in choice:
-            try:
-                normalize = tuple(tuple(float(v) for v in part.split(",")) for part in choice.split("/", 1))
-            except ValueError:
-                raise UsageError(f"--normalize {text!r}: expected MEAN/STD as comma-separated numbers") from None
-            mean, std = normalize
-            if len(mean) not in (1, 3) or len(std) != len(mean) or min(std) <= 0:
-                raise UsageError(f"--normalize {text!r}: need 1 or 3 means and as many positive stds")
-        else:
-            raise UsageError(f"--normalize {text!r}: choose from {list(NORMALIZE_CHOICES)} or MEAN/STD")
-    if normalize is None:
-        return None
-    mean, std = normalize
-    return (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    """What the model sees, and where masks apply, as float tuples: the library's
+    :func:`fastcam.inputs.resolve_normalize` (the presets ``auto`` / ``imagenet`` /
+    ``model`` / ``none`` and ``MEAN/STD``) with the loaded model's own statistics;
+    a bad value is a :class:`UsageError`."""
+    try:
+        return _resolve_normalize(normalize, loaded)
+    except ValueError as e:
+        raise UsageError(f"--{e}") from None  # the library's messages begin "normalize ..."
 
 
 def build_explainer(cls: type, model: nn.Module, layer: Optional[str], normalize: Normalize,
@@ -86,8 +57,10 @@ def build_explainer(cls: type, model: nn.Module, layer: Optional[str], normalize
     (:class:`fastcam.engine.Engine`); ``"fp32"`` is every method's default and is
     left to it (an ``options["precision"]`` then stands), so the keyword reaches
     the method only when it is not fp32; a different ``options["precision"]`` is
-    an error."""
+    an error. The explainer shows no progress bar of its own unless
+    ``options["progress"]`` asks: the run that builds it has its bar."""
     options = dict(options or {})
+    options.setdefault("progress", False)
     if precision not in PRECISION_CHOICES:
         raise UsageError(f"--precision {precision!r}: choose from {list(PRECISION_CHOICES)}")
     if precision != "fp32":

@@ -1,8 +1,9 @@
 """Heat-map overlays and PNG comparison grids (matplotlib, Agg backend).
 
 :func:`overlay` alpha-blends a colour-mapped class-activation map onto an
-image; :func:`save_grid` writes one PNG with one row per image and one column
-per CAM method.
+image and returns a PIL image (:func:`save_overlay` writes it);
+:func:`save_grid` writes one PNG with one row per image and one column per
+CAM method.
 """
 
 from __future__ import annotations
@@ -14,27 +15,54 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["overlay", "save_grid"]
+__all__ = ["overlay", "save_overlay", "save_grid"]
+
+ImageLike = Union["PIL.Image.Image", Tensor, np.ndarray]  # noqa: F821 (PIL is imported lazily)
 
 
-def _to_numpy(a: Union[Tensor, np.ndarray]) -> np.ndarray:
+def _array(a: Union[Tensor, np.ndarray]) -> np.ndarray:
     if isinstance(a, Tensor):
-        return a.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(a, dtype=np.float32)
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
 
 
-def _image_hwc(image: Union[Tensor, np.ndarray]) -> np.ndarray:
-    """``(3, H, W)`` (or ``(H, W, 3)`` array) in [0,1] -> float32 ``(H, W, 3)``."""
-    img = _to_numpy(image)
+def _image_hwc(image: ImageLike) -> np.ndarray:
+    """An image as float32 ``(H, W, 3)`` in [0, 1]:
+
+    * a PIL image (converted to RGB);
+    * ``uint8`` ``(H, W, 3)`` / ``(H, W, 1)`` / ``(H, W)`` (or ``(3, H, W)``) holding
+      0–255, divided by 255;
+    * floating ``(3, H, W)`` / ``(1, H, W)`` (torch's layout, which wins when the
+      shape is ambiguous), ``(H, W, 3)`` or ``(H, W)`` in [0, 1].
+
+    Values outside the range are a ``ValueError`` (never clipped); other dtypes a
+    ``TypeError``."""
+    if hasattr(image, "convert") and hasattr(image, "mode"):          # a PIL image
+        image = np.asarray(image.convert("RGB"))
+    img = _array(image)
+    shape = tuple(img.shape)
+    if img.dtype == np.uint8:
+        if img.ndim == 3 and img.shape[2] not in (1, 3) and img.shape[0] in (1, 3):
+            img = np.moveaxis(img, 0, -1)
+        img = img.astype(np.float32) / 255.0
+    elif np.issubdtype(img.dtype, np.floating):
+        img = img.astype(np.float32)
+        if img.ndim == 3 and img.shape[0] in (1, 3):
+            img = np.moveaxis(img, 0, -1)
+        if not np.isfinite(img).all():
+            raise ValueError("image contains NaN or infinite values")
+        if img.size and (img.min() < 0.0 or img.max() > 1.0):
+            raise ValueError(f"a float image must be in [0, 1], got values in [{img.min():g}, "
+                             f"{img.max():g}] (pass uint8 for 0-255 pixels; un-normalise first)")
+    else:
+        raise TypeError(f"image must be a PIL image, uint8 (0-255) or float in [0, 1]; got {img.dtype}")
     if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[0] in (1, 3):
-        img = np.moveaxis(img, 0, -1)  # torch CHW (takes precedence if ambiguous)
+        img = img[:, :, None]
     if img.ndim != 3 or img.shape[2] not in (1, 3):
-        raise ValueError(f"expected image (3, H, W), got shape {tuple(image.shape)}")
+        raise ValueError(f"expected an image (H, W, 3), (3, H, W) or (H, W); got shape {shape}")
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
-    return np.clip(np.nan_to_num(img), 0.0, 1.0)
+    return img
 
 
 def _get_cmap(name: str):
@@ -43,41 +71,62 @@ def _get_cmap(name: str):
     return matplotlib.colormaps[name]
 
 
-def overlay(
-    image: Union[Tensor, np.ndarray],
-    cam: Union[Tensor, np.ndarray],
-    alpha: float = 0.5,
-    colormap: str = "jet",
-) -> np.ndarray:
-    """Blend a heat map onto an image.
-
-    Args:
-        image: RGB image ``(3, H, W)`` with values in ``[0, 1]``.
-        cam: saliency map ``(H, W)`` in ``[0, 1]`` (values are clipped; if its
-            size differs from the image it is bilinearly resized).
-        alpha: weight of the heat map (``0`` = image only, ``1`` = map only).
-        colormap: any matplotlib colormap name.
-
-    Returns:
-        ``uint8`` RGB array ``(H, W, 3)``: ``(1 - alpha) * image + alpha *
-        colormap(cam)``.
-    """
+def _blend(image: ImageLike, cam: Union[Tensor, np.ndarray], alpha: float, colormap: str) -> np.ndarray:
+    """``uint8`` ``(H, W, 3)``: ``(1 - alpha) * image + alpha * colormap(cam)``."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     img = _image_hwc(image)
     h, w = img.shape[:2]
-    c = cam.detach() if isinstance(cam, Tensor) else torch.as_tensor(np.asarray(cam))
-    c = c.to("cpu", torch.float32)
+    c = torch.as_tensor(_array(cam)).to(torch.float32)
     while c.ndim > 2 and c.shape[0] == 1:
         c = c[0]
     if c.ndim != 2:
-        raise ValueError(f"expected cam (H, W), got shape {tuple(c.shape)}")
+        raise ValueError(f"expected a map (H, W), got shape {tuple(c.shape)}")
+    if not bool(torch.isfinite(c).all()):
+        raise ValueError("map contains NaN or infinite values")
+    if c.numel() and (float(c.min()) < 0.0 or float(c.max()) > 1.0):
+        raise ValueError(f"the map must be in [0, 1] (fastcam's maps are), got values in "
+                         f"[{float(c.min()):g}, {float(c.max()):g}]")
     if tuple(c.shape) != (h, w):
         c = torch.nn.functional.interpolate(
             c[None, None], size=(h, w), mode="bilinear", align_corners=False
         )[0, 0]
-    c = torch.nan_to_num(c).clamp(0.0, 1.0).numpy()
-    heat = _get_cmap(colormap)(c)[..., :3].astype(np.float32)
+        c = c.clamp(0.0, 1.0)  # only rounding: bilinear weights of values in [0, 1]
+    heat = _get_cmap(colormap)(c.numpy())[..., :3].astype(np.float32)
     out = (1.0 - alpha) * img + alpha * heat
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    return np.rint(out * 255.0).astype(np.uint8)
+
+
+def overlay(image: ImageLike, cam: Union[Tensor, np.ndarray], alpha: float = 0.5,
+            colormap: str = "jet") -> "PIL.Image.Image":  # noqa: F821
+    """A class-activation map drawn over an image: ``(1 - alpha) * image + alpha *
+    colormap(cam)``, as a PIL RGB image of the image's size.
+
+    Args:
+        image: a PIL image; ``uint8`` ``(H, W, 3)`` pixels 0–255 (what
+            ``np.asarray(PIL image)`` gives); or a float ``(3, H, W)`` tensor
+            (or ``(H, W, 3)`` array) in [0, 1] — e.g. ``x[i]`` of a batch given
+            to an explainer with ``normalize``. Values outside the range are a
+            ``ValueError``, never clipped.
+        cam: a map ``(H, W)`` in [0, 1] (``maps[i]`` of an explainer); another
+            size is resized bilinearly to the image's.
+        alpha: weight of the heat map in [0, 1] (0 = image only, 1 = map only).
+        colormap: any matplotlib colormap name ("jet", "viridis", ...).
+    """
+    from PIL import Image
+
+    return Image.fromarray(_blend(image, cam, alpha, colormap))
+
+
+def save_overlay(path: Union[str, os.PathLike], image: ImageLike, cam: Union[Tensor, np.ndarray],
+                 alpha: float = 0.5, colormap: str = "jet") -> None:
+    """Write :func:`overlay` ``(image, cam, alpha, colormap)`` to ``path`` (the format
+    from its extension: .png, .jpg, ...; parent folders are created)."""
+    out = os.fspath(path)
+    parent = os.path.dirname(out)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    overlay(image, cam, alpha=alpha, colormap=colormap).save(out)
 
 
 def save_grid(
@@ -153,7 +202,7 @@ def save_grid(
                 ax.imshow(img, interpolation="nearest")
             else:
                 ax.imshow(
-                    overlay(images[i], cams[methods[j - 1]][i], alpha=alpha, colormap=colormap),
+                    _blend(images[i], cams[methods[j - 1]][i], alpha, colormap),
                     interpolation="nearest",
                 )
             ax.set_xticks([])

@@ -204,9 +204,24 @@ def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
 
 
 def load_image(path: Union[str, os.PathLike], size: int = 224, mode: str = "crop") -> Tensor:
-    """Load an image file as a preprocessed float32 ``(3, size, size)`` tensor
-    in ``[0, 1]`` (grayscale / RGBA / 16-bit / palette files converted to RGB;
-    ``mode`` as :func:`preprocess`).
+    """Load an image file as a float32 ``(3, size, size)`` tensor in ``[0, 1]``,
+    ready for an explainer: ``fastcam.load_image("cat.jpg")[None]`` is a batch of one.
+
+    The ImageNet evaluation crop: the shorter side is resized (bilinear, antialiased)
+    to ``round(size * 256 / 224)`` and the centre ``size`` × ``size`` is kept
+    (:func:`preprocess`). Grayscale, palette, CMYK and 16-bit files become RGB;
+    transparency is composited over white. The tensor is pixel-space, not
+    normalised: pass ``normalize="imagenet"`` (or the model's ``(mean, std)``) to the
+    explainer, and the same tensor to :func:`fastcam.overlay` to draw the map.
+
+    Args:
+        path: any file Pillow reads (JPEG, PNG, WebP, TIFF, ...).
+        size: the side of the square crop (224 for ImageNet models).
+        mode: ``"crop"`` (default, as above) or ``"resize"`` (a plain resize to
+            ``size × size``, for datasets already resized; see :func:`preprocess`).
+
+    Raises:
+        FileNotFoundError / PIL.UnidentifiedImageError: the file is missing or not an image.
     """
     return preprocess(read_image(path), size, mode)
 

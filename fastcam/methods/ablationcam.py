@@ -14,6 +14,7 @@ from ..network.split import Prefix, Tail
 from ..perturbation.channel_ablation import (ablated_copies, channels_to_ablate,
                                              effective_ablations)
 from ..perturbation.masked_scores import callable_score, class_score
+from ..progress import counted
 from ..targets import Targets
 from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
@@ -179,7 +180,7 @@ class AblationCAM(BaseCAM):
                      targets: Targets, image: Tensor, channel: Tensor, value: Tensor) -> Tensor:
         """The tail's target scores on the ablated copies, ``batch_size`` at a time."""
         engine = self.engine.part(tail)
-        score_fn = self._score_fn(targets)
+        score_fn = counted(self._score_fn(targets), image.numel())
         A = A.contiguous()
         if not (tail.n_sides or tail.mode == "hooks"):
             return engine.stream_scores(

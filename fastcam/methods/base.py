@@ -21,9 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..engine import Engine, Precision
-from ..inputs import Normalize, all_finite, at_least_fp32, check_finite, check_images, normalizer
+from .. import progress as _progress
+from ..inputs import (NormalizeSpec, all_finite, as_images, at_least_fp32, check_finite, model_dtype,
+                      normalizer, resolve_normalize)
 from ..network.hooks import Transform
-from ..network.layers import LayerSpec, find_spatial_layer, layer_name, resolve_layers
+from ..network.layers import (UNSET, LayerSpec, find_target_layer, layer_name, merge_layer_alias,
+                              resolve_layers)
 from ..network.split import Prefix, Tail
 from ..ops import cam_combine
 from ..targets import TargetSpec, Targets, resolve_targets
@@ -37,9 +40,11 @@ class CommonOptions(TypedDict, total=False):
     constructor's ``**options: Unpack[CommonOptions]``. Their defaults are
     :class:`BaseCAM`'s keyword-only parameters, the one place they are declared."""
 
-    normalize: Normalize
+    normalize: NormalizeSpec
     precision: Precision
     compile: bool
+    reshape_transform: Optional[Transform]
+    progress: Optional[bool]
 
 
 @dataclass
@@ -188,26 +193,49 @@ class BaseCAM:
             left as it is (call ``.eval()`` first: batch-norm in training mode
             mixes the images of a batch); a model in training mode gets a warning.
         target_layers: modules or dotted names (``"layer4"``, ``"features.29"``);
-            None -> the last module with a spatial 4-D output (a dry run on the
-            first batch). With several layers the maps are averaged and rescaled
-            (pytorch-grad-cam's convention).
-        normalize: None (the model sees the tensor given) or ``(mean, std)``: the
-            input is pixel-space in [0, 1] and the model sees ``(x − mean)/std``.
+            None -> found by a dry run on the first batch
+            (:func:`fastcam.network.layers.find_target_layer`): the last module
+            with a spatial 4-D output for a CNN; for torchvision's (and timm's)
+            ViT the last encoder block's first norm and for Swin the last block's
+            ``norm1``, each with its ``reshape_transform``; never a patch
+            embedding. With several layers the maps are averaged and rescaled
+            (pytorch-grad-cam's convention). ``target_layer=`` (TorchCAM's name)
+            is a deprecated alias that warns.
+        normalize: None (the model sees the tensor given), ``(mean, std)`` (the
+            input is pixel-space in [0, 1] and the model sees ``(x − mean)/std``),
+            or a preset: ``"imagenet"`` (the model's own ``normalization`` if it
+            declares one, else the ImageNet mean/std), ``"model"``, ``"auto"``,
+            ``"none"`` or the text ``"MEAN/STD"``
+            (:func:`fastcam.inputs.resolve_normalize`).
         precision: ``"fp32"`` (default) or ``"bf16"``/``"fp16"``: every pass of
             the model runs under autocast in that dtype; the method's algebra
             stays float32 (see :mod:`fastcam.engine`). A precision the input's
             device cannot run is a ``ValueError``.
         compile: run the model's plain forwards (the masked batches of Score-CAM,
             Opti-CAM's loop, the metrics' passes) through ``torch.compile``.
+        reshape_transform: a function applied to each target layer's raw output
+            to give the (B,K,h,w) activation, e.g. a ViT's tokens (B, 1 + h·w, D)
+            into a grid (B, D, h, w) (pytorch-grad-cam's argument of that name; the
+            gradient is ``reshape_transform(∂s/∂output)``, as there; see
+            :mod:`fastcam.network.tokens`). Also an attribute. Methods that split
+            the model at the layer (LIFT-CAM, Shap-CAM) refuse it (``ValueError``).
+        progress: a tqdm bar on stderr for calls that run many passes per image
+            (Score-CAM's masked copies, SS-/IS-CAM's noise samples, Opti-CAM's
+            iterations, Shap-CAM's coalitions, ...): True, False, or None (on
+            when stderr is a terminal). The maps do not depend on it.
 
     Use as ``cam(x, targets)`` or in a ``with`` block; hooks live only during a
     call and are removed on return and on error; errors are never swallowed.
 
-    ``reshape_transform`` (attribute, default None): a function applied to each
-    target layer's raw output to give the (B,K,h,w) activation, e.g. a ViT's
-    tokens into a grid (pytorch-grad-cam's argument of that name; the gradient
-    is ``reshape_transform(∂s/∂output)``, as there). Methods that split the
-    model at the layer (LIFT-CAM, Shap-CAM) do not use it.
+    A call ``cam(x, targets)`` takes:
+
+    * ``x``: a batch (B, C, H, W) on the model's device. A float32 (float64)
+      model gets a floating batch cast to float32 (float64): float64 and half
+      precision are taken; a half-precision model takes float32 or its own
+      dtype; ``uint8`` is read as pixel values 0–255 and divided by 255
+      (pixel-space [0, 1], what ``normalize`` expects); other integer or bool
+      dtypes are a ``TypeError``.
+    * ``targets``: see :meth:`__call__`.
     """
 
     #: the capture pass: "gradient" (hooked forward, autograd from the scores to
@@ -226,13 +254,16 @@ class BaseCAM:
     input_gradient: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, target_layers: LayerSpec = None, *,
-                 normalize: Normalize = None, precision: Precision = "fp32",
-                 compile: bool = False):
+                 normalize: NormalizeSpec = None, precision: Precision = "fp32",
+                 compile: bool = False, reshape_transform: Optional[Transform] = None,
+                 progress: Optional[bool] = None, target_layer: LayerSpec = UNSET):
+        target_layers = merge_layer_alias(target_layers, target_layer, type(self).__name__)
         self.engine = Engine(model, precision=precision, compile=compile)
         self.model = model
-        self.normalize = normalize
+        self.normalize = resolve_normalize(normalize, model)
         self.target_layers = resolve_layers(model, target_layers)
-        self.reshape_transform: Optional[Transform] = None
+        self.reshape_transform = reshape_transform
+        self.progress = _progress.check_progress(progress)
         self.last: Optional[CAMRecord] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -336,7 +367,10 @@ class BaseCAM:
     # -- the shared pipeline -----------------------------------------------------
     def _layers_for(self, x_model: Tensor) -> list[nn.Module]:
         if self.target_layers is None:
-            self.target_layers = [find_spatial_layer(self.model, x_model)]
+            layer, transform = find_target_layer(self.model, x_model)
+            self.target_layers = [layer]
+            if self.reshape_transform is None:
+                self.reshape_transform = transform
         return self.target_layers
 
     def context(self, x: Tensor, targets: TargetSpec = None) -> CallContext:
@@ -345,15 +379,18 @@ class BaseCAM:
         Activations, logits and scores must be finite and the activations must
         have more than one spatial position."""
         started = time.perf_counter()
-        check_images(x)
+        x = as_images(x, model_dtype(self.model))
         if self.model.training:
             warnings.warn("the model is in training mode; call model.eval() for "
                           "per-image explanations", stacklevel=3)
         x_model = normalizer(self.normalize, x)(x)
+        layers = self._layers_for(x_model)     # may set the reshape_transform (a ViT)
         capture = self.capture_kind()
+        if capture == "split" and self.reshape_transform is not None:
+            raise ValueError(f"{type(self).__name__} splits the model at the target layer and "
+                             "cannot take a reshape_transform (a token model's layer)")
         if self.input_gradient and capture == "gradient":
             x_model = x_model.detach().requires_grad_(True)
-        layers = self._layers_for(x_model)
         splits, tail_runs, raw = [], [], []
         with torch.enable_grad() if capture == "gradient" else torch.no_grad(), \
                 self.capture_scope(list(layers)) as captured:
@@ -387,7 +424,8 @@ class BaseCAM:
         need autograd; an inference-mode input is copied first, see :meth:`_usable`)
         and leaves the model's buffers as they were (a model in training mode
         would otherwise update its batch-norm statistics)."""
-        with torch.inference_mode(False), self.engine.preserved_buffers():
+        with torch.inference_mode(False), self.engine.preserved_buffers(), \
+                _progress.scope(self.progress, type(self).__name__):
             yield
 
     @staticmethod
@@ -408,7 +446,24 @@ class BaseCAM:
         return ctx
 
     def __call__(self, x: Tensor, targets: TargetSpec = None) -> Tensor:
-        """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution."""
+        """Maps (B, H, W), float32 in [0, 1], on x's device, at x's resolution.
+
+        Args:
+            x: a batch (B, C, H, W) on the model's device: pixel-space in [0, 1]
+                when the explainer has a ``normalize``, else what the model takes.
+                A floating batch is cast to a float32 (float64) model's dtype
+                (float64 and half precision are taken); a half-precision model
+                takes float32 or its own dtype (others become float32); ``uint8``
+                is read as pixels 0–255 and divided by 255; other integer and bool
+                dtypes are a ``TypeError``.
+            targets: which class score each image is explained for
+                (:mod:`fastcam.targets`): None (each image's predicted class); an
+                int (one class for every image); B class indices (a sequence, or a
+                1-D integer tensor or array); or B callables ``f(output_row) ->
+                scalar`` (pytorch-grad-cam's ``ClassifierOutputTarget`` objects are
+                such callables). A count other than B is a ``ValueError``, never
+                silently truncated.
+        """
         with self._call_scope():
             ctx = self.context(self._usable(x), targets)
             out = self.maps(ctx)
@@ -424,7 +479,16 @@ class BaseCAM:
 def common_options() -> list[inspect.Parameter]:
     """:class:`BaseCAM`'s keyword-only parameters: the options every method takes."""
     params = inspect.signature(BaseCAM.__init__).parameters.values()
-    return [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY
+            and p.name not in _DEPRECATED_OPTIONS]
+
+
+#: keyword-only parameters of :class:`BaseCAM` kept only as deprecated aliases
+#: (not shown in a method's signature, not forwarded as common options)
+_DEPRECATED_OPTIONS = frozenset({"target_layer"})
+_base_signature = inspect.signature(BaseCAM.__init__)
+BaseCAM.__init__.__signature__ = _base_signature.replace(parameters=[
+    p for p in _base_signature.parameters.values() if p.name not in _DEPRECATED_OPTIONS])
 
 
 def _signature_with_common_options(init: Any) -> inspect.Signature:

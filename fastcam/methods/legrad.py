@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..inputs import check_finite
 from ..network.layers import LayerSpec, layer_name
+from ..network.tokens import resolve_grid
 from .base import BaseCAM, CallContext, CommonOptions, Unpack
 
 #: intermediate tokens (B, N, D) -> class logits (B, C)
@@ -60,21 +61,6 @@ def attention_of(model: nn.Module, block: nn.Module) -> nn.MultiheadAttention:
         raise ValueError(f"LeGrad target block {name!r}: its self_attention adds key/value "
                          "tokens (add_bias_kv / add_zero_attn), which LeGrad does not support")
     return attention
-
-
-def resolve_grid(patches: int, grid_shape: Optional[tuple[int, int]]) -> tuple[int, int]:
-    """The patch grid (h, w) of ``patches`` tokens: ``grid_shape`` checked against
-    the count, or the square root of a perfect square."""
-    if patches <= 0:
-        raise ValueError("prefix_tokens leaves no patch token: the blocks' tokens are all prefix")
-    if grid_shape is not None:
-        if grid_shape[0] * grid_shape[1] != patches:
-            raise ValueError(f"grid_shape {grid_shape} does not hold the {patches} patch tokens")
-        return tuple(grid_shape)
-    side = math.isqrt(patches)
-    if side * side != patches:
-        raise ValueError(f"{patches} patch tokens make no square grid; pass grid_shape=(h, w)")
-    return side, side
 
 
 def check_options(prefix_tokens: Any, grid_shape: Any, score_projection: Any) -> None:
@@ -303,6 +289,9 @@ class LeGrad(BaseCAM):
         self.score_projection = score_projection or vit_score_projection(model)
         self.prefix_tokens = prefix_tokens
         self.grid_shape = grid_shape
+        if self.reshape_transform is not None:
+            raise ValueError("LeGrad lays the blocks' tokens out itself (prefix_tokens=, grid_shape=) "
+                             "and takes no reshape_transform")
         self.reshape_transform = self.token_grid
 
     def token_grid(self, tokens: Tensor) -> Tensor:

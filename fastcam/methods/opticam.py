@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..inputs import check_finite, normalizer
 from ..network.layers import LayerSpec
 from ..ops import cam_combine
+from ..progress import track
 from ..targets import Targets
 from .base import BaseCAM, CallContext, CommonOptions, Unpack, channel_sum
 
@@ -112,7 +113,7 @@ class OptiCAM(BaseCAM):
         check_every = max(1, self.max_iter // 10)
         first: Optional[Tensor] = None
         with self.engine.frozen():
-            for it in range(self.max_iter):
+            for it in track(range(self.max_iter), unit="iter"):
                 with torch.enable_grad():
                     u_ = u.detach().requires_grad_(True)
                     S = self.mask(A, u_, size)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ..inputs import at_least_fp32, check_finite
 from ..network.layers import LayerSpec
 from ..perturbation.seeded_noise import Seed, call_seed, check_noise_options, seeded_normal
+from ..progress import track
 from ..targets import Targets
 from .base import BaseCAM, CallContext, CommonOptions, Unpack, gradients
 
@@ -83,7 +84,7 @@ class SmoothGradCAMpp(BaseCAM):
         last = [torch.zeros_like(A) for A in clean]        # A(x + δ_N)
         image_of = torch.arange(B, device=x.device).repeat_interleave(N)
         sample_of = torch.arange(N, device=x.device).repeat(B)
-        for a in range(0, B * N, self.batch_size):
+        for a in track(range(0, B * N, self.batch_size), unit="chunk"):
             image, sample = image_of[a:a + self.batch_size], sample_of[a:a + self.batch_size]
             noisy = x[image] + self._noise(image, sample, tuple(x.shape[1:]), x).to(x.dtype)
             acts, logits = self.engine.capture(noisy, ctx.layers, grad=True,

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ..engine import Precision, engine_for
 from ..inputs import Normalize
 from ..perturbation.masked_scores import class_score, reveal_scores
+from ..progress import scope
 from ..targets import TargetSpec
 from ._common import check_maps, clean_probabilities
 
@@ -86,18 +87,26 @@ def auc(curve: Tensor) -> Tensor:
 
 def deletion_auc(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                  normalize: Normalize = None, batch_size: int = 64, steps: int = 224,
-                 return_curve: bool = False, precision: Optional[Precision] = None):
+                 return_curve: bool = False, precision: Optional[Precision] = None,
+                 progress: Optional[bool] = None):
     """Deletion AUC per image (B,) (lower is better). ``return_curve`` also returns
     the (B, steps+1) probabilities. ``precision``: how the model runs
-    (:mod:`fastcam.engine`; None: fp32, or the Engine's when ``model`` is one)."""
-    curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps, insertion=False)
+    (:mod:`fastcam.engine`; None: fp32, or the Engine's when ``model`` is one).
+    ``progress``: a bar over the B·(steps+1) passes (None: when stderr is a terminal)."""
+    with scope(progress, "deletion"):
+        curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps,
+                       insertion=False)
     return (auc(curve), curve) if return_curve else auc(curve)
 
 
 def insertion_auc(model: nn.Module, x: Tensor, maps: Tensor, targets: TargetSpec = None, *,
                   normalize: Normalize = None, batch_size: int = 64, steps: int = 224,
-                  return_curve: bool = False, precision: Optional[Precision] = None):
+                  return_curve: bool = False, precision: Optional[Precision] = None,
+                  progress: Optional[bool] = None):
     """Insertion AUC per image (B,) (higher is better). ``return_curve`` also
-    returns the (B, steps+1) probabilities. ``precision``: as :func:`deletion_auc`."""
-    curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps, insertion=True)
+    returns the (B, steps+1) probabilities. ``precision``, ``progress``: as
+    :func:`deletion_auc`."""
+    with scope(progress, "insertion"):
+        curve = _curve(engine_for(model, precision), x, maps, targets, normalize, batch_size, steps,
+                       insertion=True)
     return (auc(curve), curve) if return_curve else auc(curve)

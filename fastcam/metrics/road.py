@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from ..engine import Engine, Precision, ScoreFn, engine_for
 from ..inputs import Normalize, normalizer
+from ..progress import scope, track
 from ..perturbation.masked_scores import Score, callable_score, class_score
 from ..perturbation.noisy_linear_imputation import noisy_linear_imputation
 from ..targets import TargetSpec, Targets, resolve_targets
@@ -108,8 +109,8 @@ def road_changes(model: Union[nn.Module, Engine], x: Tensor, keeps: Tensor, targ
                  normalize: Normalize = None, batch_size: int = 32, score: Score = "probability",
                  noise: float = 0.01, tol: float = 1e-4, max_iter: int = 50,
                  generator: Optional[torch.Generator] = None, chunk_elements: int = 1 << 20,
-                 precision: Optional[Precision] = None, return_images: bool = False
-                 ) -> Union[Tensor, tuple[Tensor, Tensor]]:
+                 precision: Optional[Precision] = None, return_images: bool = False,
+                 progress: Optional[bool] = None) -> Union[Tensor, tuple[Tensor, Tensor]]:
     """Score changes (R, B) of the images imputed where ``keeps`` (R, B, H, W) is
     False: ``s(impute(x, keeps[r])_i) − s(x_i)``. The clean scores are computed once;
     the R·B imputations run a chunk of whole model batches (≈ ``chunk_elements``
@@ -118,7 +119,15 @@ def road_changes(model: Union[nn.Module, Engine], x: Tensor, keeps: Tensor, targ
     ``targets`` are resolved on the clean images (None: each image's predicted class);
     ``score``: ``"probability"`` (softmax, default) or ``"logit"`` of the class; B
     callables get the raw output row instead. ``normalize=(mean, std)``: x is
-    pixel-space in [0, 1], imputed there, and normalised for the model."""
+    pixel-space in [0, 1], imputed there, and normalised for the model. ``progress``:
+    a bar over the chunks of imputations (None: when stderr is a terminal)."""
+    with scope(progress, "ROAD"):
+        return _road_changes(model, x, keeps, targets, normalize, batch_size, score, noise, tol,
+                             max_iter, generator, chunk_elements, precision, return_images)
+
+
+def _road_changes(model, x, keeps, targets, normalize, batch_size, score, noise, tol, max_iter,
+                  generator, chunk_elements, precision, return_images):
     engine = engine_for(model, precision)
     if not isinstance(x, Tensor) or x.dim() != 4:
         raise ValueError(f"x must be (B, C, H, W), got {tuple(getattr(x, 'shape', ()))}")
@@ -140,7 +149,7 @@ def road_changes(model: Union[nn.Module, Engine], x: Tensor, keeps: Tensor, targ
     group = batch_size * max(1, -(-max(1, chunk_elements // (c * h * w)) // batch_size))
     scores: list[Tensor] = []
     images: list[Tensor] = []
-    for s in range(0, n, group):
+    for s in track(range(0, n, group), unit="chunk"):
         rows = torch.arange(s, min(n, s + group), device=x.device)
         with torch.inference_mode():
             imputed = noisy_linear_imputation(x[rows % b], keeps[rows], noise, tol=tol, max_iter=max_iter,
@@ -159,8 +168,8 @@ def road(model: Union[nn.Module, Engine], x: Tensor, maps: Tensor, targets: Targ
          normalize: Normalize = None, batch_size: int = 32, score: Score = "probability",
          noise: float = 0.01, tol: float = 1e-4, max_iter: int = 50,
          generator: Optional[torch.Generator] = None, chunk_elements: int = 1 << 20,
-         precision: Optional[Precision] = None, return_curve: bool = False
-         ) -> Union[Tensor, tuple[Tensor, Tensor]]:
+         precision: Optional[Precision] = None, return_curve: bool = False,
+         progress: Optional[bool] = None) -> Union[Tensor, tuple[Tensor, Tensor]]:
     """ROAD per image (B,): the mean score change over ``percentiles`` for ``order``
     ``"morf"`` (lower is better) or ``"lerf"`` (higher is better), or
     ``"combined"`` = ``(LeRF − MoRF) / 2`` (higher is better; default).
@@ -181,7 +190,7 @@ def road(model: Union[nn.Module, Engine], x: Tensor, maps: Tensor, targets: Targ
         keeps = torch.stack([keep_mask(maps, p, o) for o in orders for p in percentiles])
     curve = road_changes(model, x, keeps, targets, normalize=normalize, batch_size=batch_size, score=score,
                          noise=noise, tol=tol, max_iter=max_iter, generator=generator,
-                         chunk_elements=chunk_elements, precision=precision)
+                         chunk_elements=chunk_elements, precision=precision, progress=progress)
     curve = curve.reshape(len(orders), len(percentiles), x.shape[0])
     means = curve.mean(dim=1)
     value = (means[1] - means[0]) / 2 if order == "combined" else means[0]

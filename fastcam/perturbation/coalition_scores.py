@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ..network.linear_head import LinearHead
 from ..engine import Engine, ScoreFn, engine_for
 from ..ops import rank_reveal
+from ..progress import counted
 
 
 def inverse_permutations(perms: Tensor) -> Tensor:
@@ -51,7 +52,8 @@ def general_worths(tail: Union[nn.Module, Engine], A: Tensor, base: Tensor, perm
     def build(a: int, b: int) -> Tensor:
         return rank_reveal(rank, counts[a:b], rows[a:b], src, dst, check_index=False)  # rows < m
 
-    return engine_for(tail).stream_scores(m * (n + 1), build, image, score_fn, chunk_size).view(m, n + 1)
+    return engine_for(tail).stream_scores(m * (n + 1), build, image, counted(score_fn, m * (n + 1)),
+                                          chunk_size).view(m, n + 1)
 
 
 class HeadTables:

@@ -18,6 +18,7 @@ from ..engine import Engine, ScoreFn, engine_for
 from ..inputs import Normalize
 from ..ops import check_index, mask_blend
 from ..ops import rank_reveal
+from ..progress import counted
 
 Score = Literal["logit", "probability"]
 
@@ -72,7 +73,8 @@ def masked_scores(model: nn.Module | Engine, x: Tensor, maps: Tensor, index: Ten
         # the op computes in fp32 for a half-precision x; the model gets x's dtype
         return mask_blend(x, maps[a:b], index[a:b], baseline=baseline, mean=mean, std=std,
                           eps=eps, align_corners=align_corners, check_index=False).to(x.dtype)
-    return engine_for(model).stream_scores(maps.shape[0], build, index, score_fn, chunk_size)
+    return engine_for(model).stream_scores(maps.shape[0], build, index,
+                                           counted(score_fn, maps.shape[0]), chunk_size)
 
 
 def reveal_scores(model: nn.Module | Engine, rank: Tensor, counts: Tensor, index: Tensor,
@@ -88,4 +90,5 @@ def reveal_scores(model: nn.Module | Engine, rank: Tensor, counts: Tensor, index
     def build(a: int, b: int) -> Tensor:
         return rank_reveal(rank, counts[a:b], index[a:b], src, dst, mean=mean,
                            std=std, check_index=False).to(ref.dtype)
-    return engine_for(model).stream_scores(index.shape[0], build, index, score_fn, chunk_size)
+    return engine_for(model).stream_scores(index.shape[0], build, index,
+                                           counted(score_fn, index.shape[0]), chunk_size)

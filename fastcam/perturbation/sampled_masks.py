@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..engine import Engine, ScoreFn, engine_for
 from ..inputs import Normalize
 from ..ops import check_index
+from ..progress import counted
 from .masked_scores import _norm_tensors
 
 #: noise(rows, samples) -> (n, H, W) additive mask noise of the copies (rows: map
@@ -61,5 +62,5 @@ def sampled_mask_scores(model: nn.Module | Engine, x: Tensor, maps: Tensor, inde
             copies = (copies - mean[:, None, None]) / std[:, None, None]
         return copies.to(x.dtype)
 
-    return engine_for(model).stream_scores(m * samples, build, image, score_fn,
+    return engine_for(model).stream_scores(m * samples, build, image, counted(score_fn, m * samples),
                                            chunk_size).view(m, samples)

@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),                                      # model definitions and their weights
     ("engine", "ops"),
     ("network", "kernels", "backend"),
-    ("data", "targets", "inputs", "errors", "_ext", "_version"),
+    ("targets", "inputs", "errors", "progress", "_ext", "_version"),   # progress: the bars' plumbing
+    ("data",),                                        # bundled photos, ImageNet metadata (normalize presets)
     ("_C",),                                          # the compiled extension
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
@@ -189,7 +190,8 @@ def test_public_names_resolve_lazily():
     from fastcam import methods
 
     expected = {"explain", "models", "ops", "set_backend", "get_backend", "use_backend", "__version__",
-                "generate", *(n for n in methods.__all__ if n != "PEER_METHODS")}
+                "generate", "overlay", "save_overlay", "load_image",
+                *(n for n in methods.__all__ if n != "PEER_METHODS")}
     assert set(fastcam.__all__) == expected
     for name in fastcam.__all__:
         assert getattr(fastcam, name) is not None

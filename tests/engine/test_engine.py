@@ -28,7 +28,7 @@ def _net() -> nn.Module:
 
 
 def _explain(model, x, method, **kw):
-    return fastcam.explain(model, x, method=method, target_layer="3", targets=[1, 2],
+    return fastcam.explain(model, x, method=method, target_layers="3", targets=[1, 2],
                            **{**FAST.get(method, {}), **kw})
 
 
@@ -137,7 +137,7 @@ def test_the_users_model_is_unchanged_after_a_call_and_after_an_error(method, pr
     assert maps.dtype == torch.float32
     _assert_same_state(before, _state(model))
     with pytest.raises(ValueError):
-        fastcam.explain(model, torch.rand(2, 3, 12, 12), method=method, target_layer="3",
+        fastcam.explain(model, torch.rand(2, 3, 12, 12), method=method, target_layers="3",
                         targets=[1, 99], precision=precision, **FAST.get(method, {}))
     _assert_same_state(before, _state(model))
 

@@ -1,4 +1,5 @@
-"""The options every method takes (normalize, precision, compile) are declared once,
+"""The options every method takes (normalize, precision, compile, reshape_transform,
+progress) are declared once,
 on BaseCAM: a constructor forwards them with ``**options`` and neither re-declares
 nor drops one; ``inspect.signature`` / ``help`` still show them."""
 import inspect
@@ -19,7 +20,8 @@ CLASSES = sorted({*METHODS.values(),
 
 
 def test_the_common_options_are_the_base_keywords_and_the_typed_dict():
-    assert COMMON == {"normalize": None, "precision": "fp32", "compile": False}
+    assert COMMON == {"normalize": None, "precision": "fp32", "compile": False,
+                      "reshape_transform": None, "progress": None}
     assert set(CommonOptions.__annotations__) == set(COMMON)
 
 
@@ -57,7 +59,8 @@ def test_a_subclass_forwarding_options_reaches_the_engine():
                           nn.Linear(4, 2)).eval()
     cam = _Probe(model, "1", k=2, normalize=((0.5,) * 3, (0.2,) * 3), precision="bf16")
     assert cam.engine.precision == "bf16" and cam.normalize[0] == (0.5,) * 3 and cam.k == 2
-    assert list(inspect.signature(_Probe).parameters)[-4:] == ["k", "normalize", "precision",
-                                                                "compile"]
+    assert list(inspect.signature(_Probe).parameters)[-6:] == ["k", "normalize", "precision",
+                                                                "compile", "reshape_transform",
+                                                                "progress"]
     with pytest.raises(TypeError, match="mode"):
         _Probe(model, "1", mode="x")

@@ -16,7 +16,7 @@ def _net():
 def test_the_map_is_ones_but_the_top_left_pixel_for_any_model_image_and_class():
     model = _net()
     x = torch.rand(3, 3, 7, 5)
-    maps = fastcam.explain(model, x, method="fakecam", targets=[0, 1, 2], target_layer="1")
+    maps = fastcam.explain(model, x, method="fakecam", targets=[0, 1, 2], target_layers="1")
     expected = torch.ones(3, 7, 5)
     expected[:, 0, 0] = 0
     assert maps.dtype == torch.float32 and torch.equal(maps, expected)

@@ -83,7 +83,7 @@ def test_every_method_warns_on_a_model_in_training_mode(name):
     if name == "shapcam":
         options = {"permutations": 2}
     with pytest.warns(UserWarning, match="training mode"):
-        fastcam.explain(model, torch.rand(2, 3, 8, 8), method=name, target_layer="2", **options)
+        fastcam.explain(model, torch.rand(2, 3, 8, 8), method=name, target_layers="2", **options)
 
 
 class _HalfTerms(BaseCAM):

@@ -154,14 +154,14 @@ def test_errors_propagate_from_with_block():
             raise KeyError("user error")
 
 
-@pytest.mark.parametrize("bad,match", [
-    (torch.randn(3, 64, 64), "4-D"),
-    (torch.randint(0, 255, (1, 3, 64, 64)), "floating"),
-    (torch.full((1, 3, 64, 64), float("nan")), "NaN"),
-    (torch.full((1, 3, 64, 64), float("inf")), "NaN or infinite"),
+@pytest.mark.parametrize("bad,error,match", [
+    (torch.randn(3, 64, 64), ValueError, "4-D"),
+    (torch.randint(0, 255, (1, 3, 64, 64)), TypeError, "floating point .* or uint8"),
+    (torch.full((1, 3, 64, 64), float("nan")), ValueError, "NaN"),
+    (torch.full((1, 3, 64, 64), float("inf")), ValueError, "NaN or infinite"),
 ])
-def test_bad_inputs(bad, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_inputs(bad, error, match):
+    with pytest.raises(error, match=match):
         fastcam.explain(_resnet18(), bad, "gradcam")
 
 

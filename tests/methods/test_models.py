@@ -178,14 +178,71 @@ def test_overlay():
     img = torch.rand(3, 20, 30)
     cam = torch.linspace(0, 1, 30).expand(20, 30)
     out = overlay(img, cam, alpha=0.5)
-    assert out.dtype == np.uint8 and out.shape == (20, 30, 3)
-    plain = overlay(img, cam, alpha=0.0)
+    assert out.mode == "RGB" and out.size == (30, 20)
+    plain = np.asarray(overlay(img, cam, alpha=0.0))
     np.testing.assert_allclose(plain, np.rint(img.permute(1, 2, 0).numpy() * 255), atol=1)
     # jet: low values blue, high values red
-    heat = overlay(torch.zeros(3, 20, 30), cam, alpha=1.0)
+    heat = np.asarray(overlay(torch.zeros(3, 20, 30), cam, alpha=1.0))
     assert heat[0, 0, 2] > heat[0, 0, 0] and heat[0, -1, 0] > heat[0, -1, 2]
     # a low-resolution map is upsampled to the image size
-    assert overlay(img, torch.rand(5, 7)).shape == (20, 30, 3)
+    assert overlay(img, torch.rand(5, 7)).size == (30, 20)
+
+
+def _picture() -> np.ndarray:
+    """uint8 (H, W, 3) with distinct colours, far from the lavender of an image clipped to 1."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+
+
+def test_overlay_keeps_the_colours_of_uint8_pil_and_float_images():
+    from PIL import Image
+
+    pixels = _picture()
+    cam = torch.rand(12, 16)
+    as_float = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255           # CHW in [0, 1]
+    for image in (pixels, torch.from_numpy(pixels), Image.fromarray(pixels), as_float,
+                  as_float.permute(1, 2, 0).numpy()):
+        kept = np.asarray(overlay(image, cam, alpha=0.0))
+        np.testing.assert_array_equal(kept, pixels)        # alpha 0: the image itself, colours kept
+    # a blend is the convex combination of the image and the colour-mapped map, per pixel
+    import matplotlib
+
+    heat = matplotlib.colormaps["viridis"](cam.numpy())[..., :3]
+    expected = np.rint((0.7 * pixels / 255 + 0.3 * heat) * 255)
+    got = np.asarray(overlay(Image.fromarray(pixels), cam, alpha=0.3, colormap="viridis"))
+    np.testing.assert_allclose(got, expected, atol=1)
+
+
+def test_overlay_checks_ranges_and_types_instead_of_clipping():
+    cam = torch.rand(12, 16)
+    with pytest.raises(ValueError, match=r"float image must be in \[0, 1\]"):
+        overlay(torch.from_numpy(_picture()).float(), cam)                     # 0-255 as float
+    with pytest.raises(ValueError, match=r"float image must be in \[0, 1\]"):
+        overlay(torch.rand(3, 12, 16) - 0.5, cam)                              # still normalised
+    with pytest.raises(TypeError, match="uint8"):
+        overlay(torch.zeros(3, 12, 16, dtype=torch.int64), cam)
+    with pytest.raises(ValueError, match=r"map must be in \[0, 1\]"):
+        overlay(_picture(), cam * 3)
+    with pytest.raises(ValueError, match="NaN"):
+        overlay(_picture(), torch.full((12, 16), float("nan")))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(_picture(), cam, alpha=1.5)
+
+
+def test_save_overlay_and_the_public_names(tmp_path):
+    import fastcam
+    from PIL import Image
+
+    pixels, cam = _picture(), torch.rand(12, 16)
+    path = tmp_path / "out" / "cat.png"
+    fastcam.save_overlay(path, pixels, cam, alpha=0.4, colormap="magma")
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(overlay(pixels, cam, 0.4, "magma")))
+    assert fastcam.overlay is overlay and {"overlay", "save_overlay", "load_image"} <= set(fastcam.__all__)
+    Image.fromarray(pixels).save(tmp_path / "pic.png")
+    x = fastcam.load_image(tmp_path / "pic.png", size=8)
+    assert x.shape == (3, 8, 8) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+    assert "normalize" in fastcam.load_image.__doc__ and "overlay" in fastcam.load_image.__doc__
 
 
 def test_save_grid(tmp_path, photos):

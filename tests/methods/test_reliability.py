@@ -24,7 +24,7 @@ def _net(bn: bool = True) -> nn.Module:
 
 
 def _explain(model, x, method, layer="3", **kw):
-    return fastcam.explain(model, x, method=method, target_layer=layer, **{**FAST.get(method, {}), **kw})
+    return fastcam.explain(model, x, method=method, target_layers=layer, **{**FAST.get(method, {}), **kw})
 
 
 # -- 1. silent wrong maps -------------------------------------------------------------
