@@ -39,7 +39,13 @@ def _foldable_conv(conv: nn.Module) -> bool:
 
 
 def _pairs_fx(model: nn.Module) -> list[tuple[str, str]]:
-    graph = fx.symbolic_trace(model).graph
+    tracer = fx.Tracer()
+    try:
+        graph = tracer.trace(model)
+    finally:
+        # fx leaves closures that refer back to the tracer (a reference cycle);
+        # emptied, the tracer no longer keeps the model alive until the next gc
+        vars(tracer).clear()
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":

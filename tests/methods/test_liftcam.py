@@ -71,8 +71,9 @@ def test_summation_to_delta_on_every_tail(arch, layer):
         cam(x)          # its first call also checks its split: tail(prefix(x)) == model(x)
         phi, c = cam.last.weights[0], cam.last.targets
         logits, A = cam.last.logits, cam.last.activations[0]
-    _, tail = split(model, layer)
+    prefix, tail = split(model, layer)      # the model as given (the method ran on its inference graph)
     with torch.no_grad():
+        prefix(x)                           # side values (a mid-block layer's skip) of x
         y0 = tail(torch.zeros_like(A))
     delta = (logits - y0).gather(1, c[:, None])[:, 0]
     scale = cam.last.extra["contributions"][0].flatten(1).abs().sum(1) + delta.abs()
