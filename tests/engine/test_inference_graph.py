@@ -343,3 +343,14 @@ def test_observed_convolutions_stay_unfolded_without_blocking_other_explainers()
     assert graph_status(model) == "as given: no convolution followed by a foldable batch norm"
     again = engine.graph([model.layer4])                     # that did not block the next one
     assert again is not None and len(again.folded) == 20
+
+
+def test_a_graph_first_built_under_inference_mode_serves_gradient_methods():
+    torch.manual_seed(0)
+    model = _randomised_bn(torchvision.models.resnet18(num_classes=10))
+    x = _x(1)
+    with torch.inference_mode():
+        Engine(model).forward(x)                  # the first pass builds the graph
+    assert all(not p.is_inference() for p in Engine(model).graph().module.parameters())
+    torch.testing.assert_close(fastcam.GradCAM(model, "layer4")(x, [1]),
+                               _as_given(fastcam.GradCAM(model, "layer4"))(x, [1]), atol=1e-4, rtol=0)
