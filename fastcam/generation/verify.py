@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import UsageError
-from .dataset import ImagesSpec, list_images
-from .fingerprint import fingerprints
+from .fingerprint import current_fingerprints
+from .manifest import ImagesSpec, make_manifest, redact
 from .store import IMPLIED, SaliencyStore, _zarr
 
 
@@ -76,15 +76,22 @@ def verify_store(location: str, images: Optional[ImagesSpec] = None,
     if images is None:
         report.notes.append("no --images given: fingerprints not checked")
         return report
-    image_list = list_images(images)
-    if image_list.digest() != store.meta.get("paths_sha256"):
-        report.problems.append(f"the image list of {images} differs from the store's (other files or paths)")
+    meta_target = store.meta.get("target")
+    target = "predicted"
+    if isinstance(meta_target, dict) and "class" in meta_target:
+        target = meta_target["class"]
+    elif isinstance(meta_target, dict) and "topk" in meta_target:
+        target = f"topk:{meta_target['topk']}"
+    manifest, _ = make_manifest(images, target if not isinstance(meta_target, dict) or "file" not in meta_target
+                                else "predicted", storage_options=storage_options)
+    if manifest.digest() != store.meta.get("paths_sha256"):
+        report.problems.append(f"the image list of {redact(images)} differs from the store's (other files or paths)")
         return report
     if store.fingerprint_kind is None:
         report.notes.append("the store was made before fastcam recorded fingerprints: changed images "
                             "cannot be detected")
         return report
     computed = [i for i in range(store.n_images) if status[i] != 0]
-    current = dict(zip(computed, fingerprints(image_list, computed, store.fingerprint_kind)))
-    report.changed = [image_list.paths[i] for i in store.changed_images(current, status)]
+    current = current_fingerprints(manifest, computed, store.fingerprint_kind, storage_options)
+    report.changed = [manifest.ids[i] for i in store.changed_images(current, status)]
     return report
