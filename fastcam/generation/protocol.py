@@ -233,6 +233,78 @@ def explainer_for(store: SaliencyStore, device: torch.device, model: Optional[nn
                            meta.get("precision", IMPLIED["precision"]))
 
 
+class ChunkWorker:
+    """What computes and commits chunks of a prepared store on one device: the
+    store, its explainer and manifest, the dataset that reads and decodes a
+    chunk (:meth:`dataset`), and :meth:`commit` for a decoded chunk. Executors
+    feed it: :func:`run_chunks` from a DataLoader, Ray actors from decoding tasks."""
+
+    def __init__(self, out: Union[str, os.PathLike], device: Union[str, torch.device, None] = None, *,
+                 storage_options: Optional[dict] = None, model: Optional[nn.Module] = None):
+        self.out = os.fspath(out)
+        self.device = default_device(device)
+        self.storage_options = storage_options
+        self.store = _open_for_work(self.out, storage_options)
+        self.cam = explainer_for(self.store, self.device, model)
+        self.manifest = self.store.read_manifest()
+        meta = self.store.meta
+        self.geometry = meta["preprocess"]["geometry"]
+        self.size = int(meta["size"])
+        self.low_res = tuple(self.store.arrays["low_res"].shape[1:]) if "low_res" in self.store.arrays else None
+        self.table_meta = {k: v for k, v in meta.items() if k not in ("complete", "n_done", "n_failed")}
+        self.write_table = bool(meta.get("table")) and have_pyarrow()
+        self.writer: Optional[_ChunkWriter] = None
+
+    def dataset(self) -> ChunkDataset:
+        meta = self.store.meta
+        return ChunkDataset(self.manifest, self.store.chunk_size, self.size, self.geometry,
+                            image_column=meta.get("image_column", "image"), storage_options=self.storage_options,
+                            hash_bytes=self.store.fingerprint_kind == "sha256")
+
+    def commit(self, batch, *, wait: bool = True) -> ChunkCounts:
+        """Compute the decoded chunk ``batch`` and commit it (status last); a
+        chunk already done is skipped. ``wait``: return once it is written (else
+        it is written on a thread while the next one computes; :meth:`close` waits)."""
+        c, store = batch.chunk, self.store
+        r = store.chunk_range(c)
+        if store.chunk_done(c):
+            return ChunkCounts()
+        t0 = time.perf_counter()
+        manifest = self.manifest
+        result = compute_chunk(self.cam, batch, manifest.targets[r.start:r.stop], seed=c, size=self.size,
+                               dtype=DTYPES[store.meta["dtype"]], device=self.device, low_res=self.low_res)
+        share = (time.perf_counter() - t0) / len(r)
+        ids = manifest.ids[r.start:r.stop]
+        prints = None
+        if store.fingerprint_kind == "sha256":
+            prints = list(batch.sha256)
+        elif store.fingerprint_kind is not None:
+            prints = manifest.fingerprints[r.start:r.stop]
+        table = None
+        if self.write_table:
+            table = chunk_table(rows=r, ids=ids, uris=manifest.uris[r.start:r.stop],
+                                fingerprints=manifest.fingerprints[r.start:r.stop], result=result,
+                                heights=batch.heights.numpy(), widths=batch.widths.numpy(),
+                                seconds=batch.seconds.numpy() + share, size=self.size, preprocess=self.geometry,
+                                device=str(self.device), metadata=self.table_meta)
+        arrays = dict(maps=result.maps, paths=ids, predicted=result.predicted, probability=result.probability,
+                      target=result.target, error=result.error, status=result.status, fingerprint=prints,
+                      low_res=result.low_res, table=table)
+        if wait:
+            store.write_chunk(c, **arrays)
+        else:
+            if self.writer is None:
+                self.writer = _ChunkWriter(store)
+            self.writer.put(c, **arrays)
+        return ChunkCounts(len(r), int((result.status == STATUS_FAILED).sum()), 1)
+
+    def close(self) -> None:
+        """Wait for the chunks being written."""
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close()
+
+
 def run_chunks(out: Union[str, os.PathLike], ids: Iterable[int], device: Union[str, torch.device, None] = None, *,
                storage_options: Optional[dict] = None, model: Optional[nn.Module] = None,
                workers: Optional[int] = None, progress: bool = False, progress_desc: str = "generate"
@@ -240,21 +312,10 @@ def run_chunks(out: Union[str, os.PathLike], ids: Iterable[int], device: Union[s
     """Compute and commit chunks ``ids`` of the prepared store ``out`` (see the
     module); ``model``: the module, when the store was made from one (or to
     reuse one already loaded). Returns what this call computed."""
-    out = os.fspath(out)
-    dev = default_device(device)
-    store = _open_for_work(out, storage_options)
-    cam = explainer_for(store, dev, model)
-    manifest = store.read_manifest()
-    meta = store.meta
-    geometry = meta["preprocess"]["geometry"]
-    size = int(meta["size"])
-    low_res = tuple(store.arrays["low_res"].shape[1:]) if "low_res" in store.arrays else None
+    worker = ChunkWorker(out, device, storage_options=storage_options, model=model)
+    store = worker.store
     workers = default_workers() if workers is None else int(workers)
     ids = list(ids)
-    dataset = ChunkDataset(manifest, store.chunk_size, size, geometry, image_column=meta.get("image_column", "image"),
-                           storage_options=storage_options, hash_bytes=store.fingerprint_kind == "sha256")
-    table_meta = {k: v for k, v in meta.items() if k not in ("complete", "n_done", "n_failed")}
-    write_table = bool(meta.get("table")) and have_pyarrow()
     bar = None
     if progress and ids:
         from tqdm.auto import tqdm
@@ -263,45 +324,17 @@ def run_chunks(out: Union[str, os.PathLike], ids: Iterable[int], device: Union[s
                    dynamic_ncols=True, smoothing=0.05, file=sys.stderr)
     # the chunks are taken lazily: one done meanwhile (another process) is skipped
     todo = (c for c in ids if not store.chunk_done(c))
-    batches = chunk_batches(dataset, todo, workers=workers, pin_memory=dev.type == "cuda")
-    writer = _ChunkWriter(store)
+    batches = chunk_batches(worker.dataset(), todo, workers=workers, pin_memory=worker.device.type == "cuda")
     counts = ChunkCounts()
     try:
         for batch in batches:
-            c = batch.chunk
-            r = store.chunk_range(c)
-            if store.chunk_done(c):
-                if bar is not None:
-                    bar.update(len(r))
-                continue
-            t0 = time.perf_counter()
-            result = compute_chunk(cam, batch, manifest.targets[r.start:r.stop], seed=c, size=size,
-                                   dtype=DTYPES[meta["dtype"]], device=dev, low_res=low_res)
-            share = (time.perf_counter() - t0) / len(r)
-            ids_ = manifest.ids[r.start:r.stop]
-            prints = None
-            if store.fingerprint_kind == "sha256":
-                prints = list(batch.sha256)
-            elif store.fingerprint_kind is not None:
-                prints = manifest.fingerprints[r.start:r.stop]
-            table = None
-            if write_table:
-                table = chunk_table(rows=r, ids=ids_, uris=manifest.uris[r.start:r.stop],
-                                    fingerprints=manifest.fingerprints[r.start:r.stop], result=result,
-                                    heights=batch.heights.numpy(), widths=batch.widths.numpy(),
-                                    seconds=batch.seconds.numpy() + share, size=size, preprocess=geometry,
-                                    device=str(dev), metadata=table_meta)
-            writer.put(c, maps=result.maps, paths=ids_, predicted=result.predicted,
-                       probability=result.probability, target=result.target, error=result.error,
-                       status=result.status, fingerprint=prints, low_res=result.low_res, table=table)
-            counts.computed += len(r)
-            counts.failed += int((result.status == STATUS_FAILED).sum())
-            counts.chunks += 1
+            got = worker.commit(batch, wait=False)
+            counts = counts + got
             if bar is not None:
-                bar.update(len(r))
+                bar.update(len(store.chunk_range(batch.chunk)))
                 if counts.failed:
                     bar.set_postfix(failed=counts.failed, refresh=False)
-        writer.close()
+        worker.close()
     finally:
         if bar is not None:
             bar.close()
