@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-import numpy as np
 import torch
 
 from ..errors import UsageError

@@ -24,13 +24,12 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._version import __version__
 from ..errors import UsageError
 from ..methods import METHODS, BaseCAM
 from ..models.loading import BUNDLED, load_model, sha256_state

@@ -17,38 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import fastcam
 from fastcam.apps.cli import main
-from fastcam.data import load_photos
+from _generate_helpers import BATCH, SIZE, assert_same_store, make_images
+from _generate_helpers import store_files as _files
 from fastcam.generation import STATUS_DONE, STATUS_FAILED, GenerateError, read_store
 
-SIZE, BATCH = 64, 4
 ARGS = ["--size", str(SIZE), "--batch-size", str(BATCH), "--workers", "1", "--no-progress", "--max-failed", "2"]
-ARRAYS = ("maps", "path", "predicted", "probability", "target", "error", "status")
-
-
-def _make_images(folder: Path) -> None:
-    rng = np.random.default_rng(0)
-    x, _ = load_photos(size=160)
-    photos = (x.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
-    (folder / "sub" / "deeper").mkdir(parents=True)
-    for i in range(20):
-        p = photos[i % len(photos)]
-        h, w = rng.integers(72, 160, size=2)
-        top, left = rng.integers(0, 160 - h + 1), rng.integers(0, 160 - w + 1)
-        crop = Image.fromarray(p[top:top + h, left:left + w])
-        sub = ("", "sub/", "sub/deeper/")[i % 3]
-        crop.save(folder / f"{sub}photo{i:02d}.{'jpg' if i % 2 else 'png'}")
-    p = photos[0][:100, :120]
-    Image.fromarray(p[..., 1]).save(folder / "gray.png")                         # L
-    Image.fromarray(np.dstack([p, np.full(p.shape[:2], 90, np.uint8)])).save(folder / "rgba.png")
-    Image.fromarray(p[..., 2].astype(np.uint16) * 257).save(folder / "sub/sixteen.png")  # I;16
-    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    data = (folder / "photo03.jpg").read_bytes()
-    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    (folder / "notes.txt").write_text("not an image, not listed")
 
 
 def _decoded(path) -> torch.Tensor:
@@ -68,49 +44,10 @@ def _torchrun(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _files(store: Path) -> dict:
-    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
-
-
-def _table(path: Path, ignore=()):
-    import pyarrow.parquet as pq
-
-    from fastcam.generation.table import RUN_COLUMNS
-
-    t = pq.read_table(path)
-    return t.drop_columns([c for c in (*RUN_COLUMNS, *ignore) if c in t.column_names]), \
-        t.schema.metadata[b"fastcam"]
-
-
-def assert_same_store(a: Path, b: Path, ignore_attrs=(), same_uris: bool = True) -> None:
-    """Equal arrays, attributes (less ``ignore_attrs``), chunk files and tables (less
-    their timing and device columns, and the URIs unless ``same_uris``: where the
-    images were listed from)."""
-    A, B = read_store(a), read_store(b)
-    for name in ARRAYS:
-        np.testing.assert_array_equal(A[name], B[name], err_msg=name)   # NaNs compare equal
-    meta_a = {k: v for k, v in A["attrs"]["fastcam"].items() if k not in ignore_attrs}
-    meta_b = {k: v for k, v in B["attrs"]["fastcam"].items() if k not in ignore_attrs}
-    assert meta_a == meta_b
-    # byte for byte: every chunk and array's metadata (the group's zarr.json holds the attrs)
-    fa, fb = _files(a), _files(b)
-    fa.pop("zarr.json"), fb.pop("zarr.json")
-    assert fa.keys() == fb.keys()
-    tables = [k for k in fa if k.endswith(".parquet")]
-    assert len(tables) == -(-len(A["status"]) // BATCH)
-    skip = set(tables) | (set() if same_uris else {k for k in fa if k.startswith("manifest/uri/")})
-    assert [k for k in fa if k not in skip and fa[k] != fb[k]] == []
-    for k in tables:
-        (ta, ma), (tb, mb) = _table(a / k, () if same_uris else ("uri",)), _table(b / k, () if same_uris else ("uri",))
-        assert ta.to_pandas().equals(tb.to_pandas()), k      # NaNs compare equal
-        if not ignore_attrs:
-            assert ma == mb
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("generate") / "images"
-    _make_images(folder)
+    make_images(folder)
     return folder
 
 
