@@ -49,10 +49,10 @@ def _table(path: Path, ignore=()):
         t.schema.metadata[b"fastcam"]
 
 
-def assert_same_store(a: Path, b: Path, ignore_attrs=(), same_uris: bool = True) -> None:
+def assert_same_store(a: Path, b: Path, ignore_attrs=(), same_sources: bool = True) -> None:
     """Equal arrays, attributes (less ``ignore_attrs``), chunk files and tables (less
-    their timing and device columns, and the URIs unless ``same_uris``: where the
-    images were listed from)."""
+    their timing and device columns, and unless ``same_sources``, the URIs and
+    fingerprints: where the images were listed from and what that listing saw)."""
     A, B = read_store(a), read_store(b)
     for name in ARRAYS:
         np.testing.assert_array_equal(A[name], B[name], err_msg=name)   # NaNs compare equal
@@ -62,13 +62,18 @@ def assert_same_store(a: Path, b: Path, ignore_attrs=(), same_uris: bool = True)
     # byte for byte: every chunk and array's metadata (the group's zarr.json holds the attrs)
     fa, fb = store_files(a), store_files(b)
     fa.pop("zarr.json"), fb.pop("zarr.json")
+    source_keys = ("manifest/uri/", "manifest/fingerprint/", "fingerprint/")
+    if not same_sources:
+        fa = {k: v for k, v in fa.items() if not k.startswith(source_keys)}
+        fb = {k: v for k, v in fb.items() if not k.startswith(source_keys)}
     assert fa.keys() == fb.keys()
     tables = [k for k in fa if k.endswith(".parquet")]
     assert len(tables) == -(-len(A["status"]) // BATCH)
-    skip = set(tables) | (set() if same_uris else {k for k in fa if k.startswith("manifest/uri/")})
+    skip = set(tables)
     assert [k for k in fa if k not in skip and fa[k] != fb[k]] == []
     for k in tables:
-        (ta, ma), (tb, mb) = _table(a / k, () if same_uris else ("uri",)), _table(b / k, () if same_uris else ("uri",))
+        ignore = () if same_sources else ("uri", "fingerprint")
+        (ta, ma), (tb, mb) = _table(a / k, ignore), _table(b / k, ignore)
         assert ta.to_pandas().equals(tb.to_pandas()), k      # NaNs compare equal
         if not ignore_attrs:
             assert ma == mb

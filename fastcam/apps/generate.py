@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..generation.config import DTYPES, SAVES
 from ..generation.decode import PREPROCESS
 from ..generation.fingerprint import FINGERPRINTS
-from ..generation.manifest import redact
+from ..generation.manifest import redact, remember_credentials, remember_secrets
 from ..generation.run import EXECUTORS, generate
 from ..generation.summary import parse_max_failed
 from ..generation.verify import verify_store
@@ -99,6 +99,9 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.images is None:
             raise UsageError("--images is required (except with --verify)")
         parse_max_failed(args.max_failed, 0)          # its form, before any work
+        remember_secrets(dict(args.storage_option))
+        remember_credentials(args.out)
+        remember_credentials(args.images)
         summary = generate(args.images, args.out, args.method, options=dict(args.option),
                            model=args.model, weights=args.weights, layer=args.layer, target=args.target,
                            batch_size=args.batch_size, workers=args.workers, size=args.size,

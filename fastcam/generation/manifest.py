@@ -60,20 +60,39 @@ def is_url(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
 
 
-def redact(text: str) -> str:
-    """``text`` with every URL's ``user:password@`` removed."""
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]*@", r"\1", str(text))
-
-
 _CREDENTIALS: dict[str, str] = {}
+#: secret strings seen in this process (URL userinfo, secret storage options), never shown
+_SECRETS: set = set()
+_SECRET_KEYS = re.compile(r"secret|token|password|passwd|credential|key|sas|auth", re.IGNORECASE)
+
+
+def redact(text: Any) -> str:
+    """``text`` with every URL's ``user:password@`` removed and every secret this
+    process was given (:func:`remember_credentials`, :func:`remember_secrets`) masked."""
+    out = re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]*@", r"\1", str(text))
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        out = out.replace(secret, "***")
+    return out
 
 
 def remember_credentials(url: str) -> None:
     """Keep ``url``'s userinfo in this process (never in the store) for
     :func:`read_bytes` of URIs under it."""
     url = str(url)
-    if _USERINFO.match(url):
+    m = _USERINFO.match(url)
+    if m:
         _CREDENTIALS[redact(url)] = url
+        userinfo = m.group(2)[:-1]
+        _SECRETS.update(v for v in (userinfo, userinfo.split(":", 1)[-1]) if len(v) >= 4)
+
+
+def remember_secrets(storage_options: Optional[dict]) -> None:
+    """Mask the values of secret-looking storage options in every message."""
+    for k, v in (storage_options or {}).items():
+        if isinstance(v, dict):
+            remember_secrets(v)
+        elif isinstance(v, str) and len(v) >= 4 and _SECRET_KEYS.search(str(k)):
+            _SECRETS.add(v)
 
 
 def _restore(uri: str) -> str:
@@ -111,11 +130,26 @@ class Manifest:
 
 
 # -- listing -------------------------------------------------------------------------
+def options_for(url: str, storage_options: Optional[dict]) -> dict:
+    """The storage options for ``url``'s protocol: ``storage_options[PROTOCOL]``
+    when given per protocol (``{"s3": {...}, "gs": {...}}``), else the flat
+    options, except for http(s) URLs, which take none (their credentials are
+    the URL's own)."""
+    options = dict(storage_options or {})
+    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if isinstance(options.get(protocol), dict):
+        return dict(options[protocol])
+    if protocol in ("http", "https", "file"):
+        return {}
+    return {k: v for k, v in options.items() if not (isinstance(v, dict) and k.isalpha() and k.islower()
+                                                      and k in ("s3", "gs", "gcs", "az", "abfs", "memory"))}
+
+
 def _fs(url: str, storage_options: Optional[dict]):
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(_restore(url), **(storage_options or {}))
+        return fsspec.core.url_to_fs(_restore(url), **options_for(url, storage_options))
     except ImportError as e:
         raise UsageError(f"{redact(url)}: {e} (pip install 'fastcam[remote]')") from None
 
@@ -263,7 +297,12 @@ def _list_table(location: str, storage_options: Optional[dict], image_column: st
     ids = [str(v) for v in meta[id_column]] if id_column else [f"{name}/{i}" for i in range(n)]
     uris = [f"parquet[{i}]::{bare}" for i in range(n)]
     labels = dict(zip(ids, meta[label_column])) if label_column else None
-    return ids, uris, [""] * n, labels
+    if is_url(location):
+        fs, path = _fs(location, storage_options)
+        table_print = _fingerprint(fs.info(path))
+    else:
+        table_print = stat_fingerprint(location[7:] if location.startswith("file://") else location)
+    return ids, uris, [f"{table_print}#{i}" for i in range(n)], labels
 
 
 def list_inputs(images: ImagesSpec, *, storage_options: Optional[dict] = None,
@@ -272,6 +311,7 @@ def list_inputs(images: ImagesSpec, *, storage_options: Optional[dict] = None,
     """(ids, uris, fingerprints, redacted source, labels or None), sorted by id,
     unique; see the module for the sources."""
     labels = None
+    remember_secrets(storage_options)
     if isinstance(images, (str, os.PathLike)):
         spec = os.fspath(images)
         remember_credentials(spec)

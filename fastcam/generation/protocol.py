@@ -204,14 +204,20 @@ def _changed_rows(store: SaliencyStore, manifest: Manifest, status: np.ndarray,
                                                      storage_options), status)
 
 
-def _open_for_work(out: str, storage_options: Optional[dict]) -> SaliencyStore:
-    try:
-        store = SaliencyStore.attach(out, storage_options)
-    except Exception as e:  # noqa: BLE001
-        raise UsageError(f"{redact(out)} is not a fastcam store ({type(e).__name__}); run prepare first") from None
-    if store.meta.get("state") != "ready" or "manifest" not in store.group:
-        raise UsageError(f"{redact(out)} was not prepared by this fastcam (no manifest); run prepare first")
-    return store
+def _open_for_work(out: str, storage_options: Optional[dict], wait_s: float = 60.0) -> SaliencyStore:
+    """The prepared store (waiting while another process is still creating it)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            store = SaliencyStore.attach(out, storage_options)
+        except Exception as e:  # noqa: BLE001
+            raise UsageError(f"{redact(out)} is not a fastcam store ({type(e).__name__}); "
+                             "run prepare first") from None
+        if store.meta.get("state") == "ready" and "manifest" in store.group:
+            return store
+        if store.meta.get("state") != "creating" or time.monotonic() > deadline:
+            raise UsageError(f"{redact(out)} was not prepared by this fastcam (no manifest); run prepare first")
+        time.sleep(0.2)
 
 
 def explainer_for(store: SaliencyStore, device: torch.device, model: Optional[nn.Module] = None) -> BaseCAM:

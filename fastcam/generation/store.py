@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import UsageError
-from .manifest import Manifest, is_url, redact
+from .manifest import Manifest, is_url, options_for, redact
 
 STATUS_PENDING, STATUS_DONE, STATUS_FAILED = 0, 1, 2
 FORMAT = 1
@@ -88,8 +89,15 @@ def _zarr():
     return zarr
 
 
+#: how many times (0.1 s apart) a store without metadata yet is looked at again
+_CREATION_WAITS = 30
 #: rows per chunk of the manifest's arrays
 MANIFEST_CHUNK = 1 << 16
+
+
+def zarr_options(location: str, storage_options: Optional[dict]) -> Optional[dict]:
+    """The storage options for Zarr: a local store takes none (they are the inputs')."""
+    return options_for(location, storage_options) if is_url(location) else None
 
 
 def _local_path(location: str) -> Optional[str]:
@@ -104,7 +112,7 @@ def _location_has_content(location: str, storage_options: Optional[dict]) -> boo
         return os.path.exists(local) and (not os.path.isdir(local) or bool(os.listdir(local)))
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(location, **options_for(location, storage_options))
     try:
         return bool(fs.exists(path) and (fs.isfile(path) or fs.ls(path)))
     except FileNotFoundError:
@@ -167,14 +175,20 @@ class SaliencyStore:
         zarr = _zarr()
         location = os.fspath(location)
         shown = redact(location)
-        if _location_has_content(location, storage_options):
+        wipe = False
+        for attempt in range(_CREATION_WAITS + 1):
+            if not _location_has_content(location, storage_options):
+                break
             try:
-                group = zarr.open_group(location, mode="r+", storage_options=storage_options)
+                group = zarr.open_group(location, mode="r+", storage_options=zarr_options(location, storage_options))
                 stored = group.attrs.get("fastcam")
             except Exception as e:  # noqa: BLE001
                 raise UsageError(f"{shown} exists and is not a fastcam store "
                                  f"({type(e).__name__}); choose another --out") from None
             if not isinstance(stored, dict):
+                if attempt < _CREATION_WAITS and not group.attrs:
+                    time.sleep(0.1)        # another process may be creating it this moment
+                    continue
                 raise UsageError(f"{shown} is a Zarr group without fastcam metadata; choose another --out")
             if stored.get("state") == "ready":
                 diff = describe_mismatch(stored, meta)
@@ -193,25 +207,36 @@ class SaliencyStore:
                                   f"this is {meta.get('fastcam_version')}", stacklevel=3)
                 _remove_partial_files(location)
                 return cls(group, location, storage_options)
-            # state "creating": a previous run died while creating it, or another process
-            # is creating it now (the same run): nothing was computed
-        return cls._create(location, meta, manifest, chunk_size, storage_options, low_res_shape)
+            # state "creating": a run died while creating it (nothing was computed; made
+            # again from scratch when it was another run), or another process is creating
+            # it now for the same run (created beside it, deleting nothing)
+            wipe = bool(describe_mismatch(stored, meta)) or int(stored.get("chunk_size", -1)) != int(chunk_size)
+            break
+        return cls._create(location, meta, manifest, chunk_size, storage_options, low_res_shape, wipe)
 
     @classmethod
-    def _create(cls, location, meta, manifest, chunk_size, storage_options, low_res_shape) -> "SaliencyStore":
+    def _create(cls, location, meta, manifest, chunk_size, storage_options, low_res_shape,
+                wipe: bool = False) -> "SaliencyStore":
         zarr = _zarr()
         n, size = int(meta["n_images"]), int(meta["size"])
         if len(manifest) != n:
             raise ValueError("the manifest and the metadata disagree on the number of rows")
         attrs = {"fastcam": {**_jsonable(meta), "chunk_size": int(chunk_size), "state": "creating"}}
-        try:
-            group = zarr.open_group(location, mode="a", storage_options=storage_options, zarr_format=3)
-            group.attrs.update(attrs)
-            cls._require_arrays(group, meta, n, size, chunk_size, low_res_shape)
-        except (TypeError, ValueError):     # an interrupted creation with other shapes
-            group = zarr.open_group(location, mode="w", storage_options=storage_options,
-                                    zarr_format=3, attributes=attrs)
-            cls._require_arrays(group, meta, n, size, chunk_size, low_res_shape)
+        options = zarr_options(location, storage_options)
+        if wipe:
+            group = zarr.open_group(location, mode="w", storage_options=options, zarr_format=3, attributes=attrs)
+        else:
+            group = zarr.open_group(location, mode="a", storage_options=options, zarr_format=3)
+            if not isinstance(group.attrs.get("fastcam"), dict):
+                group.attrs.update(attrs)
+        for attempt in range(3):
+            try:
+                cls._require_arrays(group, meta, n, size, chunk_size, low_res_shape)
+                break
+            except (TypeError, ValueError):
+                if attempt == 2:       # created by another process meanwhile: found on the next try
+                    raise
+                time.sleep(0.1)
         store = cls.__new__(cls)
         store.group, store.location, store.storage_options = group, location, storage_options
         store._write_manifest_arrays(manifest)
@@ -273,7 +298,8 @@ class SaliencyStore:
     @classmethod
     def attach(cls, location: str, storage_options: Optional[dict] = None) -> "SaliencyStore":
         """Open a store another process created (distributed ranks)."""
-        group = _zarr().open_group(os.fspath(location), mode="r+", storage_options=storage_options)
+        group = _zarr().open_group(os.fspath(location), mode="r+",
+                                     storage_options=zarr_options(os.fspath(location), storage_options))
         return cls(group, os.fspath(location), storage_options)
 
     # -- chunks ---------------------------------------------------------------
@@ -436,7 +462,7 @@ def write_object(location: str, key: str, data: bytes, storage_options: Optional
         return
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    fs, root = fsspec.core.url_to_fs(location, **options_for(location, storage_options))
     fs.pipe_file(f"{root.rstrip('/')}/{key}", data)
 
 
@@ -457,7 +483,8 @@ def _remove_partial_files(location: str) -> None:
 
 def read_store(location: str, storage_options: Optional[dict] = None) -> dict:
     """The whole store as NumPy arrays plus ``attrs`` (tests, small stores)."""
-    group = _zarr().open_group(os.fspath(location), mode="r", storage_options=storage_options)
+    group = _zarr().open_group(os.fspath(location), mode="r",
+                                     storage_options=zarr_options(os.fspath(location), storage_options))
     attrs = dict(group.attrs)
     out: dict = {name: np.asarray(group[name][:]) for name in array_names(attrs.get("fastcam", {}))}
     out["attrs"] = attrs

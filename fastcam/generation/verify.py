@@ -9,7 +9,7 @@ from typing import Optional
 from ..errors import UsageError
 from .fingerprint import current_fingerprints
 from .manifest import ImagesSpec, make_manifest, redact
-from .store import IMPLIED, SaliencyStore, _zarr
+from .store import IMPLIED, SaliencyStore, _zarr, zarr_options
 
 
 @dataclass
@@ -61,7 +61,7 @@ def verify_store(location: str, images: Optional[ImagesSpec] = None,
     :class:`UsageError`."""
     location = os.fspath(location)
     try:
-        group = _zarr().open_group(location, mode="r", storage_options=storage_options)
+        group = _zarr().open_group(location, mode="r", storage_options=zarr_options(location, storage_options))
         store = SaliencyStore(group, location)
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"--out {location!r} is not a readable fastcam store "

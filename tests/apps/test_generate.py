@@ -155,7 +155,7 @@ def test_kill_9_then_resume_on_two_processes(images, reference, tmp_path):
     result = _torchrun("--images", str(listing), "--out", str(out), *ARGS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "8 already in the store" in result.stdout
-    assert_same_store(reference[0], out, ignore_attrs=("images",), same_uris=False)
+    assert_same_store(reference[0], out, ignore_attrs=("images",), same_sources=False)
 
 
 def test_other_arguments_refuse_to_resume(images, reference, capsys):
