@@ -44,6 +44,11 @@ def run_ray(images, out: str, config: GenerateConfig, device, *, n_workers: int 
     if n_workers < 1:
         raise UsageError(f"--ray-workers must be >= 1, got {n_workers}")
     prepared = prepare(images, out, config, storage_options=storage_options, device="cpu", verbose=verbose)
+    if not prepared.pending:         # resumed from the store: nothing to start
+        summary = finalize(out, storage_options=storage_options, skipped=prepared.skipped, world=n_workers)
+        if verbose:
+            print(summary.format(), flush=True)
+        return summary
     started = False
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,

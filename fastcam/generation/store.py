@@ -95,6 +95,22 @@ _CREATION_WAITS = 30
 MANIFEST_CHUNK = 1 << 16
 
 
+def _require(group, name: str, **kwargs):
+    """The array ``name`` of ``group``: created, or as another process created it
+    (the same shape and chunks; zarr's own ``require_array`` refuses a string
+    array it reads back with another dtype spelling)."""
+    try:
+        existing = group[name]
+    except KeyError:
+        try:
+            return group.create_array(name, **kwargs)
+        except Exception:  # noqa: BLE001 - created by another process meanwhile
+            existing = group[name]
+    if tuple(existing.shape) != tuple(kwargs["shape"]) or tuple(existing.chunks) != tuple(kwargs["chunks"]):
+        raise ValueError(f"{name}: the store has shape {existing.shape}, chunks {existing.chunks}")
+    return existing
+
+
 def zarr_options(location: str, storage_options: Optional[dict]) -> Optional[dict]:
     """The storage options for Zarr: a local store takes none (they are the inputs')."""
     return options_for(location, storage_options) if is_url(location) else None
@@ -229,14 +245,7 @@ class SaliencyStore:
             group = zarr.open_group(location, mode="a", storage_options=options, zarr_format=3)
             if not isinstance(group.attrs.get("fastcam"), dict):
                 group.attrs.update(attrs)
-        for attempt in range(3):
-            try:
-                cls._require_arrays(group, meta, n, size, chunk_size, low_res_shape)
-                break
-            except (TypeError, ValueError):
-                if attempt == 2:       # created by another process meanwhile: found on the next try
-                    raise
-                time.sleep(0.1)
+        cls._require_arrays(group, meta, n, size, chunk_size, low_res_shape)
         store = cls.__new__(cls)
         store.group, store.location, store.storage_options = group, location, storage_options
         store._write_manifest_arrays(manifest)
@@ -246,14 +255,14 @@ class SaliencyStore:
 
     @staticmethod
     def _require_arrays(group, meta, n, size, chunk_size, low_res_shape) -> None:
-        group.require_array("maps", shape=(n, size, size), chunks=(chunk_size, size, size),
+        _require(group, "maps", shape=(n, size, size), chunks=(chunk_size, size, size),
                             dtype=meta["dtype"], fill_value=float("nan"),
                             dimension_names=("image", "y", "x"),
                             attributes={"description": "saliency maps in [0, 1]; NaN where no map "
                                                        "(failed or pending image)"})
         if "low_res" in meta.get("save", ()):
             h, w = low_res_shape
-            group.require_array("low_res", shape=(n, h, w), chunks=(chunk_size, h, w), dtype="float32",
+            _require(group, "low_res", shape=(n, h, w), chunks=(chunk_size, h, w), dtype="float32",
                                 fill_value=float("nan"), dimension_names=("image", "h", "w"),
                                 attributes={"description": "ReLU(sum_k w_k A_k) at the layer's "
                                                            "resolution, before upsampling and scaling"})
@@ -261,15 +270,15 @@ class SaliencyStore:
             extra = {}
             if name == "status":
                 extra = {"attributes": {"codes": {"0": "pending", "1": "done", "2": "failed"}}}
-            group.require_array(name, shape=(n,), chunks=(chunk_size,), dtype=dtype,
+            _require(group, name, shape=(n,), chunks=(chunk_size,), dtype=dtype,
                                 fill_value=fill, dimension_names=("image",), **extra)
         if meta.get("fingerprint"):
-            group.require_array("fingerprint", shape=(n,), chunks=(chunk_size,), dtype=str, fill_value="",
+            _require(group, "fingerprint", shape=(n,), chunks=(chunk_size,), dtype=str, fill_value="",
                                 dimension_names=("image",), attributes={"kind": meta["fingerprint"]})
         m = min(MANIFEST_CHUNK, max(n, 1))
         for name, dtype, fill in (("id", str, ""), ("uri", str, ""), ("fingerprint", str, ""),
                                   ("target", "int64", -1)):
-            group.require_array(f"manifest/{name}", shape=(n,), chunks=(m,), dtype=dtype, fill_value=fill,
+            _require(group, f"manifest/{name}", shape=(n,), chunks=(m,), dtype=dtype, fill_value=fill,
                                 dimension_names=("image",))
 
     # -- the manifest -------------------------------------------------------------

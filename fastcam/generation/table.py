@@ -70,7 +70,7 @@ def chunk_table(*, rows: range, ids: list, uris: list, fingerprints: list, resul
         "seconds": pa.array(np.asarray(seconds, dtype=np.float64)),
         "device": pa.array([device] * n, pa.string()),
     }
-    table = pa.table(cols)
+    table = pa.Table.from_arrays(list(cols.values()), names=list(cols))     # (pa.table imports pandas)
     if metadata is not None:
         table = table.replace_schema_metadata({"fastcam": json.dumps(metadata, sort_keys=True)})
     buf = io.BytesIO()
