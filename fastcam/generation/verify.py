@@ -8,7 +8,7 @@ from typing import Optional
 
 from ..errors import UsageError
 from .fingerprint import current_fingerprints
-from .manifest import ImagesSpec, make_manifest, redact
+from .manifest import ImagesSpec, Manifest, list_inputs, redact
 from .store import IMPLIED, SaliencyStore, _zarr, zarr_options
 
 
@@ -76,22 +76,21 @@ def verify_store(location: str, images: Optional[ImagesSpec] = None,
     if images is None:
         report.notes.append("no --images given: fingerprints not checked")
         return report
-    meta_target = store.meta.get("target")
-    target = "predicted"
-    if isinstance(meta_target, dict) and "class" in meta_target:
-        target = meta_target["class"]
-    elif isinstance(meta_target, dict) and "topk" in meta_target:
-        target = f"topk:{meta_target['topk']}"
-    manifest, _ = make_manifest(images, target if not isinstance(meta_target, dict) or "file" not in meta_target
-                                else "predicted", storage_options=storage_options)
-    if manifest.digest() != store.meta.get("paths_sha256"):
+    # the store's rows are (image, target); the listing is of images: compare the images
+    ids, uris, prints, _source, _labels = list_inputs(images, storage_options=storage_options,
+                                                      image_column=store.meta.get("image_column", "image"))
+    stored = store.read_manifest() if "manifest" in store.group else None
+    if stored is None or set(ids) != set(stored.ids):
         report.problems.append(f"the image list of {redact(images)} differs from the store's (other files or paths)")
         return report
     if store.fingerprint_kind is None:
         report.notes.append("the store was made before fastcam recorded fingerprints: changed images "
                             "cannot be detected")
         return report
+    where = {i: k for k, i in enumerate(ids)}
+    rows = Manifest(stored.ids, [uris[where[i]] for i in stored.ids], [prints[where[i]] or "" for i in stored.ids],
+                    stored.targets, stored.source)
     computed = [i for i in range(store.n_images) if status[i] != 0]
-    current = current_fingerprints(manifest, computed, store.fingerprint_kind, storage_options)
-    report.changed = [manifest.ids[i] for i in store.changed_images(current, status)]
+    current = current_fingerprints(rows, computed, store.fingerprint_kind, storage_options)
+    report.changed = sorted({rows.ids[i] for i in store.changed_images(current, status)})
     return report

@@ -146,6 +146,7 @@ def test_topk_and_eval_labels_csv_give_a_row_per_target(images, tmp_path):
     assert list(s["path"]) == [str(images / p) for p in four for _ in range(2)]
     np.testing.assert_array_equal(s["target"], order)
     np.testing.assert_array_equal(s["predicted"], np.repeat(order[::2], 2))
+    assert main(["generate", "--verify", "--out", str(tmp_path / "top.zarr"), "--images", str(listing)]) == 0
     ref = fastcam.explain(model, x.repeat_interleave(2, 0), "gradcam", "_head_act",
                           targets=torch.as_tensor(order), normalize=model.normalization).numpy()
     np.testing.assert_allclose(s["maps"].astype(np.float32), ref, atol=2e-3)
