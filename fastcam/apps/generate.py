@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "float32); an error if the device cannot run it natively. Recorded in the store: a "
            "resume with another precision is refused; with --verify, checked against the store")
     a("--storage-option", action="append", type=key_value, default=[], metavar="KEY=VALUE",
-      help="fsspec storage option for a remote --out, repeatable")
+      help="fsspec storage option for a remote --out and remote --images, repeatable (per protocol: "
+           "s3='{...}'); never recorded, masked in every message")
     a("--retry-failed", action="store_true", help="recompute chunks that hold failed images")
     a("--fingerprint", default="stat", choices=FINGERPRINTS,
       help="what a new store records of each image to see it change: stat (size and mtime; "
@@ -86,7 +87,8 @@ def shard_spec(text: str) -> tuple[int, int]:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """``fastcam generate``: 0 on success, 1 when images are still pending or more
+    """``fastcam generate``: 0 on success, 1 when images are still pending (with
+    ``--shard`` and no ``--steal``: among its own chunks) or more
     failed than ``--max-failed`` allows (the summary says how many and why), 2 on
     a usage error, 130 when interrupted. With ``--verify``: 0 when the store
     checks out, 1 on a problem."""
@@ -121,7 +123,9 @@ def run_cli(args: argparse.Namespace) -> int:
         print("\nfastcam generate: interrupted; the finished chunks are in the store, run the same "
               "command again to resume", file=sys.stderr)
         return 130
-    if summary.pending:
+    # a shard without --steal answers for its own chunks (a SLURM array task succeeds
+    # when its share is done; the summary says what the store still lacks)
+    if (summary.own_pending if args.shard is not None and not args.steal else summary.pending):
         return 1
     if summary.failed > allowed:
         if int(os.environ.get("RANK", "0")) == 0:

@@ -25,6 +25,7 @@ from ..models.loading import BUNDLED
 from .distributed import Distributed
 from .manifest import ImagesSpec, redact
 from .protocol import GenerateConfig, Prepared, default_device, finalize, prepare, run_chunks
+from .store import SaliencyStore
 from .summary import GenerateSummary
 
 #: the executors of ``--executor`` (``--shard`` and ``torchrun`` choose theirs)
@@ -142,6 +143,8 @@ def _independent(images, out: str, config: GenerateConfig, device, *, shard, ste
     seconds = time.perf_counter() - t0
     summary = finalize(out, storage_options=storage_options, computed=counts.computed,
                        computed_failed=counts.failed, skipped=prepared.skipped, seconds=seconds)
+    store = SaliencyStore.attach(out, storage_options)
+    summary.own_pending = sum(len(store.chunk_range(c)) for c in mine if not store.chunk_done(c))
     if verbose:
         print(summary.format(), flush=True)
     return summary

@@ -42,6 +42,7 @@ class GenerateSummary:
     world_size: int
     failures: list = field(default_factory=list)   # up to 10 (path, error) from the store
     reasons: dict = field(default_factory=dict)     # error type -> failed rows, whole store
+    own_pending: int = 0     # rows still pending among the chunks this process was given (--shard)
 
     def allowed_failures(self, max_failed: Union[int, str, None]) -> int:
         """How many failed rows ``max_failed`` allows: N, or ``"P%"`` of the rows."""
