@@ -1,18 +1,35 @@
-"""`fastcam generate` end to end on CPU (one run each): EfficientNet-Lite0 on
-folders of JPEG files made from the bundled real photos (random crops, resized
-to 320-512 px), vs the bare loop of the same method over the same images
-already decoded into memory (no decoding, no store). The generate row includes
-everything the command does: listing, model load, store creation, DataLoader
-workers decoding and resizing, compression and writing. Target: at least 0.8
-of the bare loop's images/s (time ratio at most 1.25).
+"""`fastcam generate` on real ImageNet validation images (``../shared/data/imagenet-val``,
+1,000 JPEGs of 227 x 227; skipped, saying why, where that folder is absent), at
+224 px with the bundled EfficientNet-Lite0, Grad-CAM and LIFT-CAM, fp32 and bf16
+(bf16 where the CPU runs it natively). One run each, rows of a method and
+precision back to back:
 
-Both sides build their explainer inside the timed region (a method's one-time
-setup, such as LIFT-CAM splitting the model at the layer, counts for both) in
-a process already warmed at these shapes; generate also loads the model.
-Grad-CAM and LIFT-CAM (when ``"liftcam"`` is in ``fastcam.METHODS``; skipped
-otherwise) on 512 images (batch 32); Opti-CAM (up to 100 Adam iterations per
-image) on 8. Each method's two rows run back to back."""
+* ``floor``: a bare eager loop: the same uint8 decoding in the same number of
+  DataLoader workers, the same explainer, no store (the baseline);
+* ``local``: ``fastcam.generate`` into a new store (listing, model load, store
+  creation, decoding, compute, compression, the per-chunk tables);
+* ``shard2``: two ``--shard i/2`` processes at once into one store (each one
+  intra-op thread; wall time of the pair).
+
+Targets (issue "Whole datasets where they live"): ``local`` >= 0.95 of the floor
+on the shared images and on the same images re-encoded at 500 x 375 (the
+``x500`` groups; a typical ImageNet size). ``test_decode_per_image``: uint8
+decoding against fastcam's float decoding per image (target >= 2x).
+``test_folder_webdataset_parquet_give_identical_stores``: the folder, WebDataset
+and Parquet forms of the images give identical stores.
+
+The Ray executor's rows are not measured here: Ray's start (a local cluster and
+its worker processes) does not fit this 2-core machine's share; its launch line
+is in the README. FASTCAM_BENCH_N overrides the number of images (default 1,000;
+smoke: 8 at 64 px).
+"""
+import io
+import os
+import subprocess
+import sys
+import tarfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,114 +37,184 @@ import torch
 from PIL import Image
 
 import fastcam
-from fastcam.data import load_image, load_photos
-
 from conftest import SMOKE
+from fastcam.data import load_image
 
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-val"
 SIZE = 64 if SMOKE else 224
-#: method: (images, batch size, options)
-CASES = {
-    "gradcam": (8, 4, {}) if SMOKE else (512, 32, {}),
-    "liftcam": (8, 4, {}) if SMOKE else (512, 32, {}),
-    "opticam": (4, 4, {"max_iter": 2}) if SMOKE else (8, 8, {}),
-}
-WORKERS = 1
-_RATES: dict = {}
+N = 8 if SMOKE else int(os.environ.get("FASTCAM_BENCH_N", "1000"))
+BATCH = 4 if SMOKE else 32
+WORKERS = 0 if SMOKE else 1
+METHODS = ("gradcam", "liftcam")
+_FLOOR: dict = {}
+
+
+def _native_bf16() -> bool:
+    from fastcam.engine import check_precision
+
+    try:
+        check_precision("bf16", torch.device("cpu"))
+    except ValueError:
+        return False
+    return True
+
+
+PRECISIONS = ("fp32", "bf16") if _native_bf16() else ("fp32",)
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """The largest case's image files (each case takes the first N, sorted)."""
-    root = tmp_path_factory.mktemp("bench_generate") / "images"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    x, _ = load_photos(size=512)
-    photos = (x.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
-    n = max(n for n, _, _ in CASES.values())
-    for i in range(n):
-        h, w = rng.integers(300, 513, size=2)
-        top, left = rng.integers(0, 512 - h + 1), rng.integers(0, 512 - w + 1)
-        im = Image.fromarray(photos[i % len(photos)][top:top + h, left:left + w])
-        scale = rng.uniform(320, 512) / max(h, w)
-        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-        im.save(root / f"{i:05d}.jpg", quality=90)
-    return root
+def shared() -> list:
+    if not (SHARED / "images").is_dir():
+        pytest.skip(f"{SHARED} is absent (the shared ImageNet-val subset)")
+    return sorted((SHARED / "images").glob("*.JPEG"))[:N]
 
 
 @pytest.fixture(scope="module")
-def model():
-    return fastcam.models.efficientnet_lite0(pretrained=True).eval()
+def x500(shared, tmp_path_factory) -> list:
+    """The same images re-encoded at 500 x 375 (JPEG quality 90)."""
+    folder = tmp_path_factory.mktemp("x500")
+    out = []
+    for p in shared:
+        with Image.open(p) as im:
+            q = folder / (p.stem + ".jpg")
+            im.convert("RGB").resize((500, 375), Image.BILINEAR).save(q, quality=90)
+        out.append(q)
+    return out
 
 
-def _paths(folder, method):
-    n = CASES[method][0]
-    return sorted(folder.glob("*.jpg"))[:n]
+def _sets(shared, x500):
+    return {"shared": shared, "x500": x500}
 
 
-def _needs(method):
-    if method not in fastcam.METHODS:
-        pytest.skip(f"{method!r} is not in fastcam.METHODS in this version")
+def _floor(paths, method, precision) -> float:
+    """images/s of the bare loop (decode in workers, explain, nothing stored)."""
+    from fastcam.generation.decode import decode_uint8, to_unit_float
 
-
-def _group(method):
-    n, batch, _ = CASES[method]
-    return f"generate {method} efficientnet_lite0 {SIZE}px N{n} B{batch}"
-
-
-def _bare_loop(benchmark, folder, model, method):
-    """The same method over the images already in memory, batch by batch."""
-    n, batch, options = CASES[method]
-    x = torch.stack([load_image(p, SIZE) for p in _paths(folder, method)])
+    model = fastcam.models.efficientnet_lite0(pretrained=True).eval()
     cls = fastcam.METHODS[method]
-    # warm the process (oneDNN primitives for these shapes) with a throwaway explainer ...
-    cls(model, ["_head_act"], normalize=model.normalization, **options)(x[:batch])
-    timing = {}
+    opts = {} if precision == "fp32" else {"precision": precision}
 
-    def bare():
-        t0 = time.perf_counter()
-        # ... and time a new one: a method's one-time setup (LIFT-CAM splits the model
-        # at the layer) is paid by the bare loop as by generate
-        cam = cls(model, ["_head_act"], normalize=model.normalization, **options)
-        for i in range(0, n, batch):
-            cam(x[i:i + batch])
-        timing["s"] = time.perf_counter() - t0
+    class Files(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(paths)
 
-    benchmark.extra_info["baseline"] = True
-    benchmark.pedantic(bare, rounds=1, iterations=1)
-    _RATES[method] = n / timing["s"]
-    benchmark.extra_info["note"] = f"{_RATES[method]:7.2f} images/s"
+        def __getitem__(self, i):
+            return decode_uint8(Path(paths[i]).read_bytes(), SIZE).image
+
+    cls(model, ["_head_act"], normalize=model.normalization, **opts)(torch.rand(2, 3, SIZE, SIZE))   # warm
+    t0 = time.perf_counter()
+    cam = cls(model, ["_head_act"], normalize=model.normalization, **opts)
+    loader = torch.utils.data.DataLoader(Files(), batch_size=BATCH, num_workers=WORKERS)
+    for x in loader:
+        cam(to_unit_float(x))
+    return len(paths) / (time.perf_counter() - t0)
 
 
-def _generate(benchmark, folder, method, tmp_path):
-    """The whole command on the image files, into a new store."""
-    n, batch, options = CASES[method]
+def _listing(paths, tmp_path) -> Path:
     listing = tmp_path / "images.txt"
-    listing.write_text("\n".join(str(p) for p in _paths(folder, method)))
+    listing.write_text("\n".join(str(p) for p in paths))
+    return listing
+
+
+def _shard_pair(listing, out, method, precision) -> float:
+    cmd = [sys.executable, "-m", "fastcam", "generate", "--images", str(listing), "--out", str(out),
+           "--method", method, "--size", str(SIZE), "--batch-size", str(BATCH), "--workers", str(WORKERS),
+           "--precision", precision, "--no-progress", "--max-failed", "100%", "--steal"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(cmd + ["--shard", f"{i}/2"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errs = [p.communicate()[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    return len(listing.read_text().splitlines()) / (time.perf_counter() - t0)
+
+
+@pytest.mark.parametrize("images", ["shared", "x500"])
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kind", ["floor", "local", "shard2"])
+def test_generate_vs_floor(benchmark, shared, x500, tmp_path, method, precision, images, kind):
+    if images == "x500" and (method != "gradcam" or precision != "fp32"):
+        pytest.skip("the 500 x 375 rows: Grad-CAM fp32 only (decoding is what differs)")
+    if kind == "shard2" and (images == "x500" or SMOKE):
+        pytest.skip("--shard x2 on the shared images only, not in the smoke run (two processes start: "
+                    "tests/generation covers them)")
+    paths = _sets(shared, x500)[images]
+    key = (method, precision, images)
+    benchmark.group = f"generate {method} {precision} {images} {SIZE}px N{len(paths)} B{BATCH}"
+    rate = {}
+
+    def run():
+        if kind == "floor":
+            rate["v"] = _floor(paths, method, precision)
+        elif kind == "local":
+            t0 = time.perf_counter()
+            s = fastcam.generate(_listing(paths, tmp_path), tmp_path / "local.zarr", method, size=SIZE,
+                                 batch_size=BATCH, workers=WORKERS, precision=precision, progress=False,
+                                 verbose=False)
+            rate["v"] = s.n_images / (time.perf_counter() - t0)
+        else:
+            rate["v"] = _shard_pair(_listing(paths, tmp_path), tmp_path / "shard.zarr", method, precision)
+
+    benchmark.extra_info["baseline"] = kind == "floor"
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    if kind == "floor":
+        _FLOOR[key] = rate["v"]
+    ratio = f" = {rate['v'] / _FLOOR[key]:.2f} of the floor" if key in _FLOOR and kind != "floor" else ""
+    benchmark.extra_info["note"] = f"{rate['v']:7.2f} images/s{ratio}"
+
+
+@pytest.mark.parametrize("images", ["shared", "x500"])
+@pytest.mark.parametrize("decoder", ["float_today", "uint8"])
+def test_decode_per_image(benchmark, shared, x500, images, decoder):
+    from fastcam.generation.decode import decode_uint8
+
+    paths = _sets(shared, x500)[images][: min(200, N)]
+    data = [Path(p).read_bytes() for p in paths]
+    benchmark.group = f"decode per image {images} {SIZE}px N{len(paths)}"
+    benchmark.extra_info["baseline"] = decoder == "float_today"
+
     timing = {}
-    runs = iter(range(1_000_000))
 
-    def setup():
-        return (tmp_path / f"store{next(runs)}.zarr",), {}
-
-    def run(out):
+    def run():
         t0 = time.perf_counter()
-        summary = fastcam.generate(listing, out, method, options=options, size=SIZE, batch_size=batch,
-                                   workers=WORKERS, progress=False, verbose=False)
+        for p, d in zip(paths, data):
+            if decoder == "uint8":
+                decode_uint8(d, SIZE)
+            else:
+                load_image(p, SIZE)
         timing["s"] = time.perf_counter() - t0
-        assert summary.done == n and summary.failed == 0
 
-    benchmark.pedantic(run, setup=setup, rounds=1, iterations=1)
-    rate = n / timing["s"]
-    ratio = f" = {rate / _RATES[method]:.2f} of the bare loop" if method in _RATES else ""
-    benchmark.extra_info["note"] = f"{rate:7.2f} images/s{ratio} (workers={WORKERS})"
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info["note"] = f"{timing['s'] / len(paths) * 1e3:.2f} ms per image"
 
 
-# bare loop and generate of a method run back to back (the machine's load then is alike)
-@pytest.mark.parametrize("method,kind", [(m, k) for m in CASES for k in ("bare_loop", "fastcam_generate")])
-def test_generate_vs_bare_loop(benchmark, folder, model, method, kind, tmp_path):
-    _needs(method)
-    benchmark.group = _group(method)
-    if kind == "bare_loop":
-        _bare_loop(benchmark, folder, model, method)
-    else:
-        _generate(benchmark, folder, method, tmp_path)
+def test_folder_webdataset_parquet_give_identical_stores(shared, tmp_path):
+    """Not timed: the three forms of the images give the same maps, status and targets."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fastcam.generation import read_store
+
+    paths = shared[: min(N, 64)]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for p in paths:
+        (folder / p.name).write_bytes(p.read_bytes())
+    with tarfile.open(tmp_path / "val-0000.tar", "w") as tar:
+        for p in paths:
+            data = p.read_bytes()
+            info = tarfile.TarInfo(p.name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    pq.write_table(pa.Table.from_pylist([{"image": p.read_bytes(), "id": p.name} for p in paths]),
+                   tmp_path / "val.parquet")
+    kw = dict(size=SIZE, batch_size=BATCH, workers=WORKERS, progress=False, verbose=False)
+    stores = {}
+    for name, source, extra in (("folder", folder, {}), ("tar", str(tmp_path / "val-0000.tar"), {}),
+                                ("parquet", tmp_path / "val.parquet", {"id_column": "id"})):
+        fastcam.generate(source, tmp_path / f"{name}.zarr", "gradcam", **kw, **extra)
+        stores[name] = read_store(tmp_path / f"{name}.zarr")
+    for name in ("tar", "parquet"):
+        for key in ("maps", "predicted", "probability", "target", "status"):
+            np.testing.assert_array_equal(stores[name][key], stores["folder"][key], err_msg=f"{name} {key}")

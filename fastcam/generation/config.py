@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-import numpy as np
 import torch
 
 from ..errors import UsageError
@@ -17,7 +16,8 @@ from ..inputs import Normalize
 from ..methods import METHODS
 from ..models.loading import LoadedModel
 from ..preflight import build_explainer, count_classes, resolve_normalize
-from .dataset import ImageList, read_targets
+from .decode import preprocessing_record
+from .manifest import Manifest
 from .store import FORMAT
 
 #: the maps' dtypes
@@ -39,8 +39,10 @@ class RunConfig:
     target: Any                 # "predicted", {"class": c} or {"file", "sha256"}
     normalize: Normalize        # (mean, std) float tuples, or None
     precision: str              # the engine's: fp32, bf16 or fp16 (fastcam.engine.PRECISIONS)
-    n_images: int
-    paths_sha256: str           # of the sorted image list
+    preprocess: dict            # how images became the input (fastcam.generation.decode)
+    save: list                  # the arrays of maps kept: ["maps"] or ["maps", "low_res"]
+    n_images: int               # rows: one per (image, target)
+    paths_sha256: str           # of the rows' ids and targets (Manifest.digest)
 
     def metadata(self, images: str) -> dict:
         """The store's ``fastcam`` attributes for this run; ``images``: what the user
@@ -83,23 +85,34 @@ def method_spec(method: str, options: Optional[dict], *, run_arguments: tuple = 
     return canonical, cls, full
 
 
-def resolve_config(loaded: LoadedModel, images: ImageList, *, method: str, options: Optional[dict],
-                   target: Any, size: int, dtype: str, normalize: Union[str, Normalize],
-                   precision: str = "fp32") -> tuple[RunConfig, Optional[np.ndarray]]:
-    """The config of a run of ``method`` on ``loaded`` over ``images``, and the
-    per-image target classes (None: the predicted ones). The options are checked
-    by building the explainer once; target classes against the model's outputs.
-    ``precision`` is a field of its own, not an option (``options`` naming it
-    is an error)."""
+#: what ``--save`` may keep besides the maps
+SAVES = ("low-res",)
+
+
+def resolve_config(loaded: LoadedModel, manifest: Manifest, target_record: Any, *, method: str,
+                   options: Optional[dict], size: int, dtype: str, normalize: Union[str, Normalize],
+                   precision: str = "fp32", preprocess: str = "crop", save: tuple = ()
+                   ) -> tuple[RunConfig, Any]:
+    """The config of a run of ``method`` on ``loaded`` over the manifest's rows,
+    and the explainer (built once here, which checks the options). Target
+    classes are checked against the model's outputs. ``precision`` is a field
+    of its own, not an option (``options`` naming it is an error)."""
     name, cls, full_options = method_spec(method, options, run_arguments=tuple(RUN_ARGUMENTS))
     norm = resolve_normalize(normalize, loaded)
-    build_explainer(cls, loaded.model, loaded.layer, norm, full_options, precision)
-    targets, target_record = read_targets(target, images)
-    if targets is not None:
+    cam = build_explainer(cls, loaded.model, loaded.layer, norm, full_options, precision)
+    unknown = sorted(set(save) - set(SAVES))
+    if unknown:
+        raise UsageError(f"--save {unknown[0]!r}: choose from {list(SAVES)}")
+    codes = manifest.targets
+    if len(codes) and (int(codes.max()) >= 0 or int(codes.min()) < -1):
         n_classes = count_classes(loaded, size)
-        if int(targets.max()) >= n_classes:
-            raise UsageError(f"--target: class {int(targets.max())} out of range for a model "
+        if int(codes.max()) >= n_classes:
+            raise UsageError(f"--target: class {int(codes.max())} out of range for a model "
                              f"with {n_classes} classes")
+        if -1 - int(codes.min()) >= n_classes:
+            raise UsageError(f"--target topk:{-int(codes.min())}: the model has {n_classes} classes")
+    kept = ["maps"] + (["low_res"] if "low-res" in save else [])
     config = RunConfig(name, full_options, loaded.name, loaded.weights, loaded.layer, size, dtype,
-                       target_record, norm, precision, len(images.paths), images.digest())
-    return config, targets
+                       target_record, norm, precision, preprocessing_record(preprocess, size), kept,
+                       len(manifest), manifest.digest())
+    return config, cam

@@ -1,13 +1,11 @@
-"""The input side of ``fastcam generate``: the sorted image list, per-image
-targets, and a DataLoader whose worker processes decode and resize images.
+"""The input side of ``fastcam generate``: a DataLoader whose worker processes
+read chunks of the manifest's rows and decode them in uint8
+(:class:`ChunkDataset`, :func:`chunk_batches`), and :func:`list_images`, the
+sorted image list of a local folder or list (what ``fastcam eval`` reads).
 
-An image that cannot be decoded does not stop the run: its sample carries the
-error text instead of a tensor, and the chunk's record says ``failed``.
-Grayscale, gray+alpha, RGBA, palette and 16-bit files are converted to RGB by
-:func:`fastcam.data.load_image` (alpha composited over white), the same
-preprocessing as everywhere else in fastcam: shorter side resized to
-``round(size*256/224)`` (bilinear, antialiased), centre crop ``size x size``,
-float32 in [0, 1].
+An image that cannot be read or decoded does not stop the run: its row
+carries the error text instead of a tensor, and the chunk's record says
+``failed``. Decoding and the preprocessing are :mod:`.decode`'s.
 """
 from __future__ import annotations
 
@@ -15,207 +13,148 @@ import gc
 import hashlib
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Iterable, Iterator, NamedTuple, Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import load_image
-from ..errors import UsageError
+from .decode import decode_uint8
+from .manifest import (IMAGE_EXTENSIONS, ImagesSpec, Manifest, list_inputs, read_bytes, read_table_cells,
+                       redact, table_row)
 
-#: file name endings (case-insensitive) taken from an image folder
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-                    ".ppm", ".pgm", ".pbm", ".pnm")
-
-ImagesSpec = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+__all__ = ["IMAGE_EXTENSIONS", "ImagesSpec", "ImageList", "list_images", "ChunkBatch", "ChunkDataset",
+           "chunk_batches"]
 
 
 @dataclass(frozen=True)
 class ImageList:
-    """The images of a run: ``paths`` as stored (sorted, unique), and ``root``,
-    the folder relative paths are resolved against (None: the working dir)."""
+    """The images of a local folder or list: ``paths`` (sorted, unique), and
+    ``root``, the folder relative paths are resolved against (None: the working dir)."""
 
     paths: list[str]
     root: Optional[str]
-    source: str          # what the user passed, for the store's metadata only
+    source: str          # what the user passed
 
     def full_path(self, i: int) -> str:
         p = self.paths[i]
         return p if self.root is None or os.path.isabs(p) else os.path.join(self.root, p)
 
-    def digest(self) -> str:
-        return paths_digest(self.paths)
-
-
-def paths_digest(paths: Sequence[str]) -> str:
-    """sha256 of the sorted path list (the store's identity of its inputs)."""
-    h = hashlib.sha256()
-    h.update(str(len(paths)).encode())
-    for p in paths:
-        h.update(b"\n")
-        h.update(p.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
-
-
-def _scan_folder(root: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            full = Path(dirpath) / name
-            if full.is_file():
-                found.append(full.relative_to(root).as_posix())
-    return found
-
 
 def list_images(images: ImagesSpec) -> ImageList:
-    """The sorted, de-duplicated image list.
-
-    * a folder: every file below it (recursively; hidden files and folders
-      skipped) whose name ends with one of :data:`IMAGE_EXTENSIONS`; paths are
-      stored relative to the folder (POSIX separators);
-    * a text file: one path per line (blank lines and ``#`` comments skipped);
-      paths are stored as written, relative ones resolved against the text
-      file's folder;
-    * a Python sequence of paths: stored as given, relative to the working dir.
-    """
+    """The sorted, de-duplicated image list of a folder (recursive), a text file
+    of paths or a sequence of paths (:func:`~.manifest.list_inputs`)."""
+    ids, _uris, _prints, source, _labels = list_inputs(images)
+    root = None
     if isinstance(images, (str, os.PathLike)):
-        src = Path(images)
-        if src.is_dir():
-            paths = _scan_folder(src)
-            root, kind = str(src), "folder"
-        elif src.is_file():
-            with open(src, encoding="utf-8") as f:
-                paths = [ln.strip() for ln in f]
-            paths = [p for p in paths if p and not p.startswith("#")]
-            root, kind = str(src.parent), "list file"
-        else:
-            raise UsageError(f"--images {str(images)!r}: no such folder or file")
-        source = str(images)
-    else:
-        paths = [os.fspath(p) for p in images]
-        root, kind, source = None, "path list", f"<{len(paths)} paths>"
-    unique = sorted(set(paths))
-    if len(unique) < len(paths):
-        warnings.warn(f"{len(paths) - len(unique)} duplicate path(s) in the {kind} were dropped",
-                      stacklevel=3)
-    if not unique:
-        raise UsageError(f"no images found in the {kind} {source!r}")
-    return ImageList(unique, root, source)
-
-
-def read_targets(target: Union[str, int, os.PathLike, None], images: ImageList
-                 ) -> tuple[Optional[np.ndarray], object]:
-    """Per-image target classes and the metadata describing them.
-
-    ``"predicted"`` / None -> (None, "predicted"); an int -> that class for every
-    image; a file -> lines ``PATH CLASS`` (whitespace, comma or tab separated,
-    PATH as stored: relative to the images folder), every image needing one.
-    """
-    if target is None or (isinstance(target, str) and target.lower() == "predicted"):
-        return None, "predicted"
-    if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
-        c = int(target)
-        if c < 0:
-            raise UsageError(f"--target {c}: a class index must be >= 0")
-        return np.full(len(images.paths), c, dtype=np.int64), {"class": c}
-    path = Path(target)
-    if not path.is_file():
-        raise UsageError(f"--target {str(target)!r}: neither 'predicted', a class index nor a file")
-    wanted: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.replace(",", " ").replace("\t", " ").rsplit(None, 1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise UsageError(f"{path}:{n}: expected 'PATH CLASS', got {line!r}")
-            wanted[parts[0].strip()] = int(parts[1])
-    out = np.empty(len(images.paths), dtype=np.int64)
-    missing = []
-    for i, p in enumerate(images.paths):
-        c = wanted.get(p)
-        if c is None:
-            missing.append(p)
-        else:
-            out[i] = c
-    if missing:
-        raise UsageError(f"--target {str(target)!r} has no class for {len(missing)} image(s), "
-                            f"e.g. {missing[0]!r}")
-    if (out < 0).any():
-        raise UsageError(f"--target {str(target)!r}: negative class index")
-    digest = hashlib.sha256(out.astype("<i8").tobytes()).hexdigest()
-    return out, {"file": path.name, "sha256": digest}
-
-
-class Sample(NamedTuple):
-    index: int
-    image: Optional[Tensor]
-    error: str
+        root = os.fspath(images) if os.path.isdir(images) else os.path.dirname(os.fspath(images))
+    return ImageList(ids, root, source)
 
 
 class ChunkBatch(NamedTuple):
     """One chunk of the store, as the loader delivers it."""
 
-    indices: Tensor      # (n,) int64, consecutive image indices of the chunk
-    images: Tensor       # (k, 3, S, S) float32, the decodable images only
+    indices: Tensor      # (n,) int64, consecutive row indices of the chunk
+    images: Tensor       # (k, 3, S, S) uint8 (or float in [0, 1]), the decodable images only
     ok: Tensor           # (n,) bool, which indices decoded (their rows are ``images``)
     errors: list         # n strings, "" where ok
+    heights: Optional[Tensor] = None     # (n,) int64 the original images' sizes (-1: failed)
+    widths: Optional[Tensor] = None
+    seconds: Optional[Tensor] = None     # (n,) float64 reading and decoding time per row
+    sha256: Optional[list] = None        # n hashes of the bytes read ("" where unread), when asked
+    chunk: int = -1
 
 
-class ImageDataset(Dataset):
-    """Index -> :class:`Sample`; decoding errors are caught and returned."""
+class ChunkDataset(Dataset):
+    """Chunk id -> its :class:`ChunkBatch`, decoded in uint8 (:mod:`.decode`)
+    from the manifest's URIs (:func:`~.manifest.read_bytes`); a row whose bytes
+    cannot be read or decoded is recorded failed with the reason, never raised.
+    A table's rows are read one row group at a time."""
 
-    def __init__(self, images: ImageList, size: int):
-        self.images, self.size = images, int(size)
+    def __init__(self, manifest: Manifest, chunk_size: int, size: int, preprocess: str = "crop", *,
+                 image_column: str = "image", storage_options: Optional[dict] = None, hash_bytes: bool = False):
+        self.manifest, self.chunk_size, self.size, self.preprocess = manifest, int(chunk_size), int(size), preprocess
+        self.image_column, self.storage_options, self.hash_bytes = image_column, storage_options, hash_bytes
 
     def __len__(self) -> int:
-        return len(self.images.paths)
+        return -(-len(self.manifest) // self.chunk_size)
 
-    def __getitem__(self, i: int) -> Sample:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")   # PIL's EXIF/ICC chatter, once per worker otherwise
-                x = load_image(self.images.full_path(i), self.size)
-            if not torch.isfinite(x).all():
-                raise ValueError("decoded image has non-finite values")
-            return Sample(i, x, "")
-        except Exception as e:  # noqa: BLE001 -- any decoding failure is recorded, not raised
-            msg = f"{type(e).__name__}: {e}".replace("\n", " ").strip()
-            # the message names the image as stored, not where the folder happens to be
-            msg = msg.replace(self.images.full_path(i), self.images.paths[i])
-            return Sample(i, None, msg[:500])
+    def _bytes(self, rows: range) -> list:
+        """Each row's bytes, or the exception reading them raised."""
+        out: list = [None] * len(rows)
+        tables: dict[str, list[int]] = {}
+        for j, i in enumerate(rows):
+            where = table_row(self.manifest.uris[i])
+            if where is not None:
+                tables.setdefault(where[0], []).append(j)
+                continue
+            try:
+                out[j] = read_bytes(self.manifest.uris[i], self.storage_options)
+            except Exception as e:  # noqa: BLE001 -- recorded, not raised
+                out[j] = e
+        for table, js in tables.items():
+            try:
+                cells = read_table_cells(table, [table_row(self.manifest.uris[rows[j]])[1] for j in js],
+                                         self.image_column, self.storage_options)
+                for j, v in zip(js, cells):
+                    out[j] = v if isinstance(v, (bytes, bytearray)) else \
+                        TypeError(f"column {self.image_column!r} holds {type(v).__name__}, not image bytes")
+            except Exception as e:  # noqa: BLE001
+                for j in js:
+                    out[j] = e
+        return out
+
+    def __getitem__(self, c: int) -> ChunkBatch:
+        rows = range(c * self.chunk_size, min((c + 1) * self.chunk_size, len(self.manifest)))
+        n = len(rows)
+        t0 = time.perf_counter()
+        data = self._bytes(rows)
+        read_share = (time.perf_counter() - t0) / max(n, 1)
+        images, ok, errors = [], [], []
+        heights, widths = torch.full((n,), -1, dtype=torch.int64), torch.full((n,), -1, dtype=torch.int64)
+        seconds = torch.zeros(n, dtype=torch.float64)
+        digests = [""] * n if self.hash_bytes else None
+        for j, (i, d) in enumerate(zip(rows, data)):
+            t = time.perf_counter()
+            try:
+                if isinstance(d, BaseException):
+                    raise d
+                if digests is not None:
+                    digests[j] = "sha256:" + hashlib.sha256(d).hexdigest()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")   # PIL's EXIF/ICC chatter
+                    decoded = decode_uint8(d, self.size, self.preprocess)
+                images.append(decoded.image)
+                heights[j], widths[j] = decoded.height, decoded.width
+                ok.append(True)
+                errors.append("")
+            except Exception as e:  # noqa: BLE001 -- any reading or decoding failure is recorded
+                msg = f"{type(e).__name__}: {e}".replace("\n", " ").strip()
+                # the message names the image as stored, not where the folder happens to be
+                msg = msg.replace(self.manifest.uris[i], self.manifest.ids[i])
+                ok.append(False)
+                errors.append(redact(msg)[:500])
+            seconds[j] = read_share + time.perf_counter() - t
+        stacked = torch.stack(images) if images else torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        return ChunkBatch(torch.arange(rows.start, rows.stop), stacked, torch.tensor(ok, dtype=torch.bool),
+                          errors, heights, widths, seconds, digests, int(c))
 
 
-def collate_chunk(samples: Sequence[Sample]) -> ChunkBatch:
-    indices = torch.tensor([s.index for s in samples], dtype=torch.int64)
-    ok = torch.tensor([s.image is not None for s in samples], dtype=torch.bool)
-    good = [s.image for s in samples if s.image is not None]
-    images = torch.stack(good) if good else torch.empty(0, 3, 0, 0)
-    return ChunkBatch(indices, images, ok, [s.error for s in samples])
-
-
-def chunk_batches(dataset: ImageDataset, chunks: Sequence[Sequence[int]], *, workers: int,
+def chunk_batches(dataset: ChunkDataset, chunks: Iterable[int], *, workers: int,
                   pin_memory: bool, prefetch: int = 2) -> Iterator[ChunkBatch]:
-    """One :class:`ChunkBatch` per chunk, in order, from a DataLoader whose
-    ``workers`` processes decode and resize (started here: they fork this
-    process); with ``pin_memory`` (GPU) the batches are page-locked so the
-    host-to-device copy can be asynchronous."""
-    if not chunks:
-        return iter(())
+    """One :class:`ChunkBatch` per chunk of ``chunks`` (any iterable, consumed
+    lazily: a generator may skip chunks done meanwhile), in order, from a
+    DataLoader whose ``workers`` processes read and decode them (started here:
+    they fork this process); with ``pin_memory`` (GPU) the batches are
+    page-locked so the host-to-device copy can be asynchronous."""
     kwargs = {}
     if workers > 0:
         kwargs = {"prefetch_factor": prefetch, "persistent_workers": False}
-    loader = DataLoader(dataset, batch_sampler=[list(c) for c in chunks], collate_fn=collate_chunk,
-                        num_workers=workers, pin_memory=pin_memory, **kwargs)
+    loader = DataLoader(dataset, sampler=_Lazy(chunks), batch_size=None, num_workers=workers,
+                        pin_memory=pin_memory, **kwargs)
     if workers == 0:
         return iter(loader)
     _release_free_heap()
@@ -224,6 +163,16 @@ def chunk_batches(dataset: ImageDataset, chunks: Sequence[Sequence[int]], *, wor
         return iter(loader)
     finally:
         gc.unfreeze()
+
+
+class _Lazy:
+    """A sampler over an iterable that is read as the loader asks."""
+
+    def __init__(self, items: Iterable[int]):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
 
 
 def _release_free_heap() -> None:

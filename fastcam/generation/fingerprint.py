@@ -1,20 +1,21 @@
 """Per-image content fingerprints of ``fastcam generate``: what the store records
 next to each map so that a resume or ``--verify`` sees an image that changed.
 
-* ``stat`` (default): ``SIZE:MTIME_NS`` of the file, no read; misses a rewrite
-  that keeps both the size and the modification time.
-* ``sha256``: the hash of the file's bytes (reads every image once more).
+* ``stat`` (default): what the listing saw: ``SIZE:MTIME_NS`` of a local file,
+  an object's ETag (or size and modification time) on object storage, a tar
+  member's size and mtime; no read. Misses a rewrite that keeps all of them.
+* ``sha256``: the hash of the bytes read (each computed image is read once more
+  on resume).
 
-An unreadable or missing file has the fingerprint ``""``.
+An unreadable or missing image has the fingerprint ``""``.
 """
 from __future__ import annotations
 
-import os
-from typing import Sequence
+import hashlib
+from typing import Optional, Sequence
 
 from ..errors import UsageError
-from ..models.loading import sha256_file
-from .dataset import ImageList
+from .manifest import Manifest, read_bytes
 
 #: the fingerprint kinds (``--fingerprint``)
 FINGERPRINTS = ("stat", "sha256")
@@ -26,17 +27,15 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def fingerprint(path: str, kind: str) -> str:
-    """The ``kind`` fingerprint of the file at ``path`` (``""`` when it cannot be read)."""
-    try:
-        if kind == "sha256":
-            return "sha256:" + sha256_file(path)
-        st = os.stat(path)
-        return f"{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return ""
-
-
-def fingerprints(images: ImageList, indices: Sequence[int], kind: str) -> list[str]:
-    """The fingerprints of images ``indices`` of ``images``."""
-    return [fingerprint(images.full_path(int(i)), kind) for i in indices]
+def current_fingerprints(manifest: Manifest, rows: Sequence[int], kind: str,
+                         storage_options: Optional[dict] = None) -> dict[int, str]:
+    """Row -> the ``kind`` fingerprint of its image now (``manifest``: a fresh listing)."""
+    if kind != "sha256":
+        return {i: manifest.fingerprints[i] for i in rows}
+    out = {}
+    for i in rows:
+        try:
+            out[i] = "sha256:" + hashlib.sha256(read_bytes(manifest.uris[i], storage_options)).hexdigest()
+        except Exception:  # noqa: BLE001 - unreadable: "" (differs from any recorded hash)
+            out[i] = ""
+    return out

@@ -1,41 +1,35 @@
 """``fastcam.generate(...)``: saliency maps for a whole image collection into one
-resumable Zarr store, on one process or many (``torchrun``).
+resumable Zarr store, by one of the executors over the chunk protocol
+(:mod:`.protocol`):
 
-Rank 0 loads the model, resolves the run's :class:`~.config.RunConfig`, opens
-the store (creating it, or checking that it was made by the same config) and
-makes the :class:`~.plan.Plan` of the chunks still to do, which every rank
-receives. Rank ``r`` of ``W`` computes pending chunks ``r, r+W, r+2W, ...``: a
-DataLoader decodes them in worker processes while :func:`~.compute.compute_chunk`
-runs the model, and a writer thread commits finished chunks to the store while
-the next one is computed. A barrier ends the run; rank 0 records completion and
-every rank returns the summary.
+* ``local`` (default): one process prepares, computes every pending chunk and finalizes;
+* ``torchrun`` (``WORLD_SIZE`` > 1): rank 0 prepares, rank ``r`` of ``W``
+  computes pending chunks ``r, r+W, ...``, rank 0 finalizes after a barrier;
+* ``shard=(i, N)`` (independent processes: a SLURM array, a Kubernetes indexed
+  job): each prepares (safe at once), computes the pending chunks whose id ≡ i
+  (mod N) and, with ``steal``, then any chunk still pending; no locks or claims;
+* ``ray`` (:mod:`.ray_executor`): CPU tasks decode, one actor per worker computes and commits.
 """
 from __future__ import annotations
 
 import os
-import queue
 import sys
-import threading
 import time
-import warnings
 from typing import Any, Optional, Union
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import UsageError
-from ..methods import METHODS, BaseCAM
-from ..models.loading import BUNDLED, load_model
-from ..preflight import build_explainer, check_device, check_out_dir, check_precision, check_size
-from .compute import compute_chunk
-from .config import DTYPES, resolve_config
-from .dataset import ImageDataset, ImagesSpec, chunk_batches, list_images
+from ..models.loading import BUNDLED
 from .distributed import Distributed
-from .fingerprint import check_kind, fingerprints
-from .plan import Plan
-from .store import STATUS_FAILED, SaliencyStore, is_url
+from .manifest import ImagesSpec, redact
+from .protocol import GenerateConfig, Prepared, default_device, finalize, prepare, run_chunks
+from .store import SaliencyStore
 from .summary import GenerateSummary
+
+#: the executors of ``--executor`` (``--shard`` and ``torchrun`` choose theirs)
+EXECUTORS = ("local", "ray")
 
 
 def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gradcam", *,
@@ -45,207 +39,148 @@ def generate(images: ImagesSpec, out: Union[str, os.PathLike], method: str = "gr
              workers: Optional[int] = None, size: int = 224, dtype: str = "float16",
              device: Union[str, torch.device, None] = None, normalize: Any = "auto",
              precision: str = "fp32", storage_options: Optional[dict] = None, retry_failed: bool = False,
-             fingerprint: str = "stat", progress: bool = True, verbose: bool = True) -> GenerateSummary:
+             fingerprint: str = "stat", preprocess: str = "crop", save: tuple = (),
+             shard: Optional[tuple[int, int]] = None, steal: bool = False, executor: str = "local",
+             ray_workers: int = 2, image_column: str = "image", id_column: Optional[str] = None,
+             label_column: Optional[str] = None, progress: bool = True, verbose: bool = True) -> GenerateSummary:
     """Saliency maps for every image of ``images`` into the Zarr store ``out``.
 
     Args:
-        images: a folder (recursive), a text file of paths, or a sequence of paths.
-        out: the store (a local path or any fsspec URL, with ``storage_options``).
-            An existing store made with the same arguments is resumed: its done
-            chunks are skipped. Other arguments against it raise :class:`GenerateError`.
+        images: a folder (recursive, local or an fsspec URL), a text file of
+            paths or URLs, a sequence of them, WebDataset tar shards
+            (``'shards/val-{0000..0009}.tar'``) or a Parquet table
+            (``image_column``, ``id_column``, ``label_column``); see
+            :mod:`fastcam.generation.manifest`.
+        out: the store (a local path or any fsspec URL, with ``storage_options``,
+            which are never recorded). An existing store made with the same
+            arguments is resumed: its done chunks are skipped. Other arguments
+            against it raise :class:`GenerateError`.
         method, options: a name of ``fastcam.METHODS`` and its constructor options.
         model: ``"efficientnet_lite0"`` (bundled, pretrained), ``"torchvision:NAME"``
             or an ``nn.Module``; ``weights``: a state-dict file for it.
         layer: the target layer's dotted name (default: the model's last spatial layer).
-        target: ``"predicted"``, a class index, or a file of ``PATH CLASS`` lines.
-        batch_size: images per batch, and per chunk of a new store (an existing
+        target: ``"predicted"``, a class index, ``"topk:K"`` (K rows per image:
+            its K most probable classes), or a file: eval's labels CSV
+            (``image,class``) or ``PATH CLASS`` lines, an image repeated for
+            several classes. The store holds one row per (image, target).
+        batch_size: rows per batch, and per chunk of a new store (an existing
             store keeps its own chunk size).
-        workers: DataLoader worker processes decoding images (default: the CPUs
-            per process minus one, 1 to 8).
+        workers: DataLoader worker processes reading and decoding (default: the
+            CPUs per process minus one, 1 to 8).
         size, dtype: the square input/map size and the maps' dtype (float16|float32).
         device: default ``cuda`` when available (``cuda:LOCAL_RANK`` under torchrun).
         normalize: ``"auto"`` (the model's own ``normalization``, ImageNet mean/std
             otherwise), None, ``(mean, std)``, or another form
-            :func:`fastcam.preflight.resolve_normalize` takes; images are
-            pixel-space in [0, 1].
-        precision: how the model runs (:class:`fastcam.engine.Engine`): ``"fp32"``
-            (default), ``"bf16"`` or ``"fp16"`` (autocast; the CAM algebra stays
-            float32). Checked against the device before any work (a precision it
-            cannot run natively is a :class:`GenerateError`, never a fallback) and
-            recorded in the store's config: a resume with another precision is
-            refused (a store made before fastcam recorded it counts as fp32).
+            :func:`fastcam.preflight.resolve_normalize` takes.
+        precision: how the model runs (:class:`fastcam.engine.Engine`): ``"fp32"``,
+            ``"bf16"`` or ``"fp16"``; checked against the device before any work
+            and recorded in the store (a resume with another is refused).
         retry_failed: also recompute chunks holding failed images.
-        fingerprint: what a new store records of each image file (``"stat"``:
-            size and mtime; ``"sha256"``: a hash); a resume recomputes the chunks
-            holding an image whose fingerprint changed (an existing store keeps
-            its kind), and the done chunks whose maps are missing.
+        fingerprint: ``"stat"`` (what the listing saw) or ``"sha256"`` (of the
+            bytes); a resume recomputes the chunks holding a changed image.
+        preprocess: ``"crop"`` (shorter side to size·256/224, centre crop) or
+            ``"resize"`` (to size × size), decoded in uint8
+            (:mod:`fastcam.generation.decode`); recorded, a resume with another is refused.
+        save: ``("low-res",)`` also keeps the maps before upsampling (``low_res``).
+        shard, steal: ``(i, N)``: this process computes the pending chunks whose
+            id ≡ i (mod N), then, with ``steal``, any still pending.
+        executor: ``"local"`` or ``"ray"`` (``ray_workers`` actors).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this with the same
     arguments; each computes a disjoint share of the pending chunks.
     """
-    if dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    size, batch_size = check_size(size), int(batch_size)
-    check_kind(fingerprint)
-    check_device(device)
-    check_precision(precision, _device(device))
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    workers = _default_workers() if workers is None else int(workers)
-    if workers < 0:
+    config = GenerateConfig(method=method, options=options, model=model, weights=weights, layer=layer,
+                            target=target, batch_size=int(batch_size), size=int(size), dtype=dtype,
+                            normalize=normalize, precision=precision, preprocess=preprocess,
+                            save=tuple(save or ()), fingerprint=fingerprint, retry_failed=retry_failed,
+                            image_column=image_column, id_column=id_column, label_column=label_column)
+    config.check(device)
+    if workers is not None and int(workers) < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
+    if executor not in EXECUTORS:
+        raise UsageError(f"--executor {executor!r}: choose from {list(EXECUTORS)}")
+    if shard is not None:
+        i, n = (int(v) for v in shard)
+        if n < 1 or not 0 <= i < n:
+            raise UsageError(f"--shard {i}/{n}: give i/N with 0 <= i < N")
     out = os.fspath(out)
-    if not is_url(out):
-        check_out_dir(out[len("file://"):] if out.startswith("file://") else out)
+    common = dict(storage_options=storage_options, workers=workers, progress=progress, verbose=verbose)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _torchrun(images, out, config, device, **common)
+    if executor == "ray":
+        from .ray_executor import run_ray
+
+        return run_ray(images, out, config, device, n_workers=int(ray_workers), **common)
+    return _independent(images, out, config, device, shard=shard, steal=steal, **common)
+
+
+def _announce(prepared: Prepared, config: GenerateConfig, out: str, who: str, device) -> None:
+    print(f"fastcam generate: {prepared.n_rows} rows, {prepared.n_rows - prepared.skipped} to compute in "
+          f"{len(prepared.pending)} chunk(s) of {prepared.chunk_size}, {prepared.skipped} already done; "
+          f"{config.method}, precision {config.precision}, {who}, device {device} -> {redact(out)}",
+          file=sys.stderr, flush=True)
+
+
+def _independent(images, out: str, config: GenerateConfig, device, *, shard, steal: bool,
+                 storage_options, workers, progress: bool, verbose: bool) -> GenerateSummary:
+    """The local executor, and one ``--shard i/N`` process."""
+    prepared = prepare(images, out, config, storage_options=storage_options, device=device, verbose=verbose)
+    i, n = shard if shard is not None else (0, 1)
+    mine = [c for c in prepared.pending if c % n == i]
+    who = "1 process" if shard is None else f"shard {i}/{n}" + (" (stealing)" if steal else "")
+    if verbose:
+        _announce(prepared, config, out, who, default_device(device))
+    model = prepared.model.model
+    t0 = time.perf_counter()
+    counts = run_chunks(out, mine, device, storage_options=storage_options, model=model, workers=workers,
+                        progress=progress)
+    if steal and n > 1:
+        # the others' chunks still pending, from the next shard's on: shards steal from different places
+        rest = [c for c in prepared.pending if c % n != i]
+        rest.sort(key=lambda c: ((c % n - i) % n, c))
+        counts = counts + run_chunks(out, rest, device, storage_options=storage_options, model=model,
+                                     workers=workers, progress=progress, progress_desc="generate (stealing)")
+    seconds = time.perf_counter() - t0
+    summary = finalize(out, storage_options=storage_options, computed=counts.computed,
+                       computed_failed=counts.failed, skipped=prepared.skipped, seconds=seconds)
+    store = SaliencyStore.attach(out, storage_options)
+    summary.own_pending = sum(len(store.chunk_range(c)) for c in mine if not store.chunk_done(c))
+    if verbose:
+        print(summary.format(), flush=True)
+    return summary
+
+
+def _torchrun(images, out: str, config: GenerateConfig, device, *, storage_options, workers,
+              progress: bool, verbose: bool) -> GenerateSummary:
     dist = Distributed.start(device)
     try:
+        model = None
         if dist.rank == 0:
             with dist.failures_shared():
-                loaded = load_model(model, weights, layer=layer, size=size, device=dist.device)
-                image_list = list_images(images)
-                config, targets = resolve_config(loaded, image_list, method=method, options=options,
-                                                 target=target, size=size, dtype=dtype, normalize=normalize,
-                                                 precision=precision)
-                meta = {**config.metadata(image_list.source), "fingerprint": fingerprint}
-                store = SaliencyStore.open_or_create(out, meta, image_list.paths,
-                                                     chunk_size=batch_size, storage_options=storage_options)
-                plan = Plan.make(config, image_list, targets, store, retry_failed)
-            dist.broadcast(plan)
-            if store.chunk_size != batch_size:
-                warnings.warn(f"{out} keeps its chunk size {store.chunk_size}: that is the batch size "
-                              "of this run", stacklevel=2)
+                prepared = prepare(images, out, config, storage_options=storage_options, device=dist.device,
+                                   verbose=verbose)
+            model = prepared.model.model
+            dist.broadcast((prepared.pending, prepared.skipped))
+            if verbose:
+                _announce(prepared, config, out, f"{dist.world} process(es)", dist.device)
+            pending, skipped = prepared.pending, prepared.skipped
         else:
-            plan = dist.receive()
-            store = SaliencyStore.attach(out, storage_options)
-            loaded = load_model(model, weights, layer=plan.config.layer, device=dist.device, hash_weights=False)
-        config = plan.config
-        cam = build_explainer(METHODS[config.method], loaded.model, config.layer, config.normalize,
-                              config.options, config.precision)
-        if verbose and dist.rank == 0 and (plan.changed or plan.missing):
-            shown = ", ".join(plan.changed[:5]) + (" ..." if len(plan.changed) > 5 else "")
-            print(f"fastcam generate: recomputing {len(plan.changed)} image(s) changed since they were "
-                  f"computed ({shown}) and {len(plan.missing)} chunk(s) whose maps are missing "
-                  f"{plan.missing[:5]}", file=sys.stderr, flush=True)
-        if verbose and dist.rank == 0:
-            print(f"fastcam generate: {config.n_images} images, {plan.n_pending} to compute in "
-                  f"{len(plan.pending)} chunk(s) of {store.chunk_size}, {plan.skipped} already done; "
-                  f"{config.method} on {config.model}:{config.layer}, precision {config.precision}, "
-                  f"{dist.world} process(es), "
-                  f"device {dist.device} -> {out}", file=sys.stderr, flush=True)
+            pending, skipped = dist.receive()
+            if not isinstance(config.model, str):
+                model = config.model
         t0 = time.perf_counter()
-        computed, failed = _compute_share(dist, plan, store, cam, workers=workers, progress=progress)
+        counts = run_chunks(out, pending[dist.rank::dist.world], dist.device, storage_options=storage_options,
+                            model=model, workers=workers, progress=progress and dist.rank == 0,
+                            progress_desc="generate" if dist.world == 1 else f"generate (rank 0 of {dist.world})")
         dist.barrier()
         seconds = time.perf_counter() - t0
-        computed, failed = dist.sum([computed, failed])
-        summary = _summary(plan, store, computed, failed, seconds, dist.world) if dist.rank == 0 else None
-        if summary is not None and verbose:
-            print(summary.format(), flush=True)
+        computed, failed = dist.sum([counts.computed, counts.failed])
+        summary = None
+        if dist.rank == 0:
+            summary = finalize(out, storage_options=storage_options, computed=computed, computed_failed=failed,
+                               skipped=skipped, seconds=seconds, world=dist.world)
+            if verbose:
+                print(summary.format(), flush=True)
         return dist.broadcast(summary)
     finally:
         dist.close()
-
-
-def _compute_share(dist: Distributed, plan: Plan, store: SaliencyStore, cam: BaseCAM, *, workers: int,
-                   progress: bool) -> tuple[int, int]:
-    """Compute and commit this rank's chunks; (images computed, of which failed)."""
-    mine = plan.chunks_of(dist.rank, dist.world)
-    chunks = [list(store.chunk_range(c)) for c in mine]
-    config = plan.config
-    bar = None
-    if progress and dist.rank == 0 and chunks:
-        from tqdm.auto import tqdm
-
-        desc = "generate" if dist.world == 1 else f"generate (rank 0 of {dist.world})"
-        bar = tqdm(total=sum(map(len, chunks)), unit="img", desc=desc, dynamic_ncols=True, smoothing=0.05,
-                   file=sys.stderr)
-    # the loader's workers fork here, before the writer thread starts
-    batches = chunk_batches(ImageDataset(plan.images, config.size), chunks, workers=workers,
-                            pin_memory=dist.device.type == "cuda")
-    writer = _ChunkWriter(store)
-    computed = failed = 0
-    try:
-        for c, batch in zip(mine, batches):
-            idx = batch.indices.numpy()
-            if idx[0] != store.chunk_range(c).start:
-                raise RuntimeError("the loader delivered chunks out of order")
-            result = compute_chunk(cam, batch, None if plan.targets is None else plan.targets[idx], seed=c,
-                                   size=config.size, dtype=DTYPES[config.dtype], device=dist.device)
-            prints = None if plan.fingerprint is None else fingerprints(plan.images, idx, plan.fingerprint)
-            writer.put(c, paths=[plan.images.paths[i] for i in idx], fingerprint=prints, **result._asdict())
-            computed += len(idx)
-            failed += int((result.status == STATUS_FAILED).sum())
-            if bar is not None:
-                bar.update(len(idx))
-                if failed:
-                    bar.set_postfix(failed=failed, refresh=False)
-        writer.close()
-    finally:
-        if bar is not None:
-            bar.close()
-    return computed, failed
-
-
-def _summary(plan: Plan, store: SaliencyStore, computed: int, failed: int, seconds: float,
-             world: int) -> GenerateSummary:
-    """Rank 0: record completion in the store and summarise the run."""
-    counts = store.finalize()
-    failures = []
-    if counts.failed:
-        status = store.arrays["status"][:]
-        bad = np.flatnonzero(status == STATUS_FAILED)[:10]
-        errors = store.arrays["error"]
-        failures = [(plan.images.paths[i], str(errors[int(i)])) for i in bad]
-    return GenerateSummary(store.location, counts.n_images, counts.done, counts.failed, counts.pending,
-                           computed, failed, plan.skipped, seconds, world, failures)
-
-
-class _ChunkWriter:
-    """Writes finished chunks on a thread so compression and I/O overlap the
-    next chunk's compute; at most ``depth`` chunks wait (bounded memory)."""
-
-    def __init__(self, store: SaliencyStore, depth: int = 2):
-        self.store = store
-        self.queue: "queue.Queue" = queue.Queue(maxsize=depth)
-        self.error: Optional[BaseException] = None
-        self.thread = threading.Thread(target=self._work, name="fastcam-writer", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is None:
-                try:
-                    self.store.write_chunk(item[0], **item[1])
-                except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
-                    self.error = e
-
-    def _check(self) -> None:
-        if self.error is not None:
-            raise RuntimeError(f"writing to the store failed: {self.error!r}") from self.error
-
-    def put(self, c: int, **arrays: Any) -> None:
-        """Queue chunk ``c``'s :meth:`SaliencyStore.write_chunk` arguments."""
-        self._check()
-        self.queue.put((c, arrays))
-
-    def close(self) -> None:
-        """Wait for the queued chunks to be written."""
-        self.queue.put(None)
-        self.thread.join()
-        self._check()
-
-
-def _device(device: Union[str, torch.device, None]) -> torch.device:
-    """The device type a run on ``device`` uses (:meth:`Distributed.start`'s choice
-    without its rank index): the precision check needs it before any work."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _default_workers() -> int:
-    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cpus // max(1, procs) - 1))

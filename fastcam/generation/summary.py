@@ -2,6 +2,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Union
+
+from ..errors import UsageError
+
+
+def parse_max_failed(max_failed: Union[int, str, None], n_rows: int) -> int:
+    """``--max-failed``: N rows or ``P%`` of ``n_rows`` (rounded down); None: 0."""
+    if max_failed is None:
+        return 0
+    text = str(max_failed).strip()
+    try:
+        if text.endswith("%"):
+            p = float(text[:-1])
+            if not 0 <= p <= 100:
+                raise ValueError
+            return int(p / 100 * n_rows)
+        n = int(text)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise UsageError(f"--max-failed {max_failed!r}: give N (>= 0) or P% (0 to 100)") from None
 
 
 @dataclass
@@ -19,6 +41,12 @@ class GenerateSummary:
     seconds: float           # wall time of the compute loop (all ranks, to the final barrier)
     world_size: int
     failures: list = field(default_factory=list)   # up to 10 (path, error) from the store
+    reasons: dict = field(default_factory=dict)     # error type -> failed rows, whole store
+    own_pending: int = 0     # rows still pending among the chunks this process was given (--shard)
+
+    def allowed_failures(self, max_failed: Union[int, str, None]) -> int:
+        """How many failed rows ``max_failed`` allows: N, or ``"P%"`` of the rows."""
+        return parse_max_failed(max_failed, self.n_images)
 
     @property
     def images_per_s(self) -> float:
@@ -31,6 +59,9 @@ class GenerateSummary:
                  f"failed; {self.skipped} already in the store (skipped)",
                  f"  store {self.store}: {self.n_images} images, {self.done} done, {self.failed} failed, "
                  f"{self.pending} pending" + (" (complete)" if self.pending == 0 else "")]
+        if self.reasons:
+            lines.append("  failed by reason: " + ", ".join(f"{k}: {v}" for k, v in
+                                                          sorted(self.reasons.items(), key=lambda kv: -kv[1])))
         for path, err in self.failures[:5]:
             lines.append(f"  failed: {path}: {err}")
         if self.failed > min(5, len(self.failures)):

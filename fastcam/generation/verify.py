@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import UsageError
-from .dataset import ImagesSpec, list_images
-from .fingerprint import fingerprints
-from .store import IMPLIED, SaliencyStore, _zarr
+from .fingerprint import current_fingerprints
+from .manifest import ImagesSpec, Manifest, list_inputs, redact
+from .store import IMPLIED, SaliencyStore, _zarr, zarr_options
 
 
 @dataclass
@@ -61,7 +61,7 @@ def verify_store(location: str, images: Optional[ImagesSpec] = None,
     :class:`UsageError`."""
     location = os.fspath(location)
     try:
-        group = _zarr().open_group(location, mode="r", storage_options=storage_options)
+        group = _zarr().open_group(location, mode="r", storage_options=zarr_options(location, storage_options))
         store = SaliencyStore(group, location)
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"--out {location!r} is not a readable fastcam store "
@@ -76,15 +76,21 @@ def verify_store(location: str, images: Optional[ImagesSpec] = None,
     if images is None:
         report.notes.append("no --images given: fingerprints not checked")
         return report
-    image_list = list_images(images)
-    if image_list.digest() != store.meta.get("paths_sha256"):
-        report.problems.append(f"the image list of {images} differs from the store's (other files or paths)")
+    # the store's rows are (image, target); the listing is of images: compare the images
+    ids, uris, prints, _source, _labels = list_inputs(images, storage_options=storage_options,
+                                                      image_column=store.meta.get("image_column", "image"))
+    stored = store.read_manifest() if "manifest" in store.group else None
+    if stored is None or set(ids) != set(stored.ids):
+        report.problems.append(f"the image list of {redact(images)} differs from the store's (other files or paths)")
         return report
     if store.fingerprint_kind is None:
         report.notes.append("the store was made before fastcam recorded fingerprints: changed images "
                             "cannot be detected")
         return report
+    where = {i: k for k, i in enumerate(ids)}
+    rows = Manifest(stored.ids, [uris[where[i]] for i in stored.ids], [prints[where[i]] or "" for i in stored.ids],
+                    stored.targets, stored.source)
     computed = [i for i in range(store.n_images) if status[i] != 0]
-    current = dict(zip(computed, fingerprints(image_list, computed, store.fingerprint_kind)))
-    report.changed = [image_list.paths[i] for i in store.changed_images(current, status)]
+    current = current_fingerprints(rows, computed, store.fingerprint_kind, storage_options)
+    report.changed = sorted({rows.ids[i] for i in store.changed_images(current, status)})
     return report

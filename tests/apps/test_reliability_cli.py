@@ -36,7 +36,7 @@ def no_model(monkeypatch):
     def fail(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
     monkeypatch.setattr("fastcam.apps.evaluate.load_model", fail)
-    monkeypatch.setattr(importlib.import_module("fastcam.generation.run"), "load_model", fail)
+    monkeypatch.setattr(importlib.import_module("fastcam.generation.protocol"), "load_model", fail)
     monkeypatch.setattr("fastcam.models.efficientnet_lite0", fail)
 
 
