@@ -50,6 +50,16 @@ LAYERS: dict[str, list[str]] = {"refinecam": ["_blocks.12", "_head_act"], "sscam
                                 "iscam": ["_blocks.15"]}
 
 
+def _shrink(path: Path, colors: int = 192) -> None:
+    """Re-save a PNG with an adaptive palette: about a third of the bytes, so that the
+    committed images stay small (each under 300 KB)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+
+
 def render(out: Path, photos: list[str], size: int, cache: Path | None = None) -> dict[str, float]:
     """Compute every method's maps once (or read them from ``cache``, a folder of
     ``<method>.pt`` files written by an earlier run with the same photos and size) and
@@ -87,16 +97,19 @@ def render(out: Path, photos: list[str], size: int, cache: Path | None = None) -
         print(f"{name}: {seconds[name]:.1f} s", flush=True)
 
     def title(m: str) -> str:
-        notes = [f"{k}={v}" for k, v in BUDGETS.get(m, {}).items() if k != "seed"]
-        if m in LAYERS and m != "refinecam":
-            notes.append(",".join(LAYERS[m]))
-        return f"{m}\n{' '.join(notes)}" if notes else m
+        words = {"max_iter": "iterations", "num_samples": "samples"}
+        notes = [f"{v} {words[k]}" for k, v in BUDGETS.get(m, {}).items() if k in words]
+        if m in ("sscam", "iscam"):
+            notes.append("block 15")
+        return f"{m}\n{', '.join(notes)}" if notes else m
 
     out.mkdir(parents=True, exist_ok=True)
     grids = {"gallery": HEADLINE, **{f"gallery_{f}": ms for f, ms in FAMILIES.items()}}
     for stem, methods in grids.items():
-        save_grid(out / f"{stem}.png", x, {m: maps[m] for m in methods}, row_labels=rows,
+        path = out / f"{stem}.png"
+        save_grid(path, x, {m: maps[m] for m in methods}, row_labels=rows,
                   col_labels=[title(m) for m in methods], dpi=60, cell_inches=1.6)
+        _shrink(path)
     return seconds
 
 

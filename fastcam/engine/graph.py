@@ -108,13 +108,16 @@ class InferenceGraph:
             self._build(model)
 
     def _build(self, model: nn.Module) -> None:
-        module = copy.deepcopy(model)
-        for p in module.parameters():
-            p.requires_grad_(False)
-            p.grad = None
-        self.folded = fold_batchnorm(module, self.protected)
-        if self.channels_last:
-            module = module.to(memory_format=torch.channels_last)
+        # built first under inference mode (a prediction pass), the copy's tensors would
+        # be inference tensors, which a later gradient pass cannot save for backward
+        with torch.inference_mode(False):
+            module = copy.deepcopy(model)
+            for p in module.parameters():
+                p.requires_grad_(False)
+                p.grad = None
+            self.folded = fold_batchnorm(module, self.protected)
+            if self.channels_last:
+                module = module.to(memory_format=torch.channels_last)
         self.module = module
 
     def folds(self, names: Collection[str]) -> bool:
