@@ -139,6 +139,10 @@ def test_markers_sit_on_runnable_blocks_and_say_why():
     for b in marked:
         assert b.lang in ("python", "bash"), f"{b.where}: only python and bash blocks run, no marker needed"
         assert len(b.reason.strip()) >= 10, f"{b.where}: say why the block does not run"
+        if b.lang == "python":           # not run, but at least valid Python
+            compile(b.code, b.where, "exec")
+        else:                            # and the shell lines parse
+            commands(b)
 
 
 def test_every_block_is_run_or_marked():
