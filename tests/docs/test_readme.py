@@ -151,3 +151,13 @@ def test_every_page_is_in_the_navigation():
 def test_stale_lines_are_gone(stale):
     for page in [ROOT / "README.md", *DOCS.rglob("*.md")]:
         assert stale not in page.read_text(encoding="utf-8"), (page, stale)
+
+
+def test_method_count_is_the_registry_count():
+    import fastcam.methods
+
+    n = len(set(fastcam.methods.METHODS.values()))
+    for page in (ROOT / "README.md", DOCS / "index.md"):
+        found = re.search(r"\((\d+) in\s+all", page.read_text(encoding="utf-8"))
+        assert found and int(found.group(1)) == n, (page, n)
+    assert (DOCS / "methods" / "index.md").read_text(encoding="utf-8").startswith(f"# Methods\n\n{n} methods")
