@@ -1,12 +1,12 @@
 """The committed `fastcam eval` run (benchmarks/results/eval_*) against the
-papers' claims, and the README's report of it.
+papers' claims, and the docs' report of it (docs/evaluating-methods.md).
 
-For each ordering the papers claim, the README's results section states
+For each ordering the papers claim, that page's results section states
 "holds" or "does not hold"; this test recomputes the ordering from the
 committed table and fails when the two disagree, so neither can change
 without the other. Each claim's line also quotes the paired per-image difference and its 95%
 Student-t interval (from eval_per_image.csv), checked here to one decimal. It
-also checks that the README shows the committed table and the published
+also checks that the page shows the committed table and the published
 Opti-CAM numbers of fastcam/evaluation/published.py."""
 import csv
 import re
@@ -30,7 +30,7 @@ def table():
 
 @pytest.fixture(scope="module")
 def readme_section():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "evaluating-methods.md").read_text(encoding="utf-8")
     start, end = text.index("<!-- eval:start -->"), text.index("<!-- eval:end -->")
     return text[start:end]
 
@@ -101,10 +101,10 @@ def test_committed_run_is_complete(table):
 def test_readme_states_each_ordering_as_the_table_has_it(table, readme_section, claim):
     found = re.search(re.escape(f"**{claim}**") + r"[^\n]*?: \*\*(holds|does not hold)\*\*",
                       readme_section)
-    assert found, f"the README's results section does not state whether '{claim}' holds"
+    assert found, f"docs/evaluating-methods.md does not state whether '{claim}' holds"
     holds = _orderings(table)[claim]
     assert found.group(1) == ("holds" if holds else "does not hold"), (
-        f"README says '{claim}' {found.group(1)}, the committed table says "
+        f"docs/evaluating-methods.md says '{claim}' {found.group(1)}, the committed table says "
         f"{'it holds' if holds else 'it does not'}")
 
 
@@ -113,12 +113,12 @@ def test_readme_shows_the_committed_table(readme_section):
             if ln.startswith("| ")]
     assert len(rows) >= 8
     for row in rows:
-        assert row in readme_section, f"README results table differs from eval_table.md: {row}"
+        assert row in readme_section, f"docs/evaluating-methods.md results table differs from eval_table.md: {row}"
 
 
 def _claim_line(readme_section, claim):
     line = next((ln for ln in readme_section.splitlines() if f"**{claim}**" in ln), None)
-    assert line, f"the README does not state '{claim}'"
+    assert line, f"docs/evaluating-methods.md does not state '{claim}'"
     return line
 
 

@@ -1,4 +1,4 @@
-"""The package's import graph: data flows one way (README, "Layout").
+"""The package's import graph: data flows one way (docs/extending.md, "Layout").
 
 Every module under ``fastcam/`` is parsed with ``ast``; every ``import`` and
 ``from ... import`` in it — at module level or inside a function — is an edge
@@ -99,7 +99,7 @@ def _edges() -> list[tuple[str, str, str, int, str]]:
 def test_every_unit_has_a_layer():
     units = {_unit(_module_name(p)) for p in ROOT.rglob("*.py")} - {"fastcam"}
     missing = sorted(units - set(RANK))
-    assert not missing, f"add {missing} to LAYERS in tests/docs/test_layering.py (and the README's layout)"
+    assert not missing, f"add {missing} to LAYERS in tests/docs/test_layering.py (and the layout in docs/extending.md)"
 
 
 def test_imports_go_down_the_layers():
