@@ -246,7 +246,7 @@ def test_eval_precision_runs_methods_and_metrics_and_is_recorded(folder, weights
 def test_eval_precision_the_cpu_cannot_run_fails_before_any_work(folder, tmp_path, capsys, monkeypatch):
     from fastcam import engine
 
-    monkeypatch.setattr(engine, "cpu_supports", lambda dtype: False)
+    monkeypatch.setattr(engine.precision, "cpu_supports", lambda dtype: False)
     assert _eval(folder, tmp_path, "--precision", "bf16") == 2
     err = capsys.readouterr().err
     assert "fastcam eval: error: --precision bf16" in err and "cannot run on cpu" in err
