@@ -20,7 +20,7 @@ and Parquet forms of the images give identical stores.
 
 The Ray executor's rows are not measured here: Ray's start (a local cluster and
 its worker processes) does not fit this 2-core machine's share; its launch line
-is in the README. FASTCAM_BENCH_N overrides the number of images (default 1,000;
+is in docs/datasets.md. FASTCAM_BENCH_N overrides the number of images (default 1,000;
 smoke: 8 at 64 px).
 """
 import io

@@ -9,7 +9,7 @@ no parameter gradients, inference mode where no gradient is needed, batched.
 Every peer gets the model's (normalised) input tensor as it is; fastcam gets the
 same tensor with ``normalize=None``.
 
-Sizes (to fit this 2-core machine; the README's performance section says so):
+Sizes (to fit this 2-core machine; docs/benchmarks.md says so):
 Opti-CAM runs ``OPTI_ITERS`` iterations (every method's cost is linear in them),
 Score-CAM one image (ResNet-50 at 112×112, its 2048 masked forwards; the
 EfficientNet at 224×224 on the chelsea photo). The group's baseline row is

@@ -20,7 +20,7 @@
 #
 # --wheels DIR: install the build tools and the optional test dependencies
 # (pip install ".[gpu-check]") offline from the wheels in DIR
-# (pip download -d DIR <the list in README's GPU section> on a connected machine).
+# (pip download -d DIR <the list in docs/gpu.md> on a connected machine).
 # Without it pip uses its configured index.
 set -euo pipefail
 

@@ -25,7 +25,7 @@ from .options import check_common, options_for, usage_errors
 if TYPE_CHECKING:     # torch is imported when a command runs, not for the parser
     import torch
 
-#: the demo's grid: every method, in the README's order
+#: the demo's grid: the eight seed-paper methods, in docs/getting-started.md's order ("The demo")
 DEFAULT_DEMO_METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "liftcam", "opticam", "shapcam",
                         "advise")
 #: the demo's budgets, smaller than the papers' so that the whole grid takes under two

@@ -1,6 +1,6 @@
 """The execution engine: how the network runs for the methods and metrics.
 
-The data flow (README, "Layout") is methods → ops → kernels, with the network
+The data flow (docs/extending.md, "Layout") is methods → ops → kernels, with the network
 run in one place. Three kinds of pass exist, one function each:
 
 - :meth:`Engine.capture`: one forward of the batch with the target layers

@@ -24,7 +24,7 @@ class ADVISE(BaseCAM):
     one Grad-CAM per group, the group whose map scores best on AVX wins.
 
     The method is only fully described by the authors' MATLAB code, so this
-    follows the code (the README's "Methods" table says so); the alternatives
+    follows the code (docs/methods/advise.md says so); the alternatives
     are options.
 
     1. One forward: activation A (B, K, h, w) at the target layer (the official

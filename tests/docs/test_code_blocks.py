@@ -4,18 +4,12 @@ The fenced ``python`` blocks of a page run in order in one namespace, and the
 ``bash`` blocks' commands (each a ``fastcam ...`` line) run through the
 command line's ``main`` in the same process, all in a temporary folder that
 holds a few input files (``cat.jpg``, ``dog.png``, ``images/``, ``tests/data/``).
-A block that cannot run here is marked on the line before its fence:
-
-- ``<!-- not run: REASON -->``: installs, cluster launches, a GPU, downloads,
-  runs of many minutes;
-- ``<!-- pending: REASON -->``: it calls names that another branch is adding
-  (issue 29 items 4–8, issue 28). Such blocks are skipped and counted;
-  ``FASTCAM_DOCS_RUN_PENDING=1`` runs them as well. Once those branches are
-  merged, delete the markers (``grep -rn "pending:" README.md docs``).
+A block that cannot run here is marked on the line before its fence with
+``<!-- not run: REASON -->``: installs, cluster launches, a GPU, downloads,
+runs of many minutes.
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -26,9 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-MARKER = re.compile(r"^<!-- (not run|pending): (.+) -->$")
+MARKER = re.compile(r"^<!-- (not run): (.+) -->$")
 FENCE = re.compile(r"^```(\w*)\s*$")
-RUN_PENDING = os.environ.get("FASTCAM_DOCS_RUN_PENDING") == "1"
 
 
 @dataclass
@@ -37,7 +30,7 @@ class Block:
     line: int            # 1-based line of the opening fence
     lang: str
     code: str
-    mark: str | None     # "not run" | "pending" | None
+    mark: str | None     # "not run" | None
     reason: str | None
 
     @property
@@ -46,8 +39,7 @@ class Block:
 
     @property
     def runs(self) -> bool:
-        return self.lang in ("python", "bash") and (
-            self.mark is None or (self.mark == "pending" and RUN_PENDING))
+        return self.lang in ("python", "bash") and self.mark is None
 
 
 def blocks(page: Path) -> list[Block]:
@@ -131,11 +123,11 @@ def test_page_code_blocks_run(page, workdir):
 
 
 def test_markers_sit_on_runnable_blocks_and_say_why():
-    text_markers = sum(len(re.findall(r"<!-- (?:not run|pending):", p.read_text(encoding="utf-8")))
+    text_markers = sum(len(re.findall(r"<!-- not run:", p.read_text(encoding="utf-8")))
                        for p in PAGES)
     marked = [b for b in ALL if b.mark]
     # a marker that is not on the line before a python/bash fence would silently mark nothing
-    assert len(marked) == text_markers, "a not run / pending marker is not directly above a code fence"
+    assert len(marked) == text_markers, "a not run marker is not directly above a code fence"
     for b in marked:
         assert b.lang in ("python", "bash"), f"{b.where}: only python and bash blocks run, no marker needed"
         assert len(b.reason.strip()) >= 10, f"{b.where}: say why the block does not run"
@@ -152,6 +144,6 @@ def test_every_block_is_run_or_marked():
         if b.lang in ("", "sh", "shell", "console", "py", "python3"):
             pytest.fail(f"{b.where}: tag the block python, bash or text (got {b.lang or 'none'!r})")
     runnable = [b for b in ALL if b.lang in ("python", "bash")]
-    counts = {m: sum(b.mark == m for b in runnable) for m in ("not run", "pending", None)}
-    print(f"code blocks: {counts[None]} run, {counts['not run']} not run, {counts['pending']} pending")
+    counts = {m: sum(b.mark == m for b in runnable) for m in ("not run", None)}
+    print(f"code blocks: {counts[None]} run, {counts['not run']} not run")
     assert counts[None] >= 10
