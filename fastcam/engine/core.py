@@ -63,7 +63,7 @@ from torch import Tensor, nn
 
 from ..network.hooks import ActivationCapture, Transform
 from ..network.split import Prefix, Tail, split
-from .graph import InferenceGraph, graph_for
+from .graph import InferenceGraph, graph_for, run_as_given
 from .precision import _HALF, Precision, check_precision
 
 #: ``score_fn(outputs, image_index)``: one score per row of a chunk's outputs
@@ -140,6 +140,9 @@ class Engine:
         or a model :func:`~fastcam.engine.graph.graph_status` explains). ``observed``: the
         layers the pass hooks or splits at."""
         if not self.inference_graph or self.network is not self._whole:
+            return None
+        if self.autocast_dtype is not None:          # see fastcam.network.fold: half precision
+            run_as_given(self.network, f"precision={self.precision!r} does not fold batch norm")
             return None
         return graph_for(self.network, channels_last=self.channels_last and self._convolutional(),
                          observed=observed, compile=self.compile)

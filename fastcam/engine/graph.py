@@ -33,7 +33,9 @@ reassigned parameter or a replaced submodule rebuilds the copy. A write through
 statistics, dropout is random); a module with hooks, or global module hooks
 (the copy would not call them: front-ends that hook the model, and a
 user's own hooks, see the model run); a model without a foldable pair (nothing to
-gain; unless ``compile=True``); a model ``copy.deepcopy`` cannot copy.
+gain; unless ``compile=True``); a model ``copy.deepcopy`` cannot copy; a pass in
+bf16/fp16 precision, and a half-precision model, which do not fold (the folded bias
+would be rounded as a whole: :mod:`fastcam.network.fold`).
 """
 from __future__ import annotations
 
@@ -196,6 +198,11 @@ def graph_for(model: nn.Module, *, channels_last: bool, observed: Sequence[nn.Mo
         return None
     _REASONS.pop(model, None)
     return graph
+
+
+def run_as_given(model: nn.Module, reason: str) -> None:
+    """Record that the engine ran ``model`` as given, and why (:func:`graph_status`)."""
+    _REASONS[model] = reason
 
 
 def graph_status(model: nn.Module) -> str:

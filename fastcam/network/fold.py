@@ -17,7 +17,14 @@ consecutive children of an ``nn.Sequential`` (whose forward is the chain of its
 children). A convolution whose own output is observed (``protected``: a target
 layer, a split point) is never folded; a batch norm without running statistics
 (``track_running_stats=False`` normalises with batch statistics even in eval
-mode) or in training mode is never folded.
+mode) or in training mode is never folded; nor is a half-precision convolution.
+
+Half precision (a bf16/fp16 model, or the engine's bf16/fp16 autocast) does not fold:
+the folded bias ``b' = β − μ·s`` is then rounded to bf16 as a whole, where eager
+batch norm subtracts ``μ`` in float32, so channels with ``|μ·s|`` much larger than their
+output lose most of their precision. Measured on the bundled EfficientNet-Lite0,
+Grad-CAM bf16 against fp32 on the 8 bundled photos at 224 px: Pearson ≥ 0.9988 as
+given, down to 0.9395 folded.
 """
 from __future__ import annotations
 
@@ -35,7 +42,8 @@ def _foldable_bn(bn: nn.Module) -> bool:
 
 
 def _foldable_conv(conv: nn.Module) -> bool:
-    return type(conv) is nn.Conv2d and conv.weight.is_floating_point()
+    # float32/64 only: in half precision the folded bias would be rounded as a whole
+    return type(conv) is nn.Conv2d and conv.weight.dtype in (torch.float32, torch.float64)
 
 
 def _pairs_fx(model: nn.Module) -> list[tuple[str, str]]:
