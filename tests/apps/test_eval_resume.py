@@ -23,13 +23,7 @@ ARGS = ["--model", "torchvision:resnet18", "--size", "64", "--preprocess", "resi
         "--batch-size", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread, as the processes the tests start run (the same kernels, bit for bit)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # as the processes the tests start
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import fastcam
+from _threads import torch_threads
 from _generate_helpers import BATCH, SIZE, assert_same_store, env, make_images
 from fastcam.apps.cli import main
 from fastcam.generation import GenerateConfig, GenerateError, finalize, prepare, read_store, run_chunks
@@ -24,12 +25,7 @@ ARGS = ["--size", str(SIZE), "--batch-size", str(BATCH), "--workers", "0", "--no
 KW = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +38,8 @@ def images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(images, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("protocol") / "reference.zarr"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         fastcam.generate(images, out, "gradcam", **KW)
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import fastcam
+from _threads import torch_threads
 from _generate_helpers import BATCH, SIZE, assert_same_store, make_images
 from fastcam.apps.cli import main
 from fastcam.generation import GenerateError, read_store
@@ -31,12 +32,7 @@ KW = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
 SECRET = "Sup3r-s3cret-Valu3"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +72,8 @@ def images(tmp_path_factory, s3) -> Path:
 @pytest.fixture(scope="module")
 def reference(images, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("remote") / "reference.zarr"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         fastcam.generate(images, out, "gradcam", **KW)
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
