@@ -18,7 +18,6 @@ import resource  # noqa: E402
 import time  # noqa: E402
 
 import pytest  # noqa: E402
-from _threads import torch_threads  # noqa: E402
 
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,14 +80,6 @@ def _free_the_modules_models(request):
     gc.collect()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread, as the processes the tests start run (the same kernels, bit for bit):
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    with torch_threads(1):
-        yield
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,13 @@ ARGS = ["--model", "torchvision:resnet18", "--size", "64", "--preprocess", "resi
         "--batch-size", "1"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # as the processes the tests start
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread, as the processes the tests start run (the same kernels, bit for bit)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 import fastcam
-from _threads import torch_threads
 from _generate_helpers import BATCH, SIZE, assert_same_store, env, make_images
 from fastcam.apps.cli import main
 from fastcam.generation import GenerateConfig, GenerateError, finalize, prepare, read_store, run_chunks
@@ -25,7 +24,12 @@ ARGS = ["--size", str(SIZE), "--batch-size", str(BATCH), "--workers", "0", "--no
 KW = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +42,12 @@ def images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(images, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("protocol") / "reference.zarr"
-    with torch_threads(1):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
         fastcam.generate(images, out, "gradcam", **KW)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 

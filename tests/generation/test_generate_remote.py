@@ -18,7 +18,6 @@ import pytest
 import torch
 
 import fastcam
-from _threads import torch_threads
 from _generate_helpers import BATCH, SIZE, assert_same_store, make_images
 from fastcam.apps.cli import main
 from fastcam.generation import GenerateError, read_store
@@ -32,7 +31,12 @@ KW = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
 SECRET = "Sup3r-s3cret-Valu3"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +76,12 @@ def images(tmp_path_factory, s3) -> Path:
 @pytest.fixture(scope="module")
 def reference(images, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("remote") / "reference.zarr"
-    with torch_threads(1):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
         fastcam.generate(images, out, "gradcam", **KW)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
