@@ -36,6 +36,7 @@ import os
 import re
 import tarfile
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -435,12 +436,18 @@ def read_target_file(path: Path) -> dict[str, list[int]]:
     return out
 
 
-def _lookup(wanted: dict, image_id: str) -> Optional[list]:
-    """An image's classes: by its id, or by its file name (eval's CSV names images
-    by file name; a folder's ids may have subfolders)."""
+def _lookup(wanted: dict, image_id: str, stems: Optional[dict] = None) -> Optional[list]:
+    """An image's classes: by its id, by its file name (eval's CSV names images
+    by file name; a folder's ids may have subfolders), or by its file name without
+    the extension (as the shared ImageNet labels do) when no other listed image has
+    that stem (``stems``: stem -> how many listed images have it)."""
     got = wanted.get(image_id)
+    name = image_id.rsplit("/", 1)[-1]
     if got is None:
-        got = wanted.get(image_id.rsplit("/", 1)[-1])
+        got = wanted.get(name)
+    stem = name.rsplit(".", 1)[0]
+    if got is None and stem != name and (stems is None or stems.get(stem, 0) == 1):
+        got = wanted.get(stem)
     return got
 
 
@@ -468,12 +475,13 @@ def make_manifest(images: ImagesSpec, target: Union[str, int, os.PathLike, None]
     else:
         wanted = {k: (v if isinstance(v, list) else [v]) for k, v in value.items()} if kind == "labels" \
             else read_target_file(value)
-        missing = [p for p in ids if not _lookup(wanted, p)]
+        stems = Counter(p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in ids)
+        missing = [p for p in ids if not _lookup(wanted, p, stems)]
         if missing:
             raise UsageError(f"--target {str(target)!r} has no class for {len(missing)} image(s), "
                              f"e.g. {missing[0]!r}")
         for i, p in enumerate(ids):
-            classes = sorted(set(int(c) for c in _lookup(wanted, p)))
+            classes = sorted(set(int(c) for c in _lookup(wanted, p, stems)))
             if classes[0] < 0:
                 raise UsageError(f"--target {str(target)!r}: negative class index for {p!r}")
             rows += [(i, c) for c in classes]
