@@ -72,7 +72,9 @@ def add_model_arguments(p: argparse.ArgumentParser, *, size: int = 224) -> None:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (recursive)")
+    p.add_argument("--images", required=True, metavar="DIR|LIST",
+                   help="folder of images (recursive) or a text file of image paths, one per line "
+                        "(relative to the file's folder)")
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="lines IMAGE,CLASS (ground-truth class index); default: the predicted class")
     p.add_argument("--boxes", default=None, metavar="FILE",
@@ -80,7 +82,13 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", default="crop", choices=PREPROCESS_CHOICES,
                    help="crop (default): shorter side to size·256/224, centre crop; resize: plain resize to "
                         "size×size, for images already resized (aspect ratio not kept); boxes follow either")
-    p.add_argument("--methods", default=DEFAULT_EVAL_METHODS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated (default: {DEFAULT_EVAL_METHODS}; with --maps: the stores' methods)")
+    p.add_argument("--maps", action="append", default=[], metavar="[METHOD=]STORE",
+                   help="evaluate the maps a fastcam generate run stored instead of computing them, "
+                        "repeatable (one method per store); the store must be made with the same model, "
+                        "layer, size, preprocessing and normalisation, and hold each image's map for its "
+                        "target class (generate --target with this --labels file)")
     p.add_argument("--metrics", default=DEFAULT_EVAL_METRICS,
                    help=f"comma-separated from {','.join(METRIC_NAMES)},sanity (default: %(default)s); "
                         "sanity: the model-randomisation check (eval_sanity.csv, eval_sanity.png)")

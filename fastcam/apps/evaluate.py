@@ -24,6 +24,8 @@ from ..evaluation.runner import METRICS, evaluate, parse_list, predict
 from ..evaluation.tables import class_name, describe_normalize, markdown_table, write_outputs
 from ..models.loading import load_model
 from ..preflight import check_precision, count_classes, resolve_normalize
+from ..generation.decode import preprocessing_record
+from .arguments import DEFAULT_EVAL_METHODS
 from .options import check_common, options_for, usage_errors
 
 def _class_name(c: int) -> str:
@@ -42,10 +44,28 @@ def _options(items, methods) -> dict[str, dict]:
     return out
 
 
-def _setup(args):
+def _setup(args, hash_weights: bool = False):
     loaded = load_model(args.model, args.weights, layer=args.layer, size=args.size, device=args.device,
-                        hash_weights=False)
+                        hash_weights=hash_weights)
     return loaded, resolve_normalize(args.normalize, loaded)
+
+
+def _open_stores(items: list[str]) -> list:
+    """``--maps [METHOD=]STORE`` items, opened (one store per method)."""
+    from ..evaluation.stored import open_stored
+
+    stores = []
+    for item in items:
+        name, sep, location = item.partition("=")
+        if not sep or os.path.exists(item):
+            name, location = None, item
+        stores.append(open_stored(location, name))
+    seen: dict[str, str] = {}
+    for st in stores:
+        if st.method in seen:
+            raise UsageError(f"--maps: {seen[st.method]} and {st.location} both hold {st.method} maps")
+        seen[st.method] = st.location
+    return stores
 
 
 @usage_errors("eval")
@@ -53,7 +73,13 @@ def run_eval(args: argparse.Namespace) -> int:
     """``fastcam eval``: 0 when the table was written (failed images reported), 2 on a usage error."""
     from ..methods import METHODS
 
-    methods = parse_list(args.methods, "methods", list(METHODS))
+    stores = _open_stores(args.maps)
+    if stores and args.methods is not None:
+        raise UsageError("--methods with --maps: the methods are the stores' (one --maps per method)")
+    if stores and args.option:
+        raise UsageError("-o with --maps: the stored maps were computed with the options their store records")
+    methods = ([st.method for st in stores] if stores
+               else parse_list(args.methods or DEFAULT_EVAL_METHODS, "methods", list(METHODS)))
     metrics = parse_list(args.metrics, "metrics", [*METRICS, "sanity"])
     sanity = "sanity" in metrics
     metrics = [k for k in metrics if k != "sanity"]
@@ -63,7 +89,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--sanity-layers {args.sanity_layers!r}: cascade or independent")
     if args.published is not None and args.published not in PUBLISHED:
         raise UsageError(f"--published {args.published!r}: choose from {sorted(PUBLISHED)}")
-    options = _options(args.option, methods)
+    options = ({st.method: st.meta["options"] for st in stores} if stores
+               else _options(args.option, methods))
     if any(METRICS[k].needs_boxes for k in metrics) and not args.boxes:
         raise UsageError(f"metric(s) {[k for k in metrics if METRICS[k].needs_boxes]} need --boxes FILE")
     check_common(args)
@@ -71,9 +98,13 @@ def run_eval(args: argparse.Namespace) -> int:
     root, names = list_image_names(args.images)
     label_rows = read_label_rows(args.labels) if args.labels else None
     box_rows = read_box_rows(args.boxes) if args.boxes else None
-    loaded, normalize = _setup(args)
+    loaded, normalize = _setup(args, hash_weights=bool(stores))
     if label_rows is not None:
         check_label_range(args.labels, label_rows, count_classes(loaded, args.size))
+    for st in stores:
+        st.check(model=loaded.name, weights=loaded.weights, layer=loaded.layer, size=args.size,
+                 preprocess=preprocessing_record(args.preprocess, args.size), normalize=normalize,
+                 metrics=metrics)
     t_load = time.perf_counter()
     batch = load_images([os.path.join(root, n) for n in names], names, args.size, args.preprocess)
     failed = list(batch.failed)
@@ -103,31 +134,42 @@ def run_eval(args: argparse.Namespace) -> int:
     if labels is not None:
         hits = sum(int(p == t) for p, t in zip(predicted, targets))
         top1 = f"; top-1 {100 * hits / len(targets):.1f}% ({hits}/{len(targets)})"
+    for st in stores:
+        st.select([os.path.join(root, n) for n in names_ok], targets)
     preprocessing = (f"resize to {args.size}×{args.size}" if args.preprocess == "resize" else
                      f"resize to {round(args.size * 256 / 224)}, centre crop {args.size}")
     print(f"fastcam eval: {loaded.name} (layer {loaded.layer}), {len(names_ok)} image(s), "
           f"targets: {'labels ' + args.labels if labels is not None else 'predicted class'}{top1}; "
           f"preprocess: {preprocessing}; normalize: {describe_normalize(normalize)}")
+    for st in stores:
+        print(f"  maps: {st.describe()}")
     for n, t, p in zip(names_ok, targets, predicted):
         print(f"  {n:<24} target {t:>4} {_class_name(t):<22} predicted {_class_name(p)}")
     manifest = {"images": names_ok, "targets": targets, "methods": methods, "metrics": metrics,
                 "options": options, "model": loaded.name,
                 "weights": os.path.basename(args.weights) if args.weights else None, "layer": loaded.layer,
-                "normalize": normalize, "size": args.size, "preprocess": args.preprocess, "precision": precision,
+                "normalize": normalize, "size": args.size,
+                "preprocess": preprocessing_record(args.preprocess, args.size), "precision": precision,
+                "maps": {st.method: {"store": os.path.abspath(st.location), "kind": st.kind,
+                                     "paths_sha256": st.meta.get("paths_sha256"),
+                                     "precision": st.meta.get("precision")} for st in stores},
                 "steps": args.steps, "batch_size": args.batch_size, "metric_batch_size": args.metric_batch_size}
     chunks = -(-len(names_ok) // args.batch_size)
     parts = PartStore.open(args.out, manifest, metrics, total=chunks * len(methods), resume=args.resume)
     result = evaluate(loaded.model, x, names_ok, targets, methods, metrics, layer=loaded.layer,
                       normalize=normalize, boxes=boxes, batch_size=args.batch_size,
                       metric_batch_size=args.metric_batch_size, steps=args.steps, method_options=options,
-                      progress=not args.no_progress, predicted=predicted, precision=precision, parts=parts)
+                      progress=not args.no_progress, predicted=predicted, precision=precision, parts=parts,
+                      stored={st.method: st.source for st in stores})
     if result.resumed_parts:
         print(f"resumed: {result.resumed_parts} of {chunks * len(methods)} part(s) read back from {parts.folder}")
     result.failed = failed
     header = (f"`{loaded.name}` (layer `{loaded.layer}`), {len(names_ok)} images, targets: "
               f"{'ground-truth labels' if labels is not None else 'predicted class'}{top1}; "
               f"preprocess: {preprocessing}; normalize: "
-              f"{describe_normalize(normalize)}; precision {precision}.")
+              f"{describe_normalize(normalize)}; precision {precision}"
+              + (f"; maps read from `fastcam generate` stores ({', '.join(st.kind for st in stores)}), "
+                 "method times as the stores recorded them" if stores else "") + ".")
     argv = getattr(args, "argv", None)
     command = "fastcam " + shlex.join(argv) if argv is not None else "fastcam eval (called from Python)"
     extra = {"load_seconds": load_s, "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--model", default=BUNDLED, help=f"{BUNDLED} (bundled, pretrained; default) or torchvision:NAME")
     a("--weights", default=None, metavar="FILE", help="state dict for the model")
     a("--layer", default=None, help="target layer (default: the model's last spatial layer)")
+    a("--normalize", default="auto", metavar="auto|imagenet|none|MEAN/STD",
+      help="auto (default): the model's own mean/std (bundled model: 0.5/0.5), ImageNet's for "
+           "torchvision models; none: the model gets [0,1] pixels; or MEAN/STD like "
+           "0.5,0.5,0.5/0.5,0.5,0.5. Recorded in the store")
     a("--target", default="predicted",
       help="'predicted' (default), a class index, topk:K (K rows per image), or a file: eval's labels "
            "CSV (image,class) or 'PATH CLASS' lines, an image repeated for several classes")
@@ -107,7 +111,8 @@ def run_cli(args: argparse.Namespace) -> int:
         summary = generate(args.images, args.out, args.method, options=dict(args.option),
                            model=args.model, weights=args.weights, layer=args.layer, target=args.target,
                            batch_size=args.batch_size, workers=args.workers, size=args.size,
-                           dtype=args.dtype, device=args.device, precision=args.precision or "fp32",
+                           dtype=args.dtype, device=args.device, normalize=args.normalize,
+                           precision=args.precision or "fp32",
                            storage_options=dict(args.storage_option) or None,
                            retry_failed=args.retry_failed, fingerprint=args.fingerprint,
                            preprocess=args.preprocess, save=tuple(args.save), shard=args.shard,

@@ -3,7 +3,8 @@ boxes file, and the preprocessing of images and boxes.
 
 * Images: every image file below the folder (recursive, sorted; the same rules
   as ``fastcam generate``), named by their path relative to the folder
-  (``chelsea.png``). Each is preprocessed (:func:`fastcam.data.load_image`) by
+  (``chelsea.png``), or the paths a text file lists. Each is decoded as
+  ``fastcam generate`` decodes (:func:`fastcam.generation.decode.decode_uint8`),
   ``preprocess="crop"`` (default, as everywhere in fastcam: shorter side to
   ``round(size·256/224)``, centre crop ``size``) or ``"resize"`` (to
   ``size × size``, for datasets already resized); an unreadable file is
@@ -37,7 +38,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor
 
-from ..data import crop_window, load_image
+from ..data import crop_window
 from ..errors import UsageError
 from ..generation.dataset import list_images
 
@@ -58,37 +59,53 @@ class ImageBatch:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def list_image_names(folder: str) -> tuple[str, list[str]]:
-    """(root, sorted relative paths) of the images below ``folder``."""
-    if not os.path.isdir(folder):
-        raise UsageError(f"--images {folder!r}: no such folder")
-    return folder, list(list_images(folder).paths)
+def list_image_names(images: str) -> tuple[str, list[str]]:
+    """(root, names): for a folder, its images' sorted relative paths; for a text
+    file, the paths it lists (one per line, blank lines and ``#`` comments
+    skipped), relative to the file's folder unless absolute, in its order."""
+    if os.path.isdir(images):
+        return images, list(list_images(images).paths)
+    if not os.path.isfile(images):
+        raise UsageError(f"--images {images!r}: no such folder or file")
+    try:
+        with open(images, encoding="utf-8-sig") as f:
+            lines = [ln.strip() for ln in f.read().splitlines()]
+    except UnicodeDecodeError:
+        raise UsageError(f"--images {images!r}: a folder, or a UTF-8 text file of image paths") from None
+    names = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not names:
+        raise UsageError(f"--images {images!r} lists no image")
+    if len(set(names)) < len(names):
+        raise UsageError(f"--images {images!r} lists an image twice")
+    return os.path.dirname(os.path.abspath(images)), names
 
 
 def load_images(paths: list[str], names: list[str], size: int = 224, preprocess: Preprocess = "crop") -> ImageBatch:
-    """Decode and preprocess (``"crop"`` or ``"resize"``, see the module doc); a
-    failure is recorded with its reason."""
+    """Decode and preprocess (``"crop"`` or ``"resize"``, see the module doc) with
+    ``fastcam generate``'s decoder (:func:`fastcam.generation.decode.decode_uint8`:
+    uint8 decoding and antialiased resize, then ``/ 255``), so that ``eval`` scores
+    maps of exactly the inputs ``generate`` computed them on; a failure is
+    recorded with its reason."""
     if preprocess not in PREPROCESS_CHOICES:
         raise UsageError(f"preprocess must be one of {PREPROCESS_CHOICES}, got {preprocess!r}")
-    from PIL import Image
+    from ..generation.decode import decode_uint8, to_unit_float
 
     xs, ok, sizes, failed = [], [], [], []
     for path, name in zip(paths, names, strict=True):
         try:
+            with open(path, "rb") as f:
+                data = f.read()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                with Image.open(path) as im:
-                    w, h = im.size
-                x = load_image(path, size, preprocess)
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError("decoded image has non-finite values")
+                decoded = decode_uint8(data, size, preprocess)
+            x = to_unit_float(decoded.image)
         except Exception as e:  # noqa: BLE001 -- any decoding failure is reported, not raised
             msg = f"{type(e).__name__}: {e}".replace("\n", " ").replace(str(path), name).strip()
             failed.append((name, msg[:300]))
             continue
         xs.append(x)
         ok.append(name)
-        sizes.append((h, w))
+        sizes.append((decoded.height, decoded.width))
     x = torch.stack(xs) if xs else torch.empty(0, 3, size, size)
     return ImageBatch(x, ok, sizes, failed)
 

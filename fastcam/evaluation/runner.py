@@ -163,7 +163,8 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
              batch_size: int = 32, metric_batch_size: int = 64, steps: int = 224,
              method_options: Optional[dict[str, dict]] = None, progress: bool = False,
              predicted: Optional[Sequence[int]] = None, precision: Precision = "fp32",
-             parts: Optional[PartStore] = None) -> EvalResult:
+             parts: Optional[PartStore] = None,
+             stored: Optional[dict[str, Callable[[int, int], tuple[Tensor, float]]]] = None) -> EvalResult:
     """Run ``methods`` on ``x`` (N,3,H,W) in batches of ``batch_size`` images for
     the classes ``targets``, then ``metrics`` on every map. ``boxes``: per image a
     list of boxes in x's pixel coordinates (needed by pointing/energy; an image
@@ -175,7 +176,12 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     each under its own seed (:func:`part_seed`), so a part's values do not
     depend on the parts run before it. ``parts``: where each part is committed
     as it finishes (:class:`~fastcam.evaluation.parts.PartStore`); a part it
-    already holds is read back instead of recomputed (with its timings)."""
+    already holds is read back instead of recomputed (with its timings).
+
+    ``stored``: methods whose maps are read instead of computed (``fastcam eval
+    --maps``): ``stored[m](lo, hi)`` returns the float32 maps of images lo:hi
+    and the seconds computing them took (:meth:`~fastcam.evaluation.stored.StoredMaps.source`),
+    which the table reports as the method's time."""
     N = len(x)
     if N == 0:
         raise UsageError("no readable images to evaluate")
@@ -197,23 +203,28 @@ def evaluate(model: nn.Module, x: Tensor, names: Sequence[str], targets: Sequenc
     bar = tqdm(total=len(chunks) * len(methods) * steps_per_map, desc="eval", dynamic_ncols=True,
                file=sys.stderr, disable=not progress)
     t_start = time.perf_counter()
+    stored = dict(stored or {})
     explainers = {m: build_explainer(METHODS[m], model, layer, normalize, (method_options or {}).get(m),
                                      precision=precision)
-                  for m in methods}
+                  for m in methods if m not in stored}
     engine = Engine(model, precision=precision)     # the metrics' passes
 
     def _run_part(m: str, lo: int, hi: int, xb: Tensor, cb: Tensor, bb) -> tuple[float, dict[str, float]]:
         """Method m and every metric on images lo:hi; fills ``values`` and returns
         the seconds (method, per metric) this part took."""
         spent: dict[str, float] = {}
-        _sync(device)
-        t0 = time.perf_counter()
-        try:
-            maps = explainers[m](xb, cb)
-        except ValueError as e:      # e.g. CAM on a model without a linear head
-            raise UsageError(f"method {m}: {e}") from None
-        _sync(device)
-        method_seconds = time.perf_counter() - t0
+        if m in stored:
+            maps, method_seconds = stored[m](lo, hi)
+            maps = maps.to(device)
+        else:
+            _sync(device)
+            t0 = time.perf_counter()
+            try:
+                maps = explainers[m](xb, cb)
+            except ValueError as e:      # e.g. CAM on a model without a linear head
+                raise UsageError(f"method {m}: {e}") from None
+            _sync(device)
+            method_seconds = time.perf_counter() - t0
         _step(bar, f"{m} [{lo}:{hi}]")
         if confidence:   # one clean and one or two masked passes for all of them
             t0 = time.perf_counter()

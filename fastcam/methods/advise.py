@@ -3,7 +3,7 @@ Computer 2024)."""
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -110,8 +110,15 @@ class ADVISE(BaseCAM):
         low = torch.relu(torch.einsum("bgk,bkhw->bghw", w, A))
         if self.upsample == "bilinear":
             return cam_combine(A, w, size), low
-        up = F.interpolate(minmax(low), size=size, mode="bicubic", align_corners=False)
-        return up.clamp_(0, 1), low
+        return _bicubic(low, size), low
+
+    @classmethod
+    def maps_from_low_res(cls, low_res: Tensor, size: tuple[int, int], options: Optional[dict] = None) -> Tensor:
+        """The maps from ``last.low_res``, upsampled as ``options["upsample"]`` says
+        (bicubic by default: the min-maxed map, bicubic, clamped to [0, 1])."""
+        if (options or {}).get("upsample", "bicubic") == "bilinear":
+            return super().maps_from_low_res(low_res, size, options)
+        return _bicubic(low_res[:, None], size)[:, 0]
 
     # -- the call ------------------------------------------------------------------
     def target_scores(self, ctx: CallContext) -> Tensor:
@@ -205,3 +212,9 @@ class ADVISE(BaseCAM):
     def __repr__(self) -> str:
         return (f"ADVISE(target_layers={self.target_layers}, normalize={self.normalize}, "
                 f"upsample={self.upsample!r}, minmax_channels={self.minmax_channels})")
+
+
+def _bicubic(low: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, G, h, w) -> (B, G, H, W): min-max per map, bicubic, clamped to [0, 1]
+    (the official code's ``imresize(..., 'bicubic')`` of the rescaled map)."""
+    return F.interpolate(minmax(low), size=size, mode="bicubic", align_corners=False).clamp_(0, 1)

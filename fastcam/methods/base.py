@@ -322,6 +322,14 @@ class BaseCAM:
             ctx.low_res = [torch.relu(T[:, 0]) for T in sums]
             return maps[0] if len(maps) == 1 else minmax(torch.stack(maps).mean(0))
 
+    @classmethod
+    def maps_from_low_res(cls, low_res: Tensor, size: tuple[int, int], options: Optional[dict] = None) -> Tensor:
+        """A one-layer call's maps (B, H, W) from its ``last.low_res`` (B, h, w) and
+        the method's keyword ``options``: ``minmax(upsample(low_res))``, what
+        :meth:`combine` does after ``ReLU(Σ_k w_k A_k)`` (``fastcam eval --maps``
+        reads stored low-res maps back with it)."""
+        return minmax(upsample(low_res, size))
+
     def combine(self, A: Tensor, w: Tensor, size: tuple[int, int]) -> Tensor:
         """One layer's map at ``size``: ``minmax(up(ReLU(Σ_k w_k A_k)))`` (the fused op)."""
         return cam_combine(A, w.to(A.dtype), size)
