@@ -1,4 +1,5 @@
-"""The options of ``fastcam explain``, ``eval``, ``photos`` and ``bench``,
+"""The options of ``fastcam explain``, ``eval``, ``photos`` and ``bench`` (and the
+names ``fastcam generate``'s parser offers),
 and the plain-text help they show. Torch-free, like :mod:`.options`: every
 command's ``--help`` and its usage errors answer before torch is imported.
 
@@ -26,6 +27,13 @@ PREPROCESS_CHOICES = ("crop", "resize")
 BACKENDS = ("auto", "reference", "cpp", "triton", "cuda")
 #: the keys of ``fastcam.evaluation.published.PUBLISHED``
 PUBLISHED_NAMES = ("opticam-resnet50", "opticam-vgg16")
+#: ``fastcam generate``: the keys of ``fastcam.generation.config.DTYPES``, its
+#: ``SAVES``, ``fastcam.generation.fingerprint.FINGERPRINTS`` and
+#: ``fastcam.generation.run.EXECUTORS``
+GENERATE_DTYPES = ("float16", "float32")
+GENERATE_SAVES = ("low-res",)
+FINGERPRINTS = ("stat", "sha256")
+EXECUTORS = ("local", "ray")
 
 DEFAULT_EVAL_METHODS = "cam,gradcam,gradcam++,scorecam,liftcam,shapcam,opticam,advise"
 DEFAULT_EVAL_METRICS = "ad,ai,ag,add,insertion,deletion"

@@ -1,4 +1,5 @@
-"""``fastcam generate`` on the command line: its options and :func:`run_cli`,
+"""``fastcam generate`` on the command line: its options (torch-free, so that
+``--help`` and usage errors answer at once) and :func:`run_cli`,
 which calls :func:`fastcam.generation.generate` (or
 :func:`~fastcam.generation.verify.verify_store` with ``--verify``)."""
 from __future__ import annotations
@@ -8,15 +9,8 @@ import os
 import sys
 
 from ..errors import UsageError
-from ..generation.config import DTYPES, SAVES
-from ..generation.decode import PREPROCESS
-from ..generation.fingerprint import FINGERPRINTS
-from ..generation.manifest import redact, remember_credentials, remember_secrets
-from ..generation.run import EXECUTORS, generate
-from ..generation.summary import parse_max_failed
-from ..generation.verify import verify_store
-from ..models.loading import BUNDLED
-from ..preflight import PRECISION_CHOICES
+from .arguments import (BUNDLED, EXECUTORS, FINGERPRINTS, GENERATE_DTYPES, GENERATE_SAVES,
+                        PRECISIONS, PREPROCESS_CHOICES)
 from .options import OPTION_HELP, key_value, method_option
 
 
@@ -39,16 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="auto (default): the model's own mean/std (bundled model: 0.5/0.5), ImageNet's for "
            "torchvision models; none: the model gets [0,1] pixels; or MEAN/STD like "
            "0.5,0.5,0.5/0.5,0.5,0.5. Recorded in the store")
-    a("--target", default="predicted",
+    a("--target", default=None,
       help="'predicted' (default), a class index, topk:K (K rows per image), or a file: eval's labels "
-           "CSV (image,class) or 'PATH CLASS' lines, an image repeated for several classes")
+           "CSV (image,class) or 'PATH CLASS' lines, an image repeated for several classes; with "
+           "--verify: check that the store's (image, target) rows are the ones it gives")
     a("--out", required=True, metavar="STORE.zarr", help="Zarr store (local path or fsspec URL)")
     a("--batch-size", type=int, default=32, help="images per batch and per chunk (default: %(default)s)")
     a("--workers", type=int, default=None, help="decoding processes (default: CPUs per process - 1)")
     a("--size", type=int, default=224, help="input and map size (default: %(default)s)")
-    a("--dtype", default="float16", choices=sorted(DTYPES), help="maps dtype (default: %(default)s)")
+    a("--dtype", default="float16", choices=GENERATE_DTYPES, help="maps dtype (default: %(default)s)")
     a("--device", default=None, help="default: cuda when available (cuda:LOCAL_RANK under torchrun)")
-    a("--precision", default=None, choices=PRECISION_CHOICES,
+    a("--precision", default=None, choices=PRECISIONS,
       help="how the model runs: fp32 (default), bf16 or fp16 (autocast; the maps' algebra stays "
            "float32); an error if the device cannot run it natively. Recorded in the store: a "
            "resume with another precision is refused; with --verify, checked against the store")
@@ -62,10 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--verify", action="store_true",
       help="check --out instead of computing: every chunk marked done has its maps and, with "
            "--images, no image changed; exit 1 on a problem")
-    a("--preprocess", default="crop", choices=PREPROCESS,
+    a("--preprocess", default="crop", choices=PREPROCESS_CHOICES,
       help="crop: shorter side to size*256/224 and centre crop (default); resize: to size x size. "
            "Decoded in uint8; recorded in the store (a resume with another is refused)")
-    a("--save", action="append", default=[], choices=SAVES,
+    a("--save", action="append", default=[], choices=GENERATE_SAVES,
       help="also keep low-res: the maps before upsampling (the store's low_res array)")
     a("--max-failed", default="0", metavar="N|P%",
       help="failed images allowed before the exit status is 1 (default: %(default)s)")
@@ -96,10 +91,15 @@ def run_cli(args: argparse.Namespace) -> int:
     failed than ``--max-failed`` allows (the summary says how many and why), 2 on
     a usage error, 130 when interrupted. With ``--verify``: 0 when the store
     checks out, 1 on a problem."""
+    from ..generation.manifest import redact, remember_credentials, remember_secrets
+    from ..generation.run import generate
+    from ..generation.summary import parse_max_failed
+    from ..generation.verify import verify_store
+
     try:
         if args.verify:
             report = verify_store(args.out, args.images, dict(args.storage_option) or None,
-                                  precision=args.precision)
+                                  precision=args.precision, target=args.target)
             print(report.format())
             return 0 if report.ok else 1
         if args.images is None:
@@ -109,7 +109,8 @@ def run_cli(args: argparse.Namespace) -> int:
         remember_credentials(args.out)
         remember_credentials(args.images)
         summary = generate(args.images, args.out, args.method, options=dict(args.option),
-                           model=args.model, weights=args.weights, layer=args.layer, target=args.target,
+                           model=args.model, weights=args.weights, layer=args.layer,
+                           target="predicted" if args.target is None else args.target,
                            batch_size=args.batch_size, workers=args.workers, size=args.size,
                            dtype=args.dtype, device=args.device, normalize=args.normalize,
                            precision=args.precision or "fp32",

@@ -2,13 +2,16 @@
 against what it claims, and :class:`VerifyReport` says what it found."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
+
+import numpy as np
 
 from ..errors import UsageError
 from .fingerprint import current_fingerprints
-from .manifest import ImagesSpec, Manifest, list_inputs, redact
+from .manifest import ImagesSpec, Manifest, list_inputs, make_manifest, redact
 from .store import IMPLIED, SaliencyStore, _zarr, zarr_options
 
 
@@ -53,11 +56,14 @@ class VerifyReport:
 
 
 def verify_store(location: str, images: Optional[ImagesSpec] = None,
-                 storage_options: Optional[dict] = None, precision: Optional[str] = None) -> VerifyReport:
+                 storage_options: Optional[dict] = None, precision: Optional[str] = None,
+                 target: Any = None) -> VerifyReport:
     """Check every chunk marked done has its ``maps`` chunk in the store and,
     given ``images``, that the image list is the store's and every computed
     image's fingerprint is unchanged; given ``precision``, that the store's maps
-    were computed in it. A location that is not a readable fastcam store raises
+    were computed in it; given ``target`` too (as :func:`fastcam.generate` takes
+    it), that the store's rows are the (image, target) rows it expands to, in
+    order. A location that is not a readable fastcam store raises
     :class:`UsageError`."""
     location = os.fspath(location)
     try:
@@ -83,6 +89,16 @@ def verify_store(location: str, images: Optional[ImagesSpec] = None,
     if stored is None or set(ids) != set(stored.ids):
         report.problems.append(f"the image list of {redact(images)} differs from the store's (other files or paths)")
         return report
+    if target is not None:
+        wanted, record = make_manifest(images, target, storage_options=storage_options,
+                                       image_column=store.meta.get("image_column", "image"))
+        same_rows = list(wanted.ids) == list(stored.ids) and np.array_equal(wanted.targets, stored.targets)
+        if not same_rows or json.dumps(record, sort_keys=True) != json.dumps(store.meta.get("target"), sort_keys=True):
+            report.differs.append(f"--target {redact(str(target))} gives {len(wanted)} (image, target) rows "
+                                  f"that are not the store's {len(stored)} (made with --target "
+                                  f"{store.meta.get('target')!r})")
+    else:
+        report.notes.append("no --target given: the (image, target) rows not checked")
     if store.fingerprint_kind is None:
         report.notes.append("the store was made before fastcam recorded fingerprints: changed images "
                             "cannot be detected")

@@ -32,8 +32,9 @@ def test_help_version_and_usage_errors_import_no_torch():
 import contextlib, io, sys
 from fastcam.apps.cli import main
 cases = [["--version"], ["--help"], ["demo", "--help"], ["explain", "--help"], ["eval", "--help"],
-         ["photos", "--help"], ["bench", "--help"], ["explain"], ["eval", "--precision", "fp64"],
-         ["bench", "--batch-size", "many"], ["demo", "-o", "nokeyvalue"], ["nosuchcommand"]]
+         ["photos", "--help"], ["bench", "--help"], ["generate", "--help"], ["explain"], ["eval", "--precision", "fp64"],
+         ["bench", "--batch-size", "many"], ["demo", "-o", "nokeyvalue"], ["nosuchcommand"],
+         ["generate", "--shard", "3/2"]]
 for argv in cases:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -50,8 +51,8 @@ print("torch" in sys.modules)
                            timeout=120, check=True).stdout.splitlines()
     assert lines[-1] == "False", lines
     codes = [line.split() for line in lines[:-1]]
-    assert all(c[2] == "0" and c[3] == "True" for c in codes[:7]), codes       # help/version on stdout
-    assert all(c[2] == "2" and c[4] == "True" for c in codes[7:]), codes       # usage errors on stderr
+    assert all(c[2] == "0" and c[3] == "True" for c in codes[:8]), codes       # help/version on stdout
+    assert all(c[2] == "2" and c[4] == "True" for c in codes[8:]), codes       # usage errors on stderr
 
 
 def test_version(capsys):
@@ -132,9 +133,16 @@ def test_parser_names_are_the_librarys():
     from fastcam.evaluation.published import PUBLISHED
     from fastcam.evaluation.runner import METRICS
     from fastcam.models.loading import BUNDLED
+    from fastcam.generation.config import DTYPES, SAVES
+    from fastcam.generation.decode import PREPROCESS
+    from fastcam.generation.fingerprint import FINGERPRINTS
+    from fastcam.generation.run import EXECUTORS
     from fastcam.preflight import PRECISION_CHOICES
 
     assert arguments.PRECISIONS == tuple(PRECISION_CHOICES)
+    assert arguments.GENERATE_DTYPES == tuple(sorted(DTYPES)) and arguments.GENERATE_SAVES == SAVES
+    assert arguments.FINGERPRINTS == FINGERPRINTS and arguments.EXECUTORS == EXECUTORS
+    assert arguments.PREPROCESS_CHOICES == PREPROCESS
     assert arguments.BUNDLED == BUNDLED and arguments.BACKENDS == BACKENDS
     assert arguments.METRIC_NAMES == tuple(METRICS)
     assert arguments.PUBLISHED_NAMES == tuple(sorted(PUBLISHED))

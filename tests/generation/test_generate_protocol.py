@@ -150,6 +150,9 @@ def test_topk_and_eval_labels_csv_give_a_row_per_target(images, tmp_path):
     np.testing.assert_array_equal(s["target"], order)
     np.testing.assert_array_equal(s["predicted"], np.repeat(order[::2], 2))
     assert main(["generate", "--verify", "--out", str(tmp_path / "top.zarr"), "--images", str(listing)]) == 0
+    verify = ["generate", "--verify", "--out", str(tmp_path / "top.zarr"), "--images", str(listing), "--target"]
+    assert main([*verify, "topk:2"]) == 0                       # the rows it expands to are the store's
+    assert main([*verify, "topk:3"]) == 1 and main([*verify, "predicted"]) == 1
     ref = fastcam.explain(model, x.repeat_interleave(2, 0), "gradcam", "_head_act",
                           targets=torch.as_tensor(order), normalize=model.normalization).numpy()
     np.testing.assert_allclose(s["maps"].astype(np.float32), ref, atol=2e-3)
@@ -163,6 +166,11 @@ def test_topk_and_eval_labels_csv_give_a_row_per_target(images, tmp_path):
     ref = fastcam.explain(model, x[[0, 0, 1, 2, 3]], "gradcam", "_head_act",
                           targets=torch.tensor([1, 7, 2, 3, 4]), normalize=model.normalization).numpy()
     np.testing.assert_allclose(s["maps"].astype(np.float32), ref, atol=2e-3)
+    verify = ["generate", "--verify", "--out", str(tmp_path / "lab.zarr"), "--images", str(listing), "--target"]
+    assert main([*verify, str(csv)]) == 0
+    other = tmp_path / "other.csv"                                # one image's second class dropped
+    other.write_text("image,class,name\n" + "".join(f"{n},{c},x\n" for n, c in rows[:4]))
+    assert main([*verify, str(other)]) == 1
     with pytest.raises(GenerateError, match="topk:K needs an integer"):
         fastcam.generate(listing, tmp_path / "x.zarr", target="topk:0", **KW)
 
