@@ -18,10 +18,11 @@ decoding against fastcam's float decoding per image (target >= 2x).
 ``test_folder_webdataset_parquet_give_identical_stores``: the folder, WebDataset
 and Parquet forms of the images give identical stores.
 
-The Ray executor's rows are not measured here: Ray's start (a local cluster and
-its worker processes) does not fit this 2-core machine's share; its launch line
-is in docs/datasets.md. FASTCAM_BENCH_N overrides the number of images (default 1,000;
-smoke: 8 at 64 px).
+* ``ray2``: ``--executor ray`` with 2 actors on a local Ray (``ray.init(num_cpus=2)``,
+  started once for the module and not timed: its start is 20-80 s here), fp32 on
+  the shared images; skipped without ray (``fastcam[ray]``) and in the smoke run.
+
+FASTCAM_BENCH_N overrides the number of images (default 1,000; smoke: 8 at 64 px).
 """
 import io
 import os
@@ -129,16 +130,37 @@ def _shard_pair(listing, out, method, precision) -> float:
     return len(listing.read_text().splitlines()) / (time.perf_counter() - t0)
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for the ``ray2`` rows, started on first use, shut down after the module."""
+    started = []
+
+    def start():
+        if not started:
+            ray = pytest.importorskip("ray", reason="the ray2 rows need ray (fastcam[ray])")
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+            started.append(ray)
+    yield start
+    for ray in started:
+        ray.shutdown()
+
+
 @pytest.mark.parametrize("images", ["shared", "x500"])
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("kind", ["floor", "local", "shard2"])
-def test_generate_vs_floor(benchmark, shared, x500, tmp_path, method, precision, images, kind):
+@pytest.mark.parametrize("kind", ["floor", "local", "shard2", "ray2"])
+def test_generate_vs_floor(benchmark, shared, x500, tmp_path, local_ray, method, precision, images, kind):
     if images == "x500" and (method != "gradcam" or precision != "fp32"):
         pytest.skip("the 500 x 375 rows: Grad-CAM fp32 only (decoding is what differs)")
     if kind == "shard2" and (images == "x500" or SMOKE):
         pytest.skip("--shard x2 on the shared images only, not in the smoke run (two processes start: "
                     "tests/generation covers them)")
+    if kind == "ray2" and (images == "x500" or SMOKE or precision != "fp32"):
+        pytest.skip("--executor ray x2: fp32 on the shared images only, not in the smoke run")
+    if kind == "ray2":
+        local_ray()
     paths = _sets(shared, x500)[images]
     key = (method, precision, images)
     benchmark.group = f"generate {method} {precision} {images} {SIZE}px N{len(paths)} B{BATCH}"
@@ -152,6 +174,12 @@ def test_generate_vs_floor(benchmark, shared, x500, tmp_path, method, precision,
             s = fastcam.generate(_listing(paths, tmp_path), tmp_path / "local.zarr", method, size=SIZE,
                                  batch_size=BATCH, workers=WORKERS, precision=precision, progress=False,
                                  verbose=False)
+            rate["v"] = s.n_images / (time.perf_counter() - t0)
+        elif kind == "ray2":
+            t0 = time.perf_counter()
+            s = fastcam.generate(_listing(paths, tmp_path), tmp_path / "ray.zarr", method, size=SIZE,
+                                 batch_size=BATCH, workers=WORKERS, precision=precision, executor="ray",
+                                 ray_workers=2, progress=False, verbose=False)
             rate["v"] = s.n_images / (time.perf_counter() - t0)
         else:
             rate["v"] = _shard_pair(_listing(paths, tmp_path), tmp_path / "shard.zarr", method, precision)
