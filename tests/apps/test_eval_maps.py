@@ -75,6 +75,14 @@ def test_eval_maps_equals_eval_computing_the_maps(images, stores, tmp_path):
         assert row["target"] == b[key]["target"]
         for k in METRICS.split(","):
             assert float(b[key][k]) == pytest.approx(float(row[k]), abs=2e-3, nan_ok=True), (key, k)
+    # a stored method's time is what generate recorded for its rows (the per-chunk tables)
+    import json
+
+    import pyarrow.parquet as pq
+    recorded = sum(sum(pq.read_table(t, columns=["seconds"]).column(0).to_pylist())
+                   for t in sorted((stores["liftcam"] / "images").glob("part-*.parquet")))
+    timings = json.loads((tmp_path / "stored" / "eval_timings.json").read_text())
+    assert timings["method_seconds"]["liftcam"] == pytest.approx(recorded) and recorded > 0
 
 
 def test_maps_reconstructed_from_low_res_are_the_methods_maps():
