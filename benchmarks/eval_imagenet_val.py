@@ -320,6 +320,7 @@ def tables(write: bool = True) -> str:
     from fastcam.evaluation.tables import t_interval
 
     out = [PAGE_HEAD]
+    glance: dict[tuple, dict] = {}          # (method, rival, metric) -> model -> ClaimResult
     for model in MODELS:
         if not (RESULTS / f"{model}_per_image.csv").exists():
             continue
@@ -354,7 +355,10 @@ def tables(write: bool = True) -> str:
         out.append("Paired per-image differences (method − rival) on the images both were evaluated on, "
                    "with their 95% Student-t interval. The published numbers are for other models "
                    "(ResNet-50 / VGG16) and other images: they are context, not a target.\n")
-        out.append(claims_table(judge(result, claims)))
+        judged = judge(result, claims)
+        for r in judged:
+            glance.setdefault((r.claim.method, r.rival, r.claim.metric), {})[model] = r
+        out.append(claims_table(judged))
         sanity = RESULTS / f"{model}_sanity.csv"
         if sanity.exists():
             rows = _read_rows(sanity)
@@ -386,11 +390,38 @@ def tables(write: bool = True) -> str:
         out.append(f"\nThe whole run for this model: {total / 3600:.2f} CPU hours "
                    f"(maps {sum(run['map_seconds_per_image'][m] * N_IMAGES[m] for m in result.methods) / 60:.0f} min, "
                    f"metrics {sum(g['seconds'] for g in run['groups'].values()) / 60:.0f} min).\n")
+    out[1:1] = [claims_at_a_glance(glance)]
     text = "\n".join(out) + "\n"
     if write:
         (RESULTS / "tables.md").write_text(text, encoding="utf-8")
         (ROOT / "docs" / "imagenet-val.md").write_text(text, encoding="utf-8")
     return text
+
+
+def claims_at_a_glance(glance: dict) -> str:
+    """One line per claim and rival: each model's paired difference, n and verdict."""
+    from fastcam.evaluation.runner import METRICS
+
+    models = [m for m in MODELS if any(m in v for v in glance.values())]
+    lines = ["## The papers' claims at a glance\n",
+             "Paired difference (method − rival) with its 95% interval, the images it rests on, and the "
+             "verdict: **holds** / **does not hold** when the whole interval is on one side of 0, "
+             "undecided otherwise. Per model below: every table.\n",
+             "| Claim | " + " | ".join(f"`{m}`" for m in models) + " |",
+             "|---|" + "---|" * len(models)]
+    for (method, rival, metric), by_model in glance.items():
+        sense = "↑" if METRICS[metric].higher_is_better else "↓"
+        cells = []
+        for m in models:
+            r = by_model.get(m)
+            if r is None:
+                cells.append("–")
+                continue
+            iv = r.interval
+            verdict = r.verdict if r.verdict == "undecided" else f"**{r.verdict}**"
+            cells.append(f"{iv.mean:+.1f} [{iv.low:+.1f}, {iv.high:+.1f}], n = {iv.n}: {verdict}")
+        lines.append(f"| {method} better than {rival} on {METRICS[metric].title} {sense} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 PAGE_HEAD = """# Results on an ImageNet-val subset (n = 1,000)
