@@ -314,6 +314,8 @@ def _fmt(n: int, mean: float, half: float, scale: str = "{:.1f}") -> str:
 def tables(write: bool = True) -> str:
     """The Markdown of every model's tables and claims, from the committed files;
     with ``write``, written to ``RESULTS/tables.md`` and ``docs/imagenet-val.md``."""
+    import json
+
     from fastcam.evaluation.claims import applicable, claims_table, judge
     from fastcam.evaluation.published import PAPER_CLAIMS
     from fastcam.evaluation.runner import METRICS
@@ -391,11 +393,38 @@ def tables(write: bool = True) -> str:
                    f"(maps {sum(run['map_seconds_per_image'][m] * N_IMAGES[m] for m in result.methods) / 60:.0f} min, "
                    f"metrics {sum(g['seconds'] for g in run['groups'].values()) / 60:.0f} min).\n")
     out[1:1] = [claims_at_a_glance(glance)]
+    if (RESULTS / "timing.json").exists():
+        out.append(timing_table(json.loads((RESULTS / "timing.json").read_text())))
     text = "\n".join(out) + "\n"
     if write:
         (RESULTS / "tables.md").write_text(text, encoding="utf-8")
         (ROOT / "docs" / "imagenet-val.md").write_text(text, encoding="utf-8")
     return text
+
+
+def timing_table(timing: dict) -> str:
+    """fp32 and bf16 seconds per image, per model, from ``RESULTS/timing.json``."""
+    setup = timing.get("_setup", {})
+    lines = ["## fp32 and bf16: seconds per image\n",
+             f"`python benchmarks/eval_imagenet_val.py timing`: one process, {setup.get('threads', 1)} thread, "
+             f"{setup.get('images')} images per call (Score-CAM: 4), the median of {setup.get('repeats')} "
+             "run(s) after a warm-up, this project's 2-core CPU (AMX-BF16; shared, noisy). bf16 only for "
+             "the methods whose bf16 maps are faithful to fp32 (`benchmarks/results/precision_fidelity.md`; "
+             "not Opti-CAM, not ADVISE); the metrics on Grad-CAM's maps. fp32/bf16: the speed-up.\n"]
+    models = [m for m in MODELS if m in timing]
+    lines.append("| | " + " | ".join(f"`{m}` fp32 s | bf16 s | fp32/bf16" for m in models) + " |")
+    lines.append("|---|" + "---:|" * (3 * len(models)))
+    keys = [k.rsplit("/", 1)[0] for m in models for k in timing[m]]
+    order = list(dict.fromkeys(sorted(keys, key=lambda k: (k.startswith("metric:"), keys.index(k)))))
+    for key in order:
+        cells = []
+        for m in models:
+            f32, b16 = timing[m].get(f"{key}/fp32"), timing[m].get(f"{key}/bf16")
+            cells += ["–" if f32 is None else f"{f32:.4f}", "–" if b16 is None else f"{b16:.4f}",
+                      f"{f32 / b16:.2f}×" if f32 and b16 else "–"]
+        label = key.replace("metric:", "metric ")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def claims_at_a_glance(glance: dict) -> str:
@@ -440,7 +469,10 @@ iterations) on the first 100, Score-CAM on the first 50, the curve metrics
 (insertion, deletion, ROAD) on the first 50 (the sorted ids: ILSVRC2012's validation
 order is already shuffled across classes). The low-resolution maps and the per-image
 results are committed in `benchmarks/results/imagenet_val/`; `python
-benchmarks/eval_imagenet_val.py tables` recomputes this page from them.
+benchmarks/eval_imagenet_val.py tables` recomputes this page from them. MobileNetV2's
+Shap-CAM and Ablation-CAM times here predate fastcam recognising its functional global
+pool as a linear head (found by this run, fixed after it: 10–20× fewer tail passes, the
+same maps within 1e-5).
 
 FakeCAM (a map that is 1 at every pixel but the top-left one, whatever the image) is
 there to show what Average Drop alone rewards: masking with it keeps the whole image,

@@ -4,8 +4,9 @@ player instead of re-running it for every coalition.
 
 Recognised shapes (the tail's fx graph, from the activation on):
 ``[MaxPool2d k×k (k ≤ 2)] [AdaptiveAvgPool2d] [Dropout/Identity] flatten Linear rest…``
-where the adaptive average pool is global (→ "mean": ResNet, EfficientNet) or
-keeps the spatial size (VGG's 7×7 after its last max pool). Without pooling,
+where the adaptive average pool is global (→ "mean": ResNet, EfficientNet; the
+module or ``F.adaptive_avg_pool2d(x, 1)`` as torchvision's MobileNetV2/V3 call
+it) or keeps the spatial size (VGG's 7×7 after its last max pool). Without pooling,
 flatten + Linear is a 1×1 "max" window per position (each player alone).
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from .split import Tail
@@ -68,6 +70,10 @@ def find_linear_head(tail: Tail, h: int, w: int) -> Optional[LinearHead]:
                 pool, hw = "mean", (1, 1)
             elif out != hw:
                 return None
+        elif node.op == "call_function" and node.target is F.adaptive_avg_pool2d and not flat \
+                and pool is None and len(node.args) == 2 and not node.kwargs \
+                and _pair(node.args[1]) == (1, 1):
+            pool, hw = "mean", (1, 1)
         elif isinstance(mod, (nn.Dropout, nn.Identity)) and not (mod.training if isinstance(mod, nn.Dropout) else False):
             continue
         elif isinstance(mod, nn.Flatten) and mod.start_dim == 1 and mod.end_dim == -1:

@@ -269,3 +269,23 @@ def test_general_path_tail_batches_are_bounded_by_chunk_size():
     # one prefix/tail pass of the image, then 3 x (16 + 1) coalitions in chunks of at most 10
     # (the engine picks the chunk below the bound by measured throughput)
     assert seen[0] == 1 and max(seen[1:]) <= 10 and sum(seen[1:]) == 3 * 17
+
+
+def test_functional_global_pool_is_a_linear_head():
+    """torchvision's MobileNetV2 pools with F.adaptive_avg_pool2d(x, (1, 1)), then
+    Dropout and Linear: a linear head, for Shap-CAM and Ablation-CAM alike, with the
+    maps of the general path."""
+    import torchvision
+
+    from fastcam.methods.ablationcam import AblationCAM
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(num_classes=6).eval()
+    x = torch.randn(2, 3, 64, 64)
+    fast = ShapCAM(model, "features.18", permutations=3, seed=2)
+    slow = ShapCAM(model, "features.18", permutations=3, seed=2, fast_path="never")
+    torch.testing.assert_close(fast(x), slow(x), atol=1e-5, rtol=1e-4)
+    assert fast.last.extra["path"] != "general" and slow.last.extra["path"] == "general"
+    fast, slow = AblationCAM(model, "features.18"), AblationCAM(model, "features.18", fast_path="never")
+    torch.testing.assert_close(fast(x), slow(x), atol=1e-5, rtol=1e-4)
+    assert fast.last.extra["path"] == ["linear-head"] and slow.last.extra["path"] == ["tail"]
