@@ -356,7 +356,12 @@ def tables(write: bool = True) -> str:
         out.append("Values ×100 (complexity in nats), mean ± half-width of the 95% Student-t interval; "
                    "n: the images each method was evaluated on (the pointing games and relevance "
                    "metrics count the images with a box inside the input, all of them here). "
-                   f"Insertion/deletion with {CURVE_STEPS} steps; ROAD at 10–90% removed, noise 0.01.\n")
+                   f"Insertion/deletion with {CURVE_STEPS} steps; ROAD at 10–90% removed, noise 0.01. "
+                   "Energy PG and Rel. mass are one definition (the share of the map inside the boxes), "
+                   "kept under both papers' names. FakeCAM's ties make its removal order arbitrary: "
+                   "scattered pixels imputed away cost the score most, so it gets the lowest (\"best\") "
+                   "ROAD MoRF and the lowest LeRF; only the two together (Rong et al.'s combined "
+                   "(LeRF − MoRF)/2) see through it.\n")
         claims = applicable(PAPER_CLAIMS, result.methods, result.metrics)
         out.append("### Papers' claims\n")
         out.append("Paired per-image differences (method − rival) on the images both were evaluated on, "
