@@ -102,7 +102,11 @@ def _floor(paths, method, precision) -> float:
         def __getitem__(self, i):
             return decode_uint8(Path(paths[i]).read_bytes(), SIZE).image
 
-    cls(model, ["_head_act"], normalize=model.normalization, **opts)(torch.rand(2, 3, SIZE, SIZE))   # warm
+    # warm, at the loop's batch shapes: oneDNN builds its primitives per input shape on
+    # first use (seconds in bf16), which would otherwise land on whichever row runs first
+    warm = cls(model, ["_head_act"], normalize=model.normalization, **opts)
+    for b in sorted({BATCH, len(paths) % BATCH} - {0}):
+        warm(torch.rand(b, 3, SIZE, SIZE))
     t0 = time.perf_counter()
     cam = cls(model, ["_head_act"], normalize=model.normalization, **opts)
     loader = torch.utils.data.DataLoader(Files(), batch_size=BATCH, num_workers=WORKERS)
