@@ -16,7 +16,7 @@ import torch
 
 from ..errors import UsageError
 from ..evaluation.claims import applicable, claims_table, judge
-from ..evaluation.files import (PREPROCESS_CHOICES, check_label_range, list_image_names, load_images,
+from ..evaluation.files import (check_label_range, list_image_names, load_images,
                                 match_boxes, match_labels, read_box_rows, read_label_rows, transform_boxes)
 from ..evaluation.parts import PartStore
 from ..evaluation.published import PAPER_CLAIMS, PUBLISHED, published_comparison
@@ -101,9 +101,10 @@ def run_eval(args: argparse.Namespace) -> int:
     loaded, normalize = _setup(args, hash_weights=bool(stores))
     if label_rows is not None:
         check_label_range(args.labels, label_rows, count_classes(loaded, args.size))
+    preprocess = preprocessing_record(args.preprocess, args.size)
     for st in stores:
         st.check(model=loaded.name, weights=loaded.weights, layer=loaded.layer, size=args.size,
-                 preprocess=preprocessing_record(args.preprocess, args.size), normalize=normalize,
+                 preprocess=preprocess, normalize=normalize,
                  metrics=metrics)
     t_load = time.perf_counter()
     batch = load_images([os.path.join(root, n) for n in names], names, args.size, args.preprocess)
@@ -149,7 +150,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 "options": options, "model": loaded.name,
                 "weights": os.path.basename(args.weights) if args.weights else None, "layer": loaded.layer,
                 "normalize": normalize, "size": args.size,
-                "preprocess": preprocessing_record(args.preprocess, args.size), "precision": precision,
+                "preprocess": preprocess, "precision": precision,
                 "maps": {st.method: {"store": os.path.abspath(st.location), "kind": st.kind,
                                      "paths_sha256": st.meta.get("paths_sha256"),
                                      "precision": st.meta.get("precision")} for st in stores},

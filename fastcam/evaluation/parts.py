@@ -49,7 +49,8 @@ class Part:
     metric_seconds: dict[str, float]
 
 
-def _canonical(obj) -> object:
+def canonical(obj) -> object:
+    """``obj`` as JSON reads it back (tuples become lists, keys sorted)."""
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
@@ -80,7 +81,7 @@ class PartStore:
         removing earlier parts, unless they are an unfinished run: that is refused,
         so that hours of results are never thrown away by accident."""
         folder = Path(out) / PARTS_DIR
-        manifest = _canonical({**manifest, "parts": int(total)})
+        manifest = canonical({**manifest, "parts": int(total)})
         path = folder / "manifest.json"
         if path.exists():
             try:

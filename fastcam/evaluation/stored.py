@@ -20,7 +20,6 @@ on them, the others read them as float32.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -30,13 +29,10 @@ import torch
 from torch import Tensor
 
 from ..errors import UsageError
+from .parts import canonical
 
 #: metrics whose value depends on the order of the map's pixels (ties matter)
 RANKING_METRICS = ("insertion", "deletion", "road_morf", "road_lerf", "pointing", "relevance_rank_accuracy")
-
-
-def _canonical(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True))
 
 
 def _image_key(uri: str) -> str:
@@ -75,8 +71,8 @@ class StoredMaps:
         from the evaluation, or a ranking metric on float16 maps."""
         wanted = {"model": model, "layer": layer, "size": int(size), "preprocess": preprocess,
                   "normalize": normalize}
-        diff = [f"{k}: the store has {_canonical(self.meta.get(k))!r}, this evaluation {_canonical(v)!r}"
-                for k, v in wanted.items() if _canonical(self.meta.get(k)) != _canonical(v)]
+        diff = [f"{k}: the store has {canonical(self.meta.get(k))!r}, this evaluation {canonical(v)!r}"
+                for k, v in wanted.items() if canonical(self.meta.get(k)) != canonical(v)]
         stored_w = self.meta.get("weights")
         if _weights_key(stored_w) != _weights_key(weights):
             diff.append(f"weights: the store has {stored_w!r}, this evaluation {weights!r}")
@@ -155,7 +151,7 @@ def _weights_key(record: Any) -> Any:
     """What identifies weights: the sha256 where recorded, else the record itself."""
     if isinstance(record, dict) and record.get("sha256"):
         return record["sha256"]
-    return _canonical(record)
+    return canonical(record)
 
 
 def open_stored(location: str, method: Optional[str] = None) -> StoredMaps:

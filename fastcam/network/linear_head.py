@@ -5,7 +5,7 @@ player instead of re-running it for every coalition.
 Recognised shapes (the tail's fx graph, from the activation on):
 ``[MaxPool2d k×k (k ≤ 2)] [AdaptiveAvgPool2d] [Dropout/Identity] flatten Linear rest…``
 where the adaptive average pool is global (→ "mean": ResNet, EfficientNet; the
-module or ``F.adaptive_avg_pool2d(x, 1)`` as torchvision's MobileNetV2/V3 call
+module or ``F.adaptive_avg_pool2d(x, (1, 1))`` as torchvision's MobileNetV2 calls
 it) or keeps the spatial size (VGG's 7×7 after its last max pool). Without pooling,
 flatten + Linear is a 1×1 "max" window per position (each player alone).
 """
