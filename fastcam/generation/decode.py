@@ -103,7 +103,8 @@ def _rgb_uint8(im) -> np.ndarray:
         a = ((c * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
-    return np.ascontiguousarray(a)
+    # writable: Pillow's array view is read-only, which torch.from_numpy warns about
+    return np.require(a, requirements=("C_CONTIGUOUS", "WRITEABLE"))
 
 
 class Decoded(NamedTuple):

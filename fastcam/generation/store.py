@@ -77,6 +77,11 @@ PER_IMAGE = {            # name: (dtype, fill value)
     "status": ("uint8", STATUS_PENDING),
 }
 _PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+#: seconds since its last write after which a temporary file is taken for a dead
+#: writer's: a live one (Zarr's atomic writes, :func:`write_object`) writes its
+#: bytes and renames the file within one call, and other processes of the same
+#: run may be writing while this one opens the store
+PARTIAL_STALE_S = 600.0
 
 
 def _zarr():
@@ -475,17 +480,22 @@ def write_object(location: str, key: str, data: bytes, storage_options: Optional
     fs.pipe_file(f"{root.rstrip('/')}/{key}", data)
 
 
-def _remove_partial_files(location: str) -> None:
-    """Temporary files of a local store's interrupted writes (never renamed
-    into place; harmless, but not part of the data)."""
+def _remove_partial_files(location: str, stale_s: float = PARTIAL_STALE_S) -> None:
+    """Temporary files of a local store's interrupted writes (never renamed into
+    place; harmless, but not part of the data) not written for ``stale_s``
+    seconds. Younger ones are left: they may be another process's write in
+    flight, whose rename would fail without them."""
     local = _local_path(location)
     if local is None or not os.path.isdir(local):
         return
+    cutoff = time.time() - stale_s
     for dirpath, _dirs, files in os.walk(local):
         for name in files:
             if _PARTIAL.search(name):
+                path = os.path.join(dirpath, name)
                 try:
-                    os.remove(os.path.join(dirpath, name))
+                    if os.stat(path).st_mtime < cutoff:
+                        os.remove(path)
                 except OSError:
                     pass
 

@@ -7,8 +7,11 @@ single-process run (one thread: CPU convolutions round differently with another
 count)."""
 import json
 import multiprocessing
+import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +111,22 @@ def test_two_processes_on_the_same_chunks_at_once(images, reference, tmp_path):
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0]
     assert_same_store(reference, out)
+
+
+def test_opening_leaves_a_live_writers_temporary_files(images, reference, tmp_path):
+    # a shard that opens the store late must not delete another's write in flight (its
+    # rename into place would fail: the --shard x2 benchmark crash); a dead writer's old
+    # temporary file is removed
+    out = tmp_path / "copy.zarr"
+    shutil.copytree(reference, out)
+    live = out / "status" / f"c.{'a' * 32}.partial"
+    dead = out / "maps" / f"c.{'b' * 32}.partial"
+    for f in (live, dead):
+        f.write_bytes(b"half a chunk")
+    old = time.time() - 3600
+    os.utime(dead, (old, old))
+    assert prepare(images, out, GenerateConfig(size=SIZE, batch_size=BATCH)).pending == []
+    assert live.exists() and not dead.exists()
 
 
 def test_failures_are_never_success(tmp_path, capsys):
