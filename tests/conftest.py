@@ -92,6 +92,18 @@ def _seed_and_backend():
     fastcam.set_backend(previous)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, as the processes the generation and
+    evaluation tests start run (one thread: CPU convolutions round differently with
+    another count, and their stores are compared bit for bit). Modules that need it
+    name it: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- Per-test time and memory profile, and the memory guard -----------------------------
 # FASTCAM_TEST_PROFILE=<path> writes each test's duration and resident-set change, per
 # file and per test (the tests that keep memory alive show as growers, the ones that

@@ -290,7 +290,7 @@ def whole_image_overlay(path: str, cam: torch.Tensor, title: str):
     image = torch.from_numpy(to_rgb_float(read_image(path)))          # (H, W, 3) in [0, 1]
     h, w = image.shape[:2]
     full, inside = uncrop(cam, h, w)
-    blended = torch.from_numpy(np.asarray(overlay(image.permute(2, 0, 1), full)))
+    blended = torch.from_numpy(np.array(overlay(image.permute(2, 0, 1), full)))   # writable
     original = (image * 255).round().to(torch.uint8)
     pixels = torch.where(inside[..., None], blended, original).numpy()
     band = max(18, h // 18)

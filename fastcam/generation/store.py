@@ -140,6 +140,15 @@ def _location_has_content(location: str, storage_options: Optional[dict]) -> boo
         return False
 
 
+def _only_temporaries(location: str) -> bool:
+    """A local folder that holds nothing yet but temporary files: a group another
+    process is creating, whose metadata is not renamed into place yet."""
+    local = _local_path(location)
+    if local is None or not os.path.isdir(local):
+        return False
+    return all(_PARTIAL.search(name) for name in os.listdir(local))
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
@@ -204,6 +213,9 @@ class SaliencyStore:
                 group = zarr.open_group(location, mode="r+", storage_options=zarr_options(location, storage_options))
                 stored = group.attrs.get("fastcam")
             except Exception as e:  # noqa: BLE001
+                if attempt < _CREATION_WAITS and _only_temporaries(location):
+                    time.sleep(0.1)        # another process is writing the group's metadata this moment
+                    continue
                 raise UsageError(f"{shown} exists and is not a fastcam store "
                                  f"({type(e).__name__}); choose another --out") from None
             if not isinstance(stored, dict):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from fastcam.apps.cli import main
@@ -23,13 +22,7 @@ ARGS = ["--model", "torchvision:resnet18", "--size", "64", "--preprocess", "resi
         "--batch-size", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread, as the processes the tests start run (the same kernels, bit for bit)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

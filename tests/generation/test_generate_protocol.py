@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,12 +28,7 @@ ARGS = ["--size", str(SIZE), "--batch-size", str(BATCH), "--workers", "0", "--no
 KW = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +123,17 @@ def test_opening_leaves_a_live_writers_temporary_files(images, reference, tmp_pa
     os.utime(dead, (old, old))
     assert prepare(images, out, GenerateConfig(size=SIZE, batch_size=BATCH)).pending == []
     assert live.exists() and not dead.exists()
+
+
+def test_opening_waits_for_a_group_being_created(images, reference, tmp_path):
+    # another process has made the folder and is writing the group's metadata (Zarr writes
+    # a temporary file, then renames it): this one waits, never calls it "not a fastcam store"
+    out = tmp_path / "racing.zarr"
+    out.mkdir()
+    temporary = out / f"zarr.json.{'c' * 32}.partial"
+    temporary.write_bytes(b"{")
+    threading.Timer(0.5, temporary.unlink).start()      # that process died: this one creates it
+    assert prepare(images, out, GenerateConfig(size=SIZE, batch_size=BATCH)).pending == list(range(7))
 
 
 def test_failures_are_never_success(tmp_path, capsys):

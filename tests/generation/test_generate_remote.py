@@ -31,12 +31,7 @@ KW = dict(size=SIZE, batch_size=BATCH, workers=0, progress=False, verbose=False)
 SECRET = "Sup3r-s3cret-Valu3"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
