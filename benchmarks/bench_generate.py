@@ -8,7 +8,7 @@
 * ``local``: ``fastcam.generate`` into a new store (listing, model load, store
   creation, decoding, compute, compression, the per-chunk tables);
 * ``cli``: one ``python -m fastcam generate`` process (its start and imports
-  included), which sets glibc's malloc for itself (:mod:`fastcam.apps.allocator`);
+  included), which sets glibc's malloc for itself (:mod:`fastcam.allocator`);
   ``cli_default_malloc``: the same with ``FASTCAM_MALLOC=default`` (glibc's defaults);
 * ``shard2``: two ``--shard i/2`` processes at once into one store (each one
   intra-op thread; wall time of the pair);
@@ -165,11 +165,11 @@ def local_ray():
 @pytest.fixture(scope="module", autouse=True)
 def _malloc_as_the_command_sets_it():
     """The floor and ``local`` run in this process, the other rows in processes of
-    their own, which set glibc's malloc (:mod:`fastcam.apps.allocator`): this one is
+    their own, which set glibc's malloc (:mod:`fastcam.allocator`): this one is
     set the same way, so that no row gains from it over the floor (not in the smoke
     run: it cannot be undone, and the smoke run shares its process with every module)."""
     if not SMOKE:
-        from fastcam.apps.allocator import tune_malloc
+        from fastcam.allocator import tune_malloc
 
         tune_malloc()
 

@@ -260,9 +260,9 @@ def build_parser(commands: Optional[Iterable[str]] = None) -> argparse.ArgumentP
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``fastcam`` command. Called without ``argv`` (the command itself, or
     ``python -m fastcam``), it owns its process and sets glibc's malloc for it
-    (:mod:`fastcam.apps.allocator`); called with ``argv`` from a program, it does not."""
+    (:mod:`fastcam.allocator`); called with ``argv`` from a program, it does not."""
     if argv is None:
-        from .allocator import tune_malloc
+        from ..allocator import tune_malloc
 
         tune_malloc()
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -134,12 +134,12 @@ class _Decoder:
 class _Actor:
     """One device's :class:`ChunkWorker`, in a process of its own (Ray starts one
     per actor): glibc's malloc is set for it as for the command's
-    (:mod:`fastcam.apps.allocator`)."""
+    (:mod:`fastcam.allocator`)."""
 
     def __init__(self, out: str, device: str, storage_options: Optional[dict], credentials: dict):
         import torch
 
-        from ..apps.allocator import tune_malloc
+        from ..allocator import tune_malloc
 
         tune_malloc()
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -1,4 +1,4 @@
-"""glibc's malloc set for the command's own process (``fastcam.apps.allocator``):
+"""glibc's malloc set for the command's own process (``fastcam.allocator``):
 freed tensor memory stays with the process for the next pass where it is set,
 goes back to the kernel where it is not; the command sets it, a program calling
 ``main(argv)`` and ``FASTCAM_MALLOC=default`` do not. Each case runs in a fresh
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 _KEPT = """
 import sys
 import torch
-from fastcam.apps.allocator import tune_malloc
+from fastcam.allocator import tune_malloc
 
 def rss():
     with open("/proc/self/status") as f:
@@ -32,7 +32,8 @@ print(round(rss() - before))
 # what the command's entry did to this process
 _ENTRY = """
 import sys
-from fastcam.apps import allocator, cli
+from fastcam import allocator
+from fastcam.apps import cli
 entry = sys.argv[1] == "entry"
 sys.argv = ["fastcam", "generate", "--help"]
 try:

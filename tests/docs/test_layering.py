@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),                                      # model definitions and their weights
     ("engine", "ops"),
     ("network", "kernels", "backend"),
-    ("targets", "inputs", "errors", "progress", "_ext", "_version"),   # progress: the bars' plumbing
+    ("targets", "inputs", "errors", "progress", "allocator", "_ext", "_version"),   # progress: the bars' plumbing
     ("data",),                                        # bundled photos, ImageNet metadata (normalize presets)
     ("_C",),                                          # the compiled extension
 ]
