@@ -13,8 +13,8 @@
 * ``shard2``: two ``--shard i/2`` processes at once into one store (each one
   intra-op thread; wall time of the pair);
 * ``ray2``: ``--executor ray`` with 2 actors on a local Ray (``ray.init(num_cpus=2)``,
-  started once for the module and not timed: its start is 20-80 s here), fp32 on
-  the shared images; skipped without ray (``fastcam[ray]``) and in the smoke run.
+  started once for the module and not timed: its start is 20-80 s here), on the
+  shared images; skipped without ray (``fastcam[ray]``) and in the smoke run.
 
 The floor and ``local`` run in the benchmark's process, whose malloc is set as
 the command sets its own (see ``_malloc_as_the_command_sets_it``): with glibc's
@@ -200,8 +200,8 @@ def test_generate_vs_floor(benchmark, shared, x500, tmp_path, local_ray, method,
     if kind == "shard2" and (images == "x500" or SMOKE):
         pytest.skip("--shard x2 on the shared images only, not in the smoke run (two processes start: "
                     "tests/generation covers them)")
-    if kind == "ray2" and (images == "x500" or SMOKE or precision != "fp32"):
-        pytest.skip("--executor ray x2: fp32 on the shared images only, not in the smoke run")
+    if kind == "ray2" and (images == "x500" or SMOKE):
+        pytest.skip("--executor ray x2: on the shared images only, not in the smoke run")
     if kind == "ray2":
         local_ray()
     paths = _sets(shared, x500)[images]
