@@ -302,7 +302,7 @@ def test_shared_mobilenet_v2(benchmark, variant):
     model.eval()
     n = 8 if SMOKE else 64
     files = sorted(images.iterdir())[:n]
-    xs = torch.stack([torch.from_numpy(__import__("numpy").asarray(
+    xs = torch.stack([torch.from_numpy(__import__("numpy").array(      # a writable copy
         Image.open(f).convert("RGB").resize((224, 224), Image.BILINEAR))).permute(2, 0, 1).float() / 255
         for f in files])
     norm = ((0.5,) * 3, (0.5,) * 3)

@@ -259,7 +259,10 @@ class SaliencyStore:
         if wipe:
             group = zarr.open_group(location, mode="w", storage_options=options, zarr_format=3, attributes=attrs)
         else:
-            group = zarr.open_group(location, mode="a", storage_options=options, zarr_format=3)
+            try:
+                group = zarr.open_group(location, mode="a", storage_options=options, zarr_format=3)
+            except Exception:  # noqa: BLE001 - another process created the group since it was looked at
+                group = zarr.open_group(location, mode="r+", storage_options=options)
             if not isinstance(group.attrs.get("fastcam"), dict):
                 group.attrs.update(attrs)
         cls._require_arrays(group, meta, n, size, chunk_size, low_res_shape)

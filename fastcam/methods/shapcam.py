@@ -168,12 +168,13 @@ class ShapCAM(BaseCAM):
             phi[b] = total / (count // 2 if self.antithetic else count)
             used[b] = count
         if empty_game:
+            advice = (" On a global-average-pool + linear head use baseline='zero'."
+                      if self.baseline != "zero" else "")
             warnings.warn(
                 f"Shap-CAM: baseline={self.baseline!r} makes the empty coalition worth as much as "
                 f"the full one (v(∅) = v(all) within {EMPTY_GAME_RTOL:g}·max(1, |v(all)|)) on "
                 f"image(s) {empty_game}: the Shapley values sum to 0 and the map keeps only the "
-                "positions above average. On a global-average-pool + linear head use "
-                "baseline='zero'.", UserWarning, stacklevel=3)
+                f"positions above average.{advice}", UserWarning, stacklevel=3)
         check_finite(phi, "Shap-CAM's Shapley values (the tail's worths)")
         phi_map = phi.view(B, 1, h, w).to(A.dtype)
         with torch.no_grad():

@@ -136,6 +136,28 @@ def test_opening_waits_for_a_group_being_created(images, reference, tmp_path):
     assert prepare(images, out, GenerateConfig(size=SIZE, batch_size=BATCH)).pending == list(range(7))
 
 
+def test_creating_a_group_another_process_just_created(images, reference, tmp_path, monkeypatch):
+    # both looked, saw nothing and create: Zarr's create then finds the other's group
+    # (ContainsGroupError, the --shard x2 benchmark's second crash); this one opens it instead
+    import zarr
+
+    out = tmp_path / "both.zarr"
+    real = zarr.open_group
+
+    def the_other_was_first(store, *args, mode=None, **kwargs):
+        if mode == "a" and not (out / "zarr.json").exists():
+            real(store, mode="a", zarr_format=3)
+            raise zarr.errors.ContainsGroupError(f"A group exists in store {store}")
+        return real(store, *args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(zarr, "open_group", the_other_was_first)
+    assert prepare(images, out, GenerateConfig(size=SIZE, batch_size=BATCH)).pending == list(range(7))
+    monkeypatch.undo()
+    run_chunks(out, range(7), workers=0)
+    finalize(out)
+    assert_same_store(reference, out)
+
+
 def test_failures_are_never_success(tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()

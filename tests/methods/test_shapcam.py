@@ -115,7 +115,7 @@ def test_mean_baseline_on_gap_fc_is_an_empty_game_and_warns(fast_path):
     model = _gap_fc_model()
     x = torch.randn(3, 3, 6, 6)
     cam = ShapCAM(model, "features", baseline="mean", permutations=4, fast_path=fast_path)
-    with pytest.warns(UserWarning, match=r"v\(∅\) = v\(all\).*\[0, 1, 2\]"):
+    with pytest.warns(UserWarning, match=r"v\(∅\) = v\(all\).*\[0, 1, 2\].*use baseline='zero'"):
         cam(x, [0, 1, 2])
     sums = cam.last.extra["phi"].sum(dim=(1, 2))
     assert sums.abs().max() < 1e-6          # efficiency: Σφ = v(all) − v(∅) = 0
