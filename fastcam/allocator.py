@@ -5,12 +5,13 @@ above its mmap threshold (128 KiB, raised as such blocks are freed, to 32 MiB at
 most) with a fresh ``mmap`` that ``free`` unmaps, and gives the heap's free top
 back to the kernel beyond 128 KiB. A batch's activations and gradients (tens to
 hundreds of MB each at batch 32, 224 px) are then page-faulted and zeroed by the
-kernel again on every pass: on this project's 2-core CPU a Grad-CAM fp32 pass of
-EfficientNet-Lite0 at batch 32 spent about half its time so
-(``benchmarks/bench_allocator.py``).
+kernel again on every pass. On this project's 2-core CPU ``fastcam generate`` ran
+1.4-1.7x faster with this module's setting than with glibc's defaults
+(``benchmarks/bench_generate.py``, its ``cli`` and ``cli_default_malloc`` rows).
 
-:func:`tune_malloc` sets ``M_MMAP_MAX = 0`` (every block from the heap, reused
-across passes) and ``M_TRIM_THRESHOLD`` = 1 GiB (up to that much freed memory is
+:func:`tune_malloc` sets ``M_MMAP_MAX = 0`` (blocks from the heap, reused across
+passes; a thread other than the main one still maps a request beyond its arena's
+64 MiB) and ``M_TRIM_THRESHOLD`` = 1 GiB (up to that much freed memory is
 kept for the next pass rather than returned). The process's resident memory then
 stays near its peak instead of falling between passes. The command line applies
 it to its own process only (:func:`fastcam.apps.cli.main` as the ``fastcam``
@@ -68,8 +69,10 @@ def tune_malloc() -> str:
     if reason is None:
         try:
             libc = ctypes.CDLL("libc.so.6")
-            ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-            reason = "tuned" if ok else "mallopt refused"
+            refused = [name for name, param, value in (("M_MMAP_MAX", M_MMAP_MAX, 0),
+                                                        ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+                       if libc.mallopt(param, value) != 1]
+            reason = "tuned" if not refused else "mallopt refused " + ", ".join(refused)
         except (OSError, AttributeError):
             reason = "not glibc"
     applied = reason

@@ -51,8 +51,10 @@ def run_ray(images, out: str, config: GenerateConfig, device, *, n_workers: int 
         return summary
     started = False
     if not ray.is_initialized():
+        # the driver's thread count and malloc choice (fastcam.allocator) reach the actors
+        env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "FASTCAM_MALLOC"}
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}})
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **env}})
         started = True
     try:
         gpus = ray.cluster_resources().get("GPU", 0) if device is None or str(device).startswith("cuda") else 0

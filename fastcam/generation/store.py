@@ -141,12 +141,13 @@ def _location_has_content(location: str, storage_options: Optional[dict]) -> boo
 
 
 def _only_temporaries(location: str) -> bool:
-    """A local folder that holds nothing yet but temporary files: a group another
-    process is creating, whose metadata is not renamed into place yet."""
+    """A local folder that holds nothing yet but temporary files (and, renamed
+    into place since it was opened, the group's metadata): a group another process
+    is creating."""
     local = _local_path(location)
     if local is None or not os.path.isdir(local):
         return False
-    return all(_PARTIAL.search(name) for name in os.listdir(local))
+    return all(_PARTIAL.search(name) or name == "zarr.json" for name in os.listdir(local))
 
 
 def _jsonable(value: Any) -> Any:
@@ -196,7 +197,8 @@ class SaliencyStore:
     @classmethod
     def open_or_create(cls, location: str, meta: dict, manifest: Manifest, *, chunk_size: int,
                        storage_options: Optional[dict] = None,
-                       low_res_shape: Optional[tuple[int, int]] = None) -> "SaliencyStore":
+                       low_res_shape: Optional[tuple[int, int]] = None,
+                       _looked_again: bool = False) -> "SaliencyStore":
         """Open ``location`` for this run: create it, or check that its metadata
         matches ``meta`` (else :class:`UsageError`). Creation never deletes
         anything but a store whose own creation was interrupted with other
@@ -245,7 +247,16 @@ class SaliencyStore:
             # it now for the same run (created beside it, deleting nothing)
             wipe = bool(describe_mismatch(stored, meta)) or int(stored.get("chunk_size", -1)) != int(chunk_size)
             break
-        return cls._create(location, meta, manifest, chunk_size, storage_options, low_res_shape, wipe)
+        try:
+            return cls._create(location, meta, manifest, chunk_size, storage_options, low_res_shape, wipe)
+        except zarr.errors.ContainsGroupError:
+            if _looked_again:
+                raise
+            # another process created the group between the look above and this creation:
+            # look again, checking its metadata like any existing store's
+            return cls.open_or_create(location, meta, manifest, chunk_size=chunk_size,
+                                      storage_options=storage_options, low_res_shape=low_res_shape,
+                                      _looked_again=True)
 
     @classmethod
     def _create(cls, location, meta, manifest, chunk_size, storage_options, low_res_shape,
@@ -259,10 +270,7 @@ class SaliencyStore:
         if wipe:
             group = zarr.open_group(location, mode="w", storage_options=options, zarr_format=3, attributes=attrs)
         else:
-            try:
-                group = zarr.open_group(location, mode="a", storage_options=options, zarr_format=3)
-            except Exception:  # noqa: BLE001 - another process created the group since it was looked at
-                group = zarr.open_group(location, mode="r+", storage_options=options)
+            group = zarr.open_group(location, mode="a", storage_options=options, zarr_format=3)
             if not isinstance(group.attrs.get("fastcam"), dict):
                 group.attrs.update(attrs)
         cls._require_arrays(group, meta, n, size, chunk_size, low_res_shape)

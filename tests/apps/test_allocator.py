@@ -4,12 +4,14 @@ goes back to the kernel where it is not; the command sets it, a program calling
 ``main(argv)`` and ``FASTCAM_MALLOC=default`` do not. Each case runs in a fresh
 process (mallopt cannot be undone)."""
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc: Linux only")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                                reason="glibc's malloc: Linux with glibc only")
 
 # the resident memory (MiB) left after a 256 MiB tensor is written and freed
 _KEPT = """

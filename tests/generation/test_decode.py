@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from fastcam.generation.decode import decode_uint8, geometry
@@ -23,8 +24,6 @@ def _rgb(seed: int, h: int, w: int) -> np.ndarray:
 
 
 def _expected(rgb: np.ndarray, size: int, mode: str) -> torch.Tensor:
-    import torchvision.transforms.v2.functional as TF
-
     g = geometry(rgb.shape[0], rgb.shape[1], size, mode)
     t = torch.from_numpy(rgb.copy()).permute(2, 0, 1)
     t = TF.resize(t, [g.height, g.width], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -125,33 +124,53 @@ def test_opening_leaves_a_live_writers_temporary_files(images, reference, tmp_pa
     assert live.exists() and not dead.exists()
 
 
-def test_opening_waits_for_a_group_being_created(images, reference, tmp_path):
+def test_opening_waits_for_a_group_being_created(images, reference, tmp_path, monkeypatch):
     # another process has made the folder and is writing the group's metadata (Zarr writes
     # a temporary file, then renames it): this one waits, never calls it "not a fastcam store"
+    import fastcam.generation.store as store_module
+
     out = tmp_path / "racing.zarr"
     out.mkdir()
     temporary = out / f"zarr.json.{'c' * 32}.partial"
     temporary.write_bytes(b"{")
-    threading.Timer(0.5, temporary.unlink).start()      # that process died: this one creates it
+    waits = []
+
+    def wait(seconds):          # while this one waits, that process dies: this one creates it
+        waits.append(seconds)
+        temporary.unlink(missing_ok=True)
+
+    monkeypatch.setattr(store_module.time, "sleep", wait)
     assert prepare(images, out, GenerateConfig(size=SIZE, batch_size=BATCH)).pending == list(range(7))
+    assert waits                # it waited, rather than finding the folder gone
 
 
-def test_creating_a_group_another_process_just_created(images, reference, tmp_path, monkeypatch):
+@pytest.mark.parametrize("other", ["same run", "another run"])
+def test_creating_a_group_another_process_just_created(images, reference, tmp_path, monkeypatch, other):
     # both looked, saw nothing and create: Zarr's create then finds the other's group
-    # (ContainsGroupError, the --shard x2 benchmark's second crash); this one opens it instead
+    # (ContainsGroupError, the --shard x2 benchmark's second crash); this one looks again
+    # and checks the other's metadata as any existing store's
     import zarr
 
+    from fastcam.generation.store import SaliencyStore
+
     out = tmp_path / "both.zarr"
-    real = zarr.open_group
+    real = SaliencyStore._create.__func__
+    created = []
 
-    def the_other_was_first(store, *args, mode=None, **kwargs):
-        if mode == "a" and not (out / "zarr.json").exists():
-            real(store, mode="a", zarr_format=3)
-            raise zarr.errors.ContainsGroupError(f"A group exists in store {store}")
-        return real(store, *args, mode=mode, **kwargs)
+    def the_other_was_first(cls, location, meta, *args, **kwargs):
+        if not created:         # the other process creates the store, then this one's create fails
+            created.append(location)
+            real(cls, location, meta if other == "same run" else {**meta, "method": "liftcam"}, *args, **kwargs)
+            raise zarr.errors.ContainsGroupError(f"A group exists in store {location}")
+        return real(cls, location, meta, *args, **kwargs)
 
-    monkeypatch.setattr(zarr, "open_group", the_other_was_first)
-    assert prepare(images, out, GenerateConfig(size=SIZE, batch_size=BATCH)).pending == list(range(7))
+    monkeypatch.setattr(SaliencyStore, "_create", classmethod(the_other_was_first))
+    config = GenerateConfig(size=SIZE, batch_size=BATCH)
+    if other == "another run":
+        with pytest.raises(GenerateError, match="made by a different run.*method"):
+            prepare(images, out, config)
+        return
+    assert prepare(images, out, config).pending == list(range(7)) and created
     monkeypatch.undo()
     run_chunks(out, range(7), workers=0)
     finalize(out)
