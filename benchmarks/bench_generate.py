@@ -132,10 +132,15 @@ def _listing(paths, tmp_path) -> Path:
     return listing
 
 
+def _command(listing, out, method, precision) -> list:
+    """``python -m fastcam generate`` with the rows' arguments."""
+    return [sys.executable, "-m", "fastcam", "generate", "--images", str(listing), "--out", str(out),
+            "--method", method, "--size", str(SIZE), "--batch-size", str(BATCH), "--workers", str(WORKERS),
+            "--precision", precision, "--no-progress", "--max-failed", "100%"]
+
+
 def _shard_pair(listing, out, method, precision) -> float:
-    cmd = [sys.executable, "-m", "fastcam", "generate", "--images", str(listing), "--out", str(out),
-           "--method", method, "--size", str(SIZE), "--batch-size", str(BATCH), "--workers", str(WORKERS),
-           "--precision", precision, "--no-progress", "--max-failed", "100%", "--steal"]
+    cmd = _command(listing, out, method, precision) + ["--steal"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     procs = [subprocess.Popen(cmd + ["--shard", f"{i}/2"], env=env, stdout=subprocess.DEVNULL,
@@ -180,11 +185,9 @@ def _malloc_as_the_command_sets_it():
 
 def _cli(listing, out, method, precision, **env) -> float:
     """images/s of one ``python -m fastcam generate`` process (its start included)."""
-    cmd = [sys.executable, "-m", "fastcam", "generate", "--images", str(listing), "--out", str(out),
-           "--method", method, "--size", str(SIZE), "--batch-size", str(BATCH), "--workers", str(WORKERS),
-           "--precision", precision, "--no-progress", "--max-failed", "100%"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
+    proc = subprocess.run(_command(listing, out, method, precision), env={**os.environ, **env},
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         pytest.fail(f"fastcam generate exited {proc.returncode} (its stderr is above)")
@@ -212,6 +215,7 @@ def test_generate_vs_floor(benchmark, shared, x500, tmp_path, local_ray, method,
     key = (method, precision, images)
     benchmark.group = f"generate {method} {precision} {images} {SIZE}px N{len(paths)} B{BATCH}"
     rates: list = []
+    listing = _listing(paths, tmp_path)
 
     def out(name):      # a new store each round
         return tmp_path / f"{name}{len(rates)}.zarr"
@@ -219,23 +223,18 @@ def test_generate_vs_floor(benchmark, shared, x500, tmp_path, local_ray, method,
     def run():
         if kind == "floor":
             rates.append(_floor(paths, method, precision))
-        elif kind == "local":
+        elif kind in ("local", "ray2"):
+            extra = {"executor": "ray", "ray_workers": 2} if kind == "ray2" else {}
             t0 = time.perf_counter()
-            s = fastcam.generate(_listing(paths, tmp_path), out("local"), method, size=SIZE, batch_size=BATCH,
-                                 workers=WORKERS, precision=precision, progress=False, verbose=False)
+            s = fastcam.generate(listing, out(kind), method, size=SIZE, batch_size=BATCH, workers=WORKERS,
+                                 precision=precision, progress=False, verbose=False, **extra)
             rates.append(s.n_images / (time.perf_counter() - t0))
         elif kind == "cli":
-            rates.append(_cli(_listing(paths, tmp_path), out("cli"), method, precision))
+            rates.append(_cli(listing, out("cli"), method, precision))
         elif kind == "cli_default_malloc":
-            rates.append(_cli(_listing(paths, tmp_path), out("cli"), method, precision, FASTCAM_MALLOC="default"))
-        elif kind == "ray2":
-            t0 = time.perf_counter()
-            s = fastcam.generate(_listing(paths, tmp_path), out("ray"), method, size=SIZE, batch_size=BATCH,
-                                 workers=WORKERS, precision=precision, executor="ray", ray_workers=2,
-                                 progress=False, verbose=False)
-            rates.append(s.n_images / (time.perf_counter() - t0))
+            rates.append(_cli(listing, out("cli"), method, precision, FASTCAM_MALLOC="default"))
         else:
-            rates.append(_shard_pair(_listing(paths, tmp_path), out("shard"), method, precision))
+            rates.append(_shard_pair(listing, out("shard"), method, precision))
 
     benchmark.extra_info["baseline"] = kind == "floor"
     rounds = ROUNDS if kind in ("floor", "local") else 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..allocator import release_free_heap
 from .decode import decode_uint8
 from .manifest import (IMAGE_EXTENSIONS, ImagesSpec, Manifest, list_inputs, read_bytes, read_table_cells,
                        redact, table_row)
@@ -157,7 +157,7 @@ def chunk_batches(dataset: ChunkDataset, chunks: Iterable[int], *, workers: int,
                         pin_memory=pin_memory, **kwargs)
     if workers == 0:
         return iter(loader)
-    _release_free_heap()
+    release_free_heap()
     gc.freeze()       # the workers' garbage collector leaves the inherited objects' pages shared
     try:
         return iter(loader)
@@ -173,19 +173,3 @@ class _Lazy:
 
     def __iter__(self):
         return iter(self.items)
-
-
-def _release_free_heap() -> None:
-    """Return the C heap's free pages to the OS before the loader forks its
-    workers. Pages shared with a forked child are copied on the parent's next
-    write to them (copy-on-write); in a process that had already computed large
-    batches (a notebook, a benchmark) the allocator reuses gigabytes of such
-    pages, which made the first batch after the fork about 5x slower."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):   # not glibc
-        pass
